@@ -1,0 +1,4 @@
+from glmocr_lf.cli import main
+
+if __name__ == "__main__":
+    main()

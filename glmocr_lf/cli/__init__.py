@@ -1,0 +1,93 @@
+"""The `glmocr-lf` command line: a thin client of the glmocr_lf library.
+
+Heavy packages (torch, transformers, llamafactory) are imported only inside the commands that need
+them, so `--help`, `config` and `data` start instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from glmocr_lf import __version__
+from glmocr_lf.cli import terminal
+from glmocr_lf.constants import ENV_DEBUG
+from glmocr_lf.errors import GlmocrLfError
+
+
+class _UserError(click.ClickException):
+    """Carries a GlmocrLfError through Click so it is rendered once, without a traceback."""
+
+    def __init__(self, err: GlmocrLfError) -> None:
+        super().__init__(err.message)
+        self.err = err
+        self.exit_code = err.exit_code  # type: ignore[misc]
+
+    def show(self, file: Any = None) -> None:
+        terminal.error(self.err.message)
+        if self.err.hint:
+            terminal.info(f"Hint: {self.err.hint}")
+
+
+def debug_enabled(ctx: click.Context | None = None) -> bool:
+    if os.environ.get(ENV_DEBUG, "").lower() in {"1", "true", "yes"}:
+        return True
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.obj and root.obj.get("debug"))
+
+
+class GlmocrGroup(click.Group):
+    """Renders our errors (exit 1, or the child's code) and keeps tracebacks for --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GlmocrLfError as err:
+            if debug_enabled(ctx):
+                raise
+            raise _UserError(err) from None
+        except KeyboardInterrupt:
+            if debug_enabled(ctx):
+                raise
+            terminal.error("interrupted")
+            ctx.exit(130)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from glmocr_lf.versions import installed
+
+    click.echo(f"glmocr-lf {__version__}")
+    for dist in ("llamafactory", "transformers"):
+        version = installed(dist)
+        click.echo(f"{dist} {version}" if version else f"{dist} not installed")
+    ctx.exit()
+
+
+@click.group(cls=GlmocrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show glmocr-lf's version and the installed llamafactory and transformers.")
+@click.option("--debug", is_flag=True, help=f"Show tracebacks (also {ENV_DEBUG}=1).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Fine-tune GLM-OCR on LLaMA-Factory: validated configs, staged datasets, training,
+    export and OCR evaluation."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    from glmocr_lf.cli.config import config_group
+
+    cli.add_command(config_group)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="glmocr-lf", args=sys.argv[1:])

@@ -1,0 +1,37 @@
+"""Names that cross process boundaries: environment variables, file names, fixed values."""
+
+from __future__ import annotations
+
+# Our own switches.
+ENV_DEBUG = "GLMOCR_LF_DEBUG"
+
+# LLaMA-Factory launcher variables (llamafactory/launcher.py, extras/misc.py).
+ENV_FORCE_TORCHRUN = "FORCE_TORCHRUN"
+ENV_NNODES = "NNODES"
+ENV_NODE_RANK = "NODE_RANK"
+ENV_NPROC_PER_NODE = "NPROC_PER_NODE"
+ENV_MASTER_ADDR = "MASTER_ADDR"
+ENV_MASTER_PORT = "MASTER_PORT"
+ENV_DISABLE_VERSION_CHECK = "DISABLE_VERSION_CHECK"
+ENV_USE_MODELSCOPE_HUB = "USE_MODELSCOPE_HUB"
+ENV_CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+ENV_RECORD_VRAM = "RECORD_VRAM"
+ENV_OMP_NUM_THREADS = "OMP_NUM_THREADS"
+
+# GLM-OCR.
+TEMPLATE = "glm_ocr"
+MODEL_TYPE = "glm_ocr"
+HF_MODEL_ID = "zai-org/GLM-OCR"
+MODELSCOPE_MODEL_ID = "ZhipuAI/GLM-OCR"
+TASK_PROMPTS = {
+    "text": "Text Recognition:",
+    "table": "Table Recognition:",
+    "formula": "Formula Recognition:",
+}
+IMAGE_PLACEHOLDER = "<image>"
+
+# LLaMA-Factory defaults we reason about (hparams/model_args.py).
+LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768
+LF_DEFAULT_IMAGE_MIN_PIXELS = 32 * 32
+
+DATASET_INFO = "dataset_info.json"

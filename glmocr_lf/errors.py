@@ -1,0 +1,64 @@
+"""One error hierarchy: every user mistake is a GlmocrLfError, rendered by the CLI without a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class GlmocrLfError(Exception):
+    """A problem the user can fix. The CLI prints it in red on stderr and exits with `exit_code`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: `path` is a dotted key path (`train.learning_rate`) or a sample locator."""
+
+    path: str
+    message: str
+
+    def render(self) -> str:
+        return f"  {self.path}: {self.message}" if self.path else f"  {self.message}"
+
+
+class ConfigError(GlmocrLfError):
+    """A config file that cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = [p.render() for p in self.problems]
+        super().__init__(f"{source}\n" + "\n".join(lines))
+
+
+class DataError(GlmocrLfError):
+    """A dataset that cannot be used (unreadable file, bad JSON, invalid samples)."""
+
+
+class LaunchError(GlmocrLfError):
+    """Something that stops a launch before any process starts."""
+
+
+class ChildFailedError(GlmocrLfError):
+    """A child process (llamafactory-cli) failed; its exit code becomes ours."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MissingDependencyError(GlmocrLfError):
+    """A heavy dependency (torch, transformers, llamafactory) is needed but not installed."""
+
+    def __init__(self, package: str, purpose: str) -> None:
+        super().__init__(
+            f"{package} is required to {purpose} but is not installed",
+            hint="install the training stack: `make install`, or see README § Install",
+        )
