@@ -79,11 +79,11 @@ def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) 
     """
     import torch
     from transformers import (
-        GlmOcrConfig,
-        GlmOcrForConditionalGeneration,
         Glm46VImageProcessor,
         Glm46VProcessor,
         Glm46VVideoProcessor,
+        GlmOcrConfig,
+        GlmOcrForConditionalGeneration,
     )
 
     out_dir = Path(out_dir)
