@@ -1,0 +1,43 @@
+"""Shared fixtures: every test runs offline, in its own working directory, with no user state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_JSON = SHARED_DATA / "cosyn_chemical.json"
+SAMPLE_IMAGES = SHARED_DATA / "cosyn_chemical"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / ".hf"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("GLMOCR_LF_DEBUG", raising=False)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def venv_bin(name: str) -> str:
+    """A console script installed beside the running interpreter."""
+    import sys
+
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLMOCR_LF")}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env

@@ -1,0 +1,217 @@
+"""`glmocr-lf config`: new, validate, schema, through the CLI with exact output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from glmocr_lf.cli import cli
+
+
+def invoke(runner: CliRunner, *args: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    return runner.invoke(cli, list(args), catch_exceptions=False, **kwargs)  # type: ignore[arg-type]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"
+
+
+def test_new_then_validate_exits_0(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "Wrote x.yaml"
+    result = invoke(runner, "config", "validate", "x.yaml")
+    assert result.exit_code == 0
+    assert "OK: x.yaml" in result.stderr.splitlines()
+
+
+def test_new_prints_yaml_in_llamafactory_section_order(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "new", "--method", "full", "--model", "/models/glm", "--dataset", "mine")
+    assert result.exit_code == 0
+    headers = [line for line in result.stdout.splitlines() if line.startswith("### ")]
+    assert headers == ["### model", "### method", "### dataset", "### output", "### train"]
+    assert "model_name_or_path: /models/glm" in result.stdout
+    assert "dataset: mine" in result.stdout
+    assert "finetuning_type: full" in result.stdout
+
+
+def test_new_set_overrides_and_types(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rank=16",
+                    "--set", "bf16=false", "--set", "learning_rate=2e-4", "-o", "x.yaml")
+    assert result.exit_code == 0
+    text = Path("x.yaml").read_text()
+    assert "lora_rank: 16 " in text
+    assert "bf16: false " in text
+    assert "learning_rate: 0.0002 " in text
+
+
+def test_new_set_typo_suggests(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: override", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
+
+
+def test_new_refuses_to_overwrite_without_force(runner: CliRunner) -> None:
+    write(Path("x.yaml"), "keep me\n")
+    result = invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: x.yaml: already exists", "Hint: pass --force to overwrite it"]
+    assert Path("x.yaml").read_text() == "keep me\n"
+    assert invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml", "--force").exit_code == 0
+
+
+def test_typo_names_the_right_key(runner: CliRunner) -> None:
+    write(Path("bad.yaml"), MINIMAL + "lora_rnak: 8\n")
+    result = invoke(runner, "config", "validate", "bad.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: bad.yaml", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
+
+
+def test_fp16_fails_with_reason(runner: CliRunner) -> None:
+    write(Path("fp16.yaml"), MINIMAL + "fp16: true\n")
+    result = invoke(runner, "config", "validate", "fp16.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: fp16.yaml",
+        "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
+    ]
+
+
+def test_yaml_syntax_error_reports_line(runner: CliRunner) -> None:
+    write(Path("broken.yaml"), "model_name_or_path: x\nlora_rank: [8\ntemplate: glm_ocr\n")
+    result = invoke(runner, "config", "validate", "broken.yaml")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: broken.yaml"
+    assert lines[1].startswith("  line 3, column ")
+    assert "YAML syntax error" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("finetuning_type: full\nlora_rank: 8\n",
+         "  method.lora_rank: only applies to LoRA; remove it or set finetuning_type: lora"),
+        ("template: glm4v\n", "  dataset.template: GLM-OCR needs template: glm_ocr (got 'glm4v'); other templates tokenise images and answers differently"),
+        ("image_max_pixels: 100\nimage_min_pixels: 200\n",
+         "  model.image_max_pixels: 100 is smaller than image_min_pixels (200); raise it or lower image_min_pixels"),
+        ("train_on_prompt: true\n", "  dataset.train_on_prompt: LLaMA-Factory refuses it for the glm_ocr template; remove it"),
+        ("flash_attn: fa3\n", "  model.flash_attn: fa3 is not implemented for GLM-OCR in LLaMA-Factory; use auto (SDPA) or fa2"),
+        ("dataset: a\nval_size: 0.1\neval_dataset: b\n", "  eval.val_size: set either val_size or eval_dataset, not both"),
+        ("warmup_ratio: 0.1\nwarmup_steps: 10\n",
+         "  train.warmup_ratio: set either warmup_ratio or warmup_steps (a value < 1 is a ratio), not both"),
+        ("learning_rate: 0\n", "  train.learning_rate: Input should be greater than 0"),
+        ("finetuning_type: qlora\n", "  method.finetuning_type: Input should be 'lora' or 'full'"),
+        ("do_train: true\n", "  dataset.dataset: training needs a dataset name; register one with `glmocr-lf data register NAME FILE`"),
+    ],
+)
+def test_rules(runner: CliRunner, extra: str, expected: str) -> None:
+    body = MINIMAL.replace("template: glm_ocr\n", "") if "template:" in extra else MINIMAL
+    write(Path("c.yaml"), body + extra)
+    result = invoke(runner, "config", "validate", "c.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: c.yaml", expected]
+
+
+def test_every_problem_reported_not_just_the_first(runner: CliRunner) -> None:
+    write(Path("c.yaml"), "lora_rnak: 8\nlogging_steps: -1\n")
+    result = invoke(runner, "config", "validate", "c.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: c.yaml",
+        "  lora_rnak: unknown key; did you mean 'lora_rank'?",
+        "  model.model_name_or_path: required key is missing",
+        "  output.logging_steps: Input should be greater than 0",
+    ]
+    assert "pydantic" not in result.stderr
+
+
+def test_validate_several_files_exit_1_if_any_bad(runner: CliRunner) -> None:
+    write(Path("good.yaml"), MINIMAL)
+    write(Path("bad.yaml"), MINIMAL + "fp16: true\n")
+    result = invoke(runner, "config", "validate", "good.yaml", "bad.yaml", "missing.yaml")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "OK: good.yaml" in lines
+    assert "Error: bad.yaml" in lines
+    assert lines[-2:] == ["Error: missing.yaml", "  file not found"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "  file is empty"), ("- a\n- b\n", "  must be a mapping of key: value, got a list")],
+)
+def test_validate_non_mapping(runner: CliRunner, content: str, message: str) -> None:
+    write(Path("c.yaml"), content)
+    result = invoke(runner, "config", "validate", "c.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: c.yaml", message]
+
+
+def test_validate_directory_and_non_utf8(runner: CliRunner) -> None:
+    Path("adir").mkdir()
+    Path("latin.yaml").write_bytes(b"model_name_or_path: caf\xe9\n")
+    result = invoke(runner, "config", "validate", "adir", "latin.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: adir", "  is a directory, not a YAML file",
+        "Error: latin.yaml", "  not UTF-8 text (byte 23)",
+    ]
+
+
+def test_bf16_warns_without_bf16_gpu(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf import machine
+
+    monkeypatch.setattr(machine, "gpus", lambda: ())
+    write(Path("c.yaml"), MINIMAL + "bf16: true\n")
+    result = invoke(runner, "config", "validate", "c.yaml")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "OK: c.yaml",
+        "Warning: c.yaml: train.bf16: this machine has no GPU with bf16 (compute capability >= 8.0); "
+        "training here would fail: set bf16: false to train in fp32",
+    ]
+
+
+def test_schema_is_json_with_every_key(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["model_name_or_path"]
+    for key in ("lora_rank", "image_max_pixels", "val_size", "deepspeed", "tokenized_path", "seed"):
+        assert key in schema["properties"]
+    assert schema["properties"]["lora_rank"]["x-section"] == "method"
+
+
+def test_usage_error_exits_2(runner: CliRunner) -> None:
+    result = invoke(runner, "config", "new", "--method", "qlora")
+    assert result.exit_code == 2
+
+
+def test_debug_shows_traceback(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        invoke(runner, "--debug", "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+    monkeypatch.setenv("GLMOCR_LF_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+
+
+def test_version_lists_stack(runner: CliRunner) -> None:
+    from glmocr_lf import __version__
+    from glmocr_lf.versions import installed
+
+    result = invoke(runner, "--version")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"glmocr-lf {__version__}"
+    assert lines[1] == f"llamafactory {installed('llamafactory')}" if installed("llamafactory") else "llamafactory not installed"
