@@ -1,0 +1,1 @@
+"""OCR evaluation: generate answers (`generate`), score them (`score`), compare two runs (`compare`)."""

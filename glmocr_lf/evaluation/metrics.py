@@ -1,0 +1,294 @@
+"""OCR metrics, as GLM-OCR's authors measure quality (reference/glm-ocr.md, "How OCR quality is measured").
+
+Every function takes (prediction, reference) strings and never raises on odd input: empty strings,
+malformed HTML and invalid JSON all get a defined score. Edit distances come from rapidfuzz; TEDS is
+the PubTabNet definition (apted tree edit distance over lxml-parsed tables).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+
+# --------------------------------------------------------------------------------------------------
+# Text
+
+
+def normalized_edit_distance(prediction: str, reference: str) -> float:
+    """Levenshtein distance / max(len) (OmniDocBench's text metric): 0 = identical, 1 = nothing shared."""
+    return float(Levenshtein.normalized_distance(prediction, reference))
+
+
+def character_error_rate(prediction: str, reference: str) -> float:
+    """Levenshtein distance / len(reference); unbounded above. An empty reference scores 0 or 1."""
+    if not reference:
+        return 0.0 if not prediction else 1.0
+    return Levenshtein.distance(prediction, reference) / len(reference)
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return 1.0 if prediction == reference else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables: TEDS (Zhong et al. 2020, PubTabNet's `metric.py`; OmniDocBench uses the same code)
+
+CELL_TAGS = frozenset({"td", "th"})
+
+
+@dataclass
+class _TableNode:
+    tag: str
+    colspan: int = 1
+    rowspan: int = 1
+    content: list[str] = field(default_factory=list)
+    children: list[_TableNode] = field(default_factory=list)
+
+
+def _cell_tokens(node: Any) -> list[str]:
+    """A cell's content as PubTabNet tokenises it: characters, plus `<tag>`/`</tag>` for markup."""
+    tokens: list[str] = []
+
+    def walk(element: Any, is_cell: bool) -> None:
+        tokens.append(f"<{element.tag}>")
+        if element.text:
+            tokens.extend(element.text)
+        for child in element:
+            walk(child, False)
+        tokens.append(f"</{element.tag}>")
+        if not is_cell and element.tail:
+            tokens.extend(element.tail)
+
+    walk(node, True)
+    return tokens[1:-1]
+
+
+def _span(node: Any, name: str) -> int:
+    try:
+        return int(node.attrib.get(name, "1"))
+    except ValueError:
+        return 1
+
+
+def _build_tree(node: Any, structure_only: bool) -> _TableNode:
+    if node.tag in CELL_TAGS:
+        content = [] if structure_only else _cell_tokens(node)
+        return _TableNode(node.tag, _span(node, "colspan"), _span(node, "rowspan"), content)
+    tree = _TableNode(node.tag)
+    tree.children = [_build_tree(child, structure_only) for child in node
+                     if isinstance(child.tag, str)]  # skip comments / processing instructions
+    return tree
+
+
+def _parse_table(markup: str) -> Any | None:
+    """The first `<table>` element in `markup`, or None when there is none or it cannot be parsed."""
+    if "<table" not in markup.lower():
+        return None
+    from lxml import etree, html
+
+    try:
+        parser = html.HTMLParser(remove_comments=True, encoding="utf-8")
+        document = html.document_fromstring(f"<html><body>{markup}</body></html>".encode(),
+                                            parser=parser)
+    except (etree.ParserError, ValueError):
+        return None
+    tables = document.xpath("//table")
+    return tables[0] if tables else None
+
+
+def _apted_config() -> Any:
+    from apted import Config
+
+    class TedsConfig(Config):  # type: ignore[misc]
+        def rename(self, node1: _TableNode, node2: _TableNode) -> float:
+            if (node1.tag, node1.colspan, node1.rowspan) != (node2.tag, node2.colspan, node2.rowspan):
+                return 1.0
+            if node1.tag in CELL_TAGS and (node1.content or node2.content):
+                return _sequence_ned(node1.content, node2.content)
+            return 0.0
+
+        def children(self, node: _TableNode) -> list[_TableNode]:
+            return node.children
+
+    return TedsConfig()
+
+
+def _sequence_ned(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    longest = max(len(a), len(b))
+    return Levenshtein.distance(a, b) / longest if longest else 0.0
+
+
+def teds(prediction: str, reference: str, *, structure_only: bool = False) -> float:
+    """Tree-edit-distance similarity of two HTML tables: 1 - TED / max(nodes), in [0, 1].
+
+    Renaming a cell costs 1 if tag, colspan or rowspan differ, else the normalised edit distance of
+    the cell contents (0 with `structure_only`, i.e. TEDS-S). No table in either string scores 0.
+    """
+    pred_table, ref_table = _parse_table(prediction), _parse_table(reference)
+    if pred_table is None or ref_table is None:
+        return 0.0
+    from apted import APTED
+
+    n_nodes = max(len(pred_table.xpath(".//*")), len(ref_table.xpath(".//*")))
+    distance = APTED(_build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only),
+                     _apted_config()).compute_edit_distance()
+    if n_nodes == 0:  # two empty <table></table>
+        return 1.0 if distance == 0 else 0.0
+    return max(0.0, 1.0 - float(distance) / n_nodes)
+
+
+def is_table(reference: str) -> bool:
+    return "<table" in reference.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# Formulas: edit distance on normalised LaTeX (the practical stand-in for CDM)
+
+_MATH_DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+_LATEX_TOKEN = re.compile(r"\\[a-zA-Z]+|\\.|\s+|.", re.DOTALL)
+# Spacing and sizing commands that change layout, not content.
+_LATEX_DROPPED = frozenset({
+    "\\,", "\\;", "\\:", "\\!", "\\ ", "~", "\\quad", "\\qquad", "\\displaystyle", "\\textstyle",
+    "\\scriptstyle", "\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\bigl", "\\bigr",
+    "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\Biggl", "\\Biggr", "\\limits", "\\nolimits",
+})
+_LATEX_ALIASES = {"\\dfrac": "\\frac", "\\tfrac": "\\frac", "\\le": "\\leq", "\\ge": "\\geq",
+                  "\\neq": "\\ne", "\\to": "\\rightarrow", "\\gets": "\\leftarrow"}
+
+
+def strip_math_delimiters(latex: str) -> str:
+    text = latex.strip()
+    for left, right in _MATH_DELIMITERS:
+        if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
+            return text[len(left):len(text) - len(right)].strip()
+    return text
+
+
+def looks_like_latex(reference: str) -> bool:
+    """A reference wrapped in math delimiters or opening a LaTeX environment."""
+    text = reference.strip()
+    if text.startswith("\\begin{"):
+        return True
+    return any(len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right)
+               for left, right in _MATH_DELIMITERS)
+
+
+def normalize_latex(latex: str) -> str:
+    """Canonical LaTeX for comparison: no math delimiters, whitespace, spacing/sizing commands;
+    aliases unified (`\\dfrac` -> `\\frac`); single-token scripts unbraced (`x^{2}` -> `x^2`)."""
+    tokens = [_LATEX_ALIASES.get(t, t) for t in _LATEX_TOKEN.findall(strip_math_delimiters(latex))]
+    tokens = [t for t in tokens if not t.isspace() and t not in _LATEX_DROPPED]
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in ("^", "_") and tokens[i + 1:i + 4:2] == ["{", "}"]:
+            out += [token, tokens[i + 2]]
+            i += 4
+            continue
+        # keep a control word apart from a following letter (`\alpha b`, not `\alphab`)
+        if out and re.fullmatch(r"\\[a-zA-Z]+", out[-1]) and token[0].isalpha():
+            out.append(" ")
+        out.append(token)
+        i += 1
+    return "".join(out)
+
+
+def latex_edit_distance(prediction: str, reference: str) -> float:
+    return normalized_edit_distance(normalize_latex(prediction), normalize_latex(reference))
+
+
+def latex_exact_match(prediction: str, reference: str) -> float:
+    return exact_match(normalize_latex(prediction), normalize_latex(reference))
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON answers (information extraction)
+
+_CODE_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+def parse_json_answer(text: str) -> tuple[bool, Any]:
+    """(True, value) if `text` (optionally inside a ```json fence) is a JSON object or array."""
+    stripped = text.strip()
+    fenced = _CODE_FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    if not stripped or stripped[0] not in "[{":
+        return False, None
+    try:
+        return True, json.loads(stripped)
+    except ValueError:
+        return False, None
+
+
+def is_json_answer(reference: str) -> bool:
+    return parse_json_answer(reference)[0]
+
+
+def json_fields(value: Any, path: str = "") -> Counter[tuple[str, str]]:
+    """Leaf (path, value) pairs; list positions are not part of the path, so order does not matter."""
+    fields: Counter[tuple[str, str]] = Counter()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            fields += json_fields(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            fields += json_fields(item, f"{path}[]")
+    else:
+        text = value.strip() if isinstance(value, str) else json.dumps(value)
+        fields[(path, text)] += 1
+    return fields
+
+
+def json_field_f1(prediction: str, reference: str) -> float:
+    """F1 over leaf (path, value) pairs; invalid predicted JSON scores 0; two empty answers score 1."""
+    ref_ok, ref_value = parse_json_answer(reference)
+    pred_ok, pred_value = parse_json_answer(prediction)
+    if not (ref_ok and pred_ok):
+        return 0.0
+    pred_fields, ref_fields = json_fields(pred_value), json_fields(ref_value)
+    total = sum(pred_fields.values()) + sum(ref_fields.values())
+    if total == 0:
+        return 1.0
+    return 2 * sum((pred_fields & ref_fields).values()) / total
+
+
+def json_valid(prediction: str) -> float:
+    return 1.0 if parse_json_answer(prediction)[0] else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Repetition (answers that degenerate into loops)
+
+REPETITION_MIN_CHARS = 40
+REPETITION_MIN_REPEATS = 3
+REPETITION_MAX_UNIT = 200
+
+
+def repeated_tail(text: str, *, min_chars: int = REPETITION_MIN_CHARS,
+                  min_repeats: int = REPETITION_MIN_REPEATS,
+                  max_unit: int = REPETITION_MAX_UNIT) -> str:
+    """The looping tail of `text` (a unit repeated >= min_repeats times over >= min_chars), or ''."""
+    n = len(text)
+    for unit in range(1, min(max_unit, n // min_repeats) + 1):
+        run = 0
+        while run < n - unit and text[n - 1 - run] == text[n - 1 - run - unit]:
+            run += 1
+        span = run + unit
+        if span >= min_chars and span // unit >= min_repeats:
+            return text[n - span:]
+    return ""
+
+
+def is_repetitive(prediction: str, reference: str) -> float:
+    """1.0 when the prediction ends in a loop that the reference does not contain (leader dots
+    or rows that really repeat in the reference are not loops)."""
+    tail = repeated_tail(prediction)
+    return 1.0 if tail and tail not in reference else 0.0
