@@ -25,10 +25,18 @@ IMAGE_BOUNDARY_TOKENS = 2
 
 
 def lf_preprocess_size(width: int, height: int, max_pixels: int, min_pixels: int) -> tuple[int, int]:
-    """(width, height) after LLaMA-Factory's pre-resize (base plugin + Qwen2-VL family rules)."""
+    """(width, height) after LLaMA-Factory's pre-resize (base plugin + Qwen2-VL family rules).
+
+    Raises ValueError for sizes LLaMA-Factory itself cannot resize (it would crash mid-run).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         factor = math.sqrt(max_pixels / (width * height))
         width, height = int(width * factor), int(height * factor)
+        if width == 0 or height == 0:
+            # LLaMA-Factory divides by zero (or PIL refuses a 0-pixel resize) here
+            raise ValueError(f"aspect ratio too extreme: downscaling to image_max_pixels leaves {width}x{height} pixels")
     if width * height < min_pixels:
         factor = math.sqrt(min_pixels / (width * height))
         width, height = int(width * factor), int(height * factor)

@@ -82,8 +82,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from glmocr_lf.cli.config import config_group
+    from glmocr_lf.cli.data import data_group
+    from glmocr_lf.cli.eval import eval_group
 
     cli.add_command(config_group)
+    cli.add_command(data_group)
+    cli.add_command(eval_group)
 
 
 _register()

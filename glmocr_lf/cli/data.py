@@ -1,0 +1,128 @@
+"""`glmocr-lf data`: validate, register, list, remove, describe and convert datasets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from glmocr_lf.cli import terminal
+
+if TYPE_CHECKING:
+    from glmocr_lf.data.validate import CheckOptions, Progress, ValidationReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROBLEM_FORMAT = """\b
+Problems are printed one a line on stderr:
+  FILE: sample N: FIELD: message           (JSON list)
+  FILE:LINE: sample N: FIELD: message      (JSON Lines)
+N counts samples from 0 (as `jq '.[N]'`), LINE counts lines from 1; warnings read
+`FIELD: warning: message`."""
+
+
+def _budget_options(func: F) -> F:
+    options = [
+        click.option("--media-dir", type=click.Path(path_type=Path),
+                     help="Base of relative image paths (default: the dataset file's folder)."),
+        click.option("--cutoff-len", type=click.IntRange(min=1),
+                     help="Check the token budget against this cutoff_len."),
+        click.option("--image-max-pixels", type=click.IntRange(min=1),
+                     help="LLaMA-Factory's image_max_pixels (default 589824 = 768x768)."),
+        click.option("--image-min-pixels", type=click.IntRange(min=1),
+                     help="LLaMA-Factory's image_min_pixels (default 1024 = 32x32)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Read cutoff_len and image_max/min_pixels from a training config."),
+        click.option("--model", type=click.Path(file_okay=False, path_type=Path),
+                     help="Model folder whose tokenizer counts text tokens exactly (slower)."),
+        click.option("--allow-outside", is_flag=True,
+                     help="Accept absolute image paths and paths outside the media dir."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _check_options(media_dir: Path | None, cutoff_len: int | None, image_max_pixels: int | None,
+                   image_min_pixels: int | None, config_file: Path | None, model: Path | None,
+                   allow_outside: bool) -> CheckOptions:
+    from glmocr_lf.data.validate import CheckOptions
+
+    defaults = CheckOptions()
+    if config_file is not None:
+        from glmocr_lf.config import load_config
+
+        cfg = load_config(config_file)
+        cutoff_len = cutoff_len or cfg.cutoff_len
+        image_max_pixels = image_max_pixels or cfg.image_max_pixels
+        image_min_pixels = image_min_pixels or cfg.image_min_pixels
+    return CheckOptions(
+        media_dir=media_dir, cutoff_len=cutoff_len,
+        image_max_pixels=image_max_pixels or defaults.image_max_pixels,
+        image_min_pixels=image_min_pixels or defaults.image_min_pixels,
+        model=model, allow_outside=allow_outside)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Progress | None]:
+    """A Rich bar on an interactive stderr, nothing otherwise (logs and tests stay clean)."""
+    if not terminal.is_interactive():
+        yield None
+        return
+    from rich.progress import Progress as Bar
+
+    with Bar(console=terminal.console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def render_problems(report: ValidationReport) -> None:
+    for item in report.problems:
+        if item.severity == "error":
+            terminal.console.print(item.render(), style="red", markup=False, highlight=False)
+        else:
+            terminal.console.print(item.render(), style="yellow", markup=False, highlight=False)
+
+
+def _summary(report: ValidationReport) -> str:
+    errors, warnings = len(report.errors), len(report.warnings)
+    return (f"{report.file}: {report.samples} samples, {report.ok} OK, "
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Validate, register and inspect GLM-OCR datasets (ShareGPT JSON or JSONL)."""
+
+
+@data_group.command("validate", epilog=PROBLEM_FORMAT)
+@click.argument("file", type=click.Path(path_type=Path))
+@_budget_options
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
+def data_validate(file: Path, media_dir: Path | None, cutoff_len: int | None,
+                  image_max_pixels: int | None, image_min_pixels: int | None,
+                  config_file: Path | None, model: Path | None, allow_outside: bool,
+                  as_json: bool) -> None:
+    """Check every sample of FILE; exit 0 when there are no errors, 1 otherwise."""
+    from glmocr_lf.data.validate import validate_file
+
+    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
+                             config_file, model, allow_outside)
+    with _progress("checking images") as progress:
+        report = validate_file(file, options, progress=progress)
+    if as_json:
+        terminal.out(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        render_problems(report)
+    if report.errors:
+        terminal.error(_summary(report))
+        raise click.exceptions.Exit(1)
+    terminal.success(_summary(report))

@@ -1,0 +1,1 @@
+"""Datasets: read, validate, stage and register GLM-OCR ShareGPT data for LLaMA-Factory."""
