@@ -1,0 +1,114 @@
+"""`glmocr-lf eval`: generate answers on a dataset, score them with OCR metrics, compare two runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from glmocr_lf.cli import terminal
+from glmocr_lf.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Score OCR quality: base model vs fine-tuned, with the metrics GLM-OCR's authors use."""
+
+
+@eval_group.command("run")
+@click.option("--model", required=True, help="Model directory or HF id (a base or an exported model).")
+@click.option("--adapter", type=click.Path(file_okay=False, path_type=Path),
+              help="LoRA adapter directory (a training output) applied on top of --model.")
+@click.option("--dataset", required=True,
+              help="Registered dataset name (in --data-dir/dataset_info.json) or a ShareGPT file.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+              show_default=True, help="Directory holding dataset_info.json.")
+@click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="1.0 = plain greedy; GLM-OCR's own SDK uses 1.1.")
+@click.option("--image-max-pixels", type=click.IntRange(min=1),
+              help="Resize images as training did [default: from the export/run record, else 589824].")
+@click.option("--image-min-pixels", type=click.IntRange(min=1), default=LF_DEFAULT_IMAGE_MIN_PIXELS,
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory [default: evals/<model>[-<adapter>]].")
+@click.option("--force", is_flag=True, help="Overwrite predictions already in --out.")
+def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
+             max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
+             image_max_pixels: int | None, image_min_pixels: int, batch_size: int, device: str,
+             out_dir: Path | None, force: bool) -> None:
+    """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
+    the scores."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from glmocr_lf.evaluation.generate import RunOptions, default_out_dir, run_evaluation
+    from glmocr_lf.evaluation.score import render_scores
+
+    options = RunOptions(
+        model=model, adapter=adapter, dataset=dataset, data_dir=data_dir, max_samples=max_samples,
+        max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+        image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels,
+        batch_size=batch_size, device=device,
+        out_dir=out_dir or default_out_dir(model, adapter), force=force,
+    )
+    def show_plan(lines: list[str]) -> None:
+        for line in lines:
+            terminal.note(line)
+
+    progress = Progress("generating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=terminal.console, disable=not terminal.is_interactive())
+    with progress:
+        bar = progress.add_task("generate", total=None)
+        result = run_evaluation(
+            options,
+            on_start=show_plan,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    terminal.out(render_scores(result.scores))
+    terminal.success(f"Wrote {result.predictions_path} and {result.scores_path}")
+
+
+@eval_group.command("score")
+@click.argument("predictions", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def eval_score(predictions: Path, as_json: bool) -> None:
+    """Score a predictions file (ours, or LLaMA-Factory's generated_predictions.jsonl) per task and
+    overall."""
+    from glmocr_lf.evaluation.score import render_scores, score_file
+
+    scores = score_file(predictions)
+    if as_json:
+        terminal.out(json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        terminal.out(render_scores(scores))
+
+
+@eval_group.command("compare")
+@click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report here instead of stdout.")
+@click.option("--json", "as_json", is_flag=True, help="JSON report instead of markdown.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the most regressed samples to list.")
+def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json: bool,
+                 top: int) -> None:
+    """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions."""
+    from glmocr_lf.evaluation.compare import compare_files, render_markdown
+    from glmocr_lf.fsutil import atomic_write_text
+
+    comparison = compare_files(baseline, candidate, top=top)
+    if as_json:
+        report = json.dumps(comparison.to_json(), indent=2, ensure_ascii=False) + "\n"
+    else:
+        report = render_markdown(comparison)
+    if out_file is None:
+        terminal.out(report)
+        return
+    atomic_write_text(out_file, report)
+    terminal.info(comparison.verdict.line)
+    terminal.success(f"Wrote {out_file}")

@@ -1,0 +1,182 @@
+"""Scores per sample, per task (grouped by task prompt) and overall.
+
+Every sample gets the text metrics (ned, cer, exact) and the repetition flag. On top, by what the
+reference is: a table (`<table>`) gets teds and teds_s; a formula (formula prompt or a LaTeX-wrapped
+reference) gets latex_ned and latex_exact; a JSON reference gets json_valid and json_f1. `quality`
+is the one higher-is-better number per sample used for verdicts: teds, 1 - latex_ned, json_f1 or
+1 - ned. Task and overall values are means over the samples that have the metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from glmocr_lf.constants import TASK_PROMPTS
+from glmocr_lf.evaluation import metrics as m
+from glmocr_lf.evaluation.predictions import Prediction, read_predictions
+
+SampleKind = Literal["text", "table", "formula", "json"]
+OVERALL = "overall"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("quality", True, "primary score in [0, 1]: teds, 1-latex_ned, json_f1 or 1-ned"),
+    Metric("ned", False, "edit distance / max length (OmniDocBench)"),
+    Metric("cer", False, "edit distance / reference length"),
+    Metric("exact", True, "prediction equals reference"),
+    Metric("teds", True, "table tree-edit-distance similarity, cell content included"),
+    Metric("teds_s", True, "table structure similarity (TEDS-S)"),
+    Metric("latex_ned", False, "edit distance on normalised LaTeX"),
+    Metric("latex_exact", True, "normalised LaTeX equal"),
+    Metric("json_valid", True, "prediction is valid JSON"),
+    Metric("json_f1", True, "field-level F1 against the reference JSON"),
+    Metric("repetition", False, "prediction ends in a loop the reference does not have"),
+)
+METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    id: str
+    task: str
+    kind: SampleKind
+    metrics: dict[str, float]
+
+    @property
+    def quality(self) -> float:
+        return self.metrics["quality"]
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    samples: int
+    metrics: dict[str, float]  # in METRICS order, only those some sample has
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "samples": self.samples,
+                "metrics": {name: round(value, 6) for name, value in self.metrics.items()}}
+
+
+@dataclass(frozen=True)
+class Scores:
+    source: str
+    tasks: list[TaskScore]  # overall last
+    samples: list[SampleScore]
+
+    def task(self, name: str) -> TaskScore | None:
+        return next((t for t in self.tasks if t.task == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "tasks": [t.to_json() for t in self.tasks]}
+
+
+def sample_kind(prediction: Prediction) -> SampleKind:
+    reference = prediction.reference
+    if m.is_table(reference):
+        return "table"
+    if prediction.task == "formula" or m.looks_like_latex(reference):
+        return "formula"
+    if m.is_json_answer(reference):
+        return "json"
+    return "text"
+
+
+def score_sample(prediction: Prediction) -> SampleScore:
+    pred, ref = prediction.prediction, prediction.reference
+    kind = sample_kind(prediction)
+    values: dict[str, float] = {
+        "ned": m.normalized_edit_distance(pred, ref),
+        "cer": m.character_error_rate(pred, ref),
+        "exact": m.exact_match(pred, ref),
+        "repetition": m.is_repetitive(pred, ref),
+    }
+    if kind == "table":
+        values["teds"] = m.teds(pred, ref)
+        values["teds_s"] = m.teds(pred, ref, structure_only=True)
+        quality = values["teds"]
+    elif kind == "formula":
+        values["latex_ned"] = m.latex_edit_distance(pred, ref)
+        values["latex_exact"] = m.latex_exact_match(pred, ref)
+        quality = 1.0 - values["latex_ned"]
+    elif kind == "json":
+        values["json_valid"] = m.json_valid(pred)
+        values["json_f1"] = m.json_field_f1(pred, ref)
+        quality = values["json_f1"]
+    else:
+        quality = 1.0 - values["ned"]
+    values["quality"] = quality
+    ordered = {metric.name: values[metric.name] for metric in METRICS if metric.name in values}
+    return SampleScore(id=prediction.id, task=prediction.task, kind=kind, metrics=ordered)
+
+
+def summarize(task: str, samples: Sequence[SampleScore]) -> TaskScore:
+    means: dict[str, float] = {}
+    for metric in METRICS:
+        values = [s.metrics[metric.name] for s in samples if metric.name in s.metrics]
+        if values:
+            means[metric.name] = sum(values) / len(values)
+    return TaskScore(task=task, samples=len(samples), metrics=means)
+
+
+def task_order(task: str) -> tuple[int, str]:
+    """GLM-OCR's own tasks first (text, table, formula), then custom prompts by name."""
+    builtin = list(TASK_PROMPTS)
+    return (builtin.index(task), "") if task in builtin else (len(builtin), task)
+
+
+def score_predictions(predictions: Sequence[Prediction], source: str = "") -> Scores:
+    samples = [score_sample(p) for p in predictions]
+    by_task: dict[str, list[SampleScore]] = {}
+    for sample in samples:
+        by_task.setdefault(sample.task, []).append(sample)
+    tasks = [summarize(name, by_task[name]) for name in sorted(by_task, key=task_order)]
+    tasks.append(summarize(OVERALL, samples))
+    return Scores(source=source, tasks=tasks, samples=samples)
+
+
+def score_file(path: Path) -> Scores:
+    return score_predictions(read_predictions(path), source=str(path))
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering (shared with compare, so both print the same numbers)
+
+
+def format_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def metric_columns(*score_sets: Scores) -> list[str]:
+    present = {name for scores in score_sets for t in scores.tasks for name in t.metrics}
+    return [metric.name for metric in METRICS if metric.name in present]
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned others, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                 for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def render_scores(scores: Scores) -> str:
+    columns = metric_columns(scores)
+    rows = [["task", "n", *columns]]
+    for task in scores.tasks:
+        rows.append([task.task, str(task.samples),
+                     *(format_value(task.metrics.get(name)) for name in columns)])
+    return render_table(rows)
