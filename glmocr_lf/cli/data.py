@@ -126,3 +126,88 @@ def data_validate(file: Path, media_dir: Path | None, cutoff_len: int | None,
         terminal.error(_summary(report))
         raise click.exceptions.Exit(1)
     terminal.success(_summary(report))
+
+
+def _data_dir_options(func: F) -> F:
+    func = click.option("--lf-dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="An existing LLaMA-Factory checkout: use its data/ (the vendor guide's layout).")(func)
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="Folder holding dataset_info.json (default ./data).")(func)
+
+
+@data_group.command("register", epilog=PROBLEM_FORMAT)
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path))
+@_data_dir_options
+@click.option("--link", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+              help="How images are staged into the data dir.")
+@click.option("--force", is_flag=True, help="Replace a dataset registered under NAME with different content.")
+@_budget_options
+def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | None, link: str, force: bool,
+                  media_dir: Path | None, cutoff_len: int | None, image_max_pixels: int | None,
+                  image_min_pixels: int | None, config_file: Path | None, model: Path | None,
+                  allow_outside: bool) -> None:
+    """Validate FILE, stage it and its images into the data dir as NAME, add it to dataset_info.json.
+
+    Nothing is written when FILE has errors. Image paths in the staged copy become NAME/<path>,
+    so they resolve from the data dir (LLaMA-Factory's default media_dir).
+    """
+    from glmocr_lf.data.registry import InvalidDatasetError, register_dataset, resolve_data_dir
+
+    target = resolve_data_dir(data_dir, lf_dir)
+    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
+                             config_file, model, allow_outside)
+    try:
+        with _progress("checking images") as progress:
+            result = register_dataset(name, file, target, options=options, link=link,  # type: ignore[arg-type]
+                                      force=force, progress=progress)
+    except InvalidDatasetError as err:
+        render_problems(err.report)
+        raise
+    for item in result.report.warnings:
+        terminal.console.print(item.render(), style="yellow", markup=False, highlight=False)
+    info = result.data_dir / "dataset_info.json"
+    if result.status == "unchanged":
+        terminal.info(f"{name}: already registered in {info} with the same content; nothing to do")
+        return
+    verb = "Replaced" if result.status == "replaced" else "Registered"
+    terminal.success(f"{verb} {name}: {result.samples} samples, {result.images} images -> {info}")
+    terminal.note(f"train with: dataset: {name}, dataset_dir: {result.data_dir.resolve()}")
+
+
+@data_group.command("list")
+@_data_dir_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None:
+    """List the datasets in dataset_info.json (name, samples, file, images) on stdout."""
+    from glmocr_lf.data.registry import list_datasets, resolve_data_dir
+
+    rows = list_datasets(resolve_data_dir(data_dir, lf_dir))
+    if as_json:
+        terminal.out(json.dumps([row.__dict__ for row in rows], indent=2, ensure_ascii=False) + "\n")
+        return
+    if not rows:
+        terminal.note("no datasets registered")
+        return
+    table = [("NAME", "SAMPLES", "FILE", "IMAGES")] + [
+        (r.name, "-" if r.samples is None else str(r.samples), r.file, "-" if r.images is None else str(r.images))
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        terminal.out("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3] + "\n")
+
+
+@data_group.command("remove")
+@click.argument("name")
+@_data_dir_options
+@click.option("--purge", is_flag=True, help="Also delete the staged NAME.json and NAME/ image links.")
+def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bool) -> None:
+    """Remove NAME from dataset_info.json (its staged files stay unless --purge)."""
+    from glmocr_lf.data.registry import remove_dataset, resolve_data_dir
+
+    result = remove_dataset(name, resolve_data_dir(data_dir, lf_dir), purge=purge)
+    for path in result.purged:
+        terminal.note(f"deleted {path}")
+    for path in result.kept:
+        terminal.warning(f"kept {path}: not staged by glmocr-lf")
+    terminal.success(f"Removed {name}")

@@ -1,0 +1,353 @@
+"""Stage datasets into a LLaMA-Factory data folder and keep its `dataset_info.json` in order.
+
+Layout (the vendor guide's, one name per dataset): `DATA/NAME.json` holds the samples with image
+paths rewritten to `NAME/<path relative to the media dir>`, and `DATA/NAME/` holds the images as
+links (or copies), so every path resolves from DATA, LLaMA-Factory's default `media_dir`.
+`dataset_info.json` is changed only under a file lock and replaced atomically: concurrent
+registrations never lose an entry, and any error leaves the file byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from glmocr_lf.constants import DATASET_INFO
+from glmocr_lf.data.samples import decode_utf8, read_bytes, read_samples
+from glmocr_lf.data.validate import (
+    CheckOptions,
+    Progress,
+    ValidationReport,
+    resolve_media_dir,
+    validate_file,
+)
+from glmocr_lf.errors import DataError
+from glmocr_lf.fsutil import atomic_write_text
+
+LinkMode = Literal["symlink", "hardlink", "copy"]
+Status = Literal["added", "unchanged", "replaced"]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LOCK_NAME = ".dataset_info.json.lock"
+LOCK_TIMEOUT_S = 120
+
+SHAREGPT_COLUMNS = {"messages": "messages", "images": "images"}
+SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+
+
+class InvalidDatasetError(DataError):
+    """Validation found errors; nothing was written. Carries the report for rendering."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        errors = len(report.errors)
+        super().__init__(f"{report.file}: {errors} error{'s' * (errors != 1)}; nothing registered",
+                         hint=f"fix them, then run `glmocr-lf data validate {report.file}`")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    name: str
+    status: Status
+    data_dir: Path
+    dataset_file: Path
+    samples: int
+    images: int
+    report: ValidationReport
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    name: str
+    file: str  # file_name, or the hub/script source
+    samples: int | None  # None: not a local file we could read
+    images: int | None
+
+
+def sharegpt_entry(file_name: str) -> dict[str, Any]:
+    """The `dataset_info.json` entry for a GLM-OCR ShareGPT file (the vendor's recipe)."""
+    return {"file_name": file_name, "formatting": "sharegpt",
+            "columns": dict(SHAREGPT_COLUMNS), "tags": dict(SHAREGPT_TAGS)}
+
+
+def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool = False) -> Path:
+    """`--lf-dir PATH` means PATH/data (must exist); otherwise `--data-dir`, default `./data`."""
+    if lf_dir is not None:
+        if data_dir is not None:
+            raise DataError("pass either --data-dir or --lf-dir, not both")
+        if not lf_dir.is_dir():
+            raise DataError(f"{lf_dir}: LLaMA-Factory folder does not exist")
+        target = lf_dir / "data"
+        if not target.is_dir():
+            raise DataError(f"{lf_dir}: no data/ folder; is this a LLaMA-Factory checkout?")
+        return target
+    target = data_dir if data_dir is not None else Path("data")
+    if target.exists() and not target.is_dir():
+        raise DataError(f"{target}: data dir is not a directory")
+    if create:
+        target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise DataError(f"{name!r}: invalid dataset name; use letters, digits, '_', '-' and '.'")
+    return name
+
+
+def read_info(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / DATASET_INFO
+    if not path.exists():
+        return {}
+    text = decode_utf8(path, read_bytes(path, "JSON file"))
+    if not text.strip():
+        return {}
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}",
+                        hint="fix or remove it by hand; glmocr-lf never overwrites a file it cannot read") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: top level must be an object of dataset entries")
+    return info
+
+
+def _write_info(data_dir: Path, info: dict[str, Any]) -> None:
+    atomic_write_text(data_dir / DATASET_INFO, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def info_lock(data_dir: Path) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(data_dir / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
+    try:
+        with lock:
+            yield
+    except Timeout:
+        raise DataError(f"{data_dir / LOCK_NAME}: still locked after {LOCK_TIMEOUT_S} s by another glmocr-lf") from None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    text: str
+    links: list[tuple[str, str]]  # (source absolute path, destination relative to DATA/NAME)
+    samples: int
+    images: int
+
+
+def _plan(name: str, file: Path, root: Path) -> _Plan:
+    """The staged JSON text and the links it needs (the file was validated just before)."""
+    root_abs = os.path.normpath(os.path.abspath(root))
+    links: dict[str, str] = {}
+    lines = []
+    image_count = 0
+    for raw in read_samples(file).samples:
+        staged = dict(raw.data)
+        paths = []
+        for image in staged.get("images") or []:
+            full = os.path.normpath(os.path.join(root_abs, image))
+            if full.startswith(root_abs + os.sep):
+                rel = os.path.relpath(full, root_abs).replace(os.sep, "/")
+                links[full] = rel
+                paths.append(f"{name}/{rel}")
+            else:  # --allow-outside: LLaMA-Factory passes absolute paths through unchanged
+                paths.append(full)
+        staged["images"] = paths  # always present: LLaMA-Factory indexes the column on every row
+        image_count += len(paths)
+        lines.append(json.dumps(staged, ensure_ascii=False))
+    text = "[\n" + ",\n".join(lines) + "\n]\n"
+    return _Plan(text, sorted(links.items()), len(lines), image_count)
+
+
+def _stage_images(plan: _Plan, target: Path, link: LinkMode) -> None:
+    made: set[str] = set()
+    for source, rel in plan.links:
+        dest = os.path.join(target, rel)
+        parent = os.path.dirname(dest)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if link == "symlink":
+            os.symlink(source, dest)
+        elif link == "hardlink":
+            try:
+                os.link(source, dest)
+            except OSError as err:
+                raise DataError(f"{source}: cannot hardlink into {target}: {err.strerror or err}",
+                                hint="hardlinks need the same filesystem; use --link symlink or copy") from None
+        else:
+            shutil.copyfile(source, dest)
+
+
+def _same_staging(data_dir: Path, name: str, plan: _Plan) -> bool:
+    staged = data_dir / f"{name}.json"
+    try:
+        if staged.read_text(encoding="utf-8") != plan.text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    target = data_dir / name
+    for source, rel in plan.links:
+        dest = target / rel
+        if dest.is_symlink():
+            if os.readlink(dest) != source:
+                return False
+        elif not dest.is_file() or dest.stat().st_size != os.stat(source).st_size:
+            return False
+    return True
+
+
+def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOptions | None = None,
+                     link: LinkMode = "symlink", force: bool = False,
+                     progress: Progress | None = None) -> RegisterResult:
+    """Validate FILE, stage it into DATA as NAME and add the entry; raises before writing on errors."""
+    check_name(name)
+    options = options or CheckOptions()
+    report = validate_file(file, options, progress=progress)
+    if report.errors:
+        raise InvalidDatasetError(report)
+    root = resolve_media_dir(file, options.media_dir)
+    plan = _plan(name, file, root)
+    entry = sharegpt_entry(f"{name}.json")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    info_path = data_dir / DATASET_INFO
+    with info_lock(data_dir):
+        info = read_info(data_dir)
+        staged_file, staged_dir = data_dir / f"{name}.json", data_dir / name
+        status: Status = "added"
+        if name in info:
+            if info[name] == entry and _same_staging(data_dir, name, plan):
+                return RegisterResult(name, "unchanged", data_dir, staged_file, plan.samples, plan.images, report)
+            if not force:
+                raise DataError(f"{name!r} is already registered in {info_path} with different content",
+                                hint="pass --force to replace it")
+            status = "replaced"
+        elif not force:
+            for existing in (staged_file, staged_dir):
+                if existing.exists() or existing.is_symlink():
+                    raise DataError(f"{existing}: already exists and is not a registered dataset",
+                                    hint="pick another name, or pass --force to overwrite it")
+        _swap_in(data_dir, name, plan, link)
+        info[name] = entry
+        _write_info(data_dir, info)
+    return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report)
+
+
+def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
+    """Stage beside the old copy, then swap; on failure the old staging is put back."""
+    tag = f"{os.getpid()}"
+    fresh = data_dir / f".{name}.staging-{tag}"
+    old = data_dir / f".{name}.old-{tag}"
+    staged_dir = data_dir / name
+    _remove(fresh)
+    moved = False
+    try:
+        if plan.links:
+            fresh.mkdir()
+            _stage_images(plan, fresh, link)
+        if staged_dir.exists() or staged_dir.is_symlink():
+            os.replace(staged_dir, old)
+            moved = True
+        if plan.links:
+            os.replace(fresh, staged_dir)
+        atomic_write_text(data_dir / f"{name}.json", plan.text)
+    except BaseException:
+        _remove(fresh)
+        if moved:
+            _remove(staged_dir)
+            os.replace(old, staged_dir)
+        raise
+    if moved:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def list_datasets(data_dir: Path) -> list[DatasetListing]:
+    info = read_info(data_dir)
+    listing = []
+    for name, entry in info.items():
+        if not isinstance(entry, dict):
+            listing.append(DatasetListing(name, "?", None, None))
+            continue
+        file_name = entry.get("file_name")
+        if not isinstance(file_name, str):
+            source = next((str(entry[k]) for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url",
+                                                    "cloud_file_name") if k in entry), "?")
+            listing.append(DatasetListing(name, source, None, None))
+            continue
+        samples: int | None = None
+        images: int | None = None
+        path = data_dir / file_name
+        if path.is_file() and path.suffix.lower() in {".json", ".jsonl"}:
+            with contextlib.suppress(DataError):
+                rows = read_samples(path).samples
+                samples = len(rows)
+                column = (entry.get("columns") or {}).get("images")
+                images = sum(len(r.data.get(column) or []) for r in rows if isinstance(r.data, dict)) \
+                    if column else 0
+        listing.append(DatasetListing(name, file_name, samples, images))
+    return listing
+
+
+def _unknown(name: str, info: dict[str, Any], info_path: Path) -> DataError:
+    close = difflib.get_close_matches(name, list(info), n=1)
+    return DataError(f"{name!r} is not registered in {info_path}",
+                     hint=f"did you mean {close[0]!r}?" if close else "see `glmocr-lf data list`")
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    name: str
+    purged: list[Path]
+    kept: list[Path]  # files the entry used that --purge did not delete (not staged by glmocr-lf)
+
+
+def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveResult:
+    info_path = data_dir / DATASET_INFO
+    if not info_path.exists():
+        raise DataError(f"{info_path}: no such file; nothing is registered there")
+    with info_lock(data_dir):
+        info = read_info(data_dir)
+        if name not in info:
+            raise _unknown(name, info, info_path)
+        entry = info.pop(name)
+        _write_info(data_dir, info)
+        purged: list[Path] = []
+        kept: list[Path] = []
+        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        if purge and isinstance(file_name, str):
+            if file_name == f"{name}.json" and NAME_RE.match(name):
+                for path in (data_dir / file_name, data_dir / name):
+                    if path.exists() or path.is_symlink():
+                        _remove(path)
+                        purged.append(path)
+            else:
+                kept.append(data_dir / file_name)
+    return RemoveResult(name, purged, kept)
+
+
+def registered_file(name: str, data_dir: Path) -> Path:
+    """The local file behind a registered name (for `stats NAME`)."""
+    info_path = data_dir / DATASET_INFO
+    info = read_info(data_dir)
+    if name not in info:
+        raise _unknown(name, info, info_path)
+    entry = info[name]
+    file_name = entry.get("file_name") if isinstance(entry, dict) else None
+    if not isinstance(file_name, str):
+        raise DataError(f"{name!r} in {info_path} is not a local file dataset")
+    return data_dir / file_name
