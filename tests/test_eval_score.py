@@ -162,3 +162,23 @@ def test_task_from_prompt(prompt: str, task: str) -> None:
 
 def test_task_prompt_strips_template() -> None:
     assert task_prompt(LF_PROMPT.format("Text Recognition:")) == "Text Recognition:"
+
+
+def test_score_and_compare_do_not_import_the_stack(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_jsonl(tmp_path / "p.jsonl", OURS)
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from glmocr_lf.cli import cli\n"
+        "for args in (['eval', 'score', 'p.jsonl'], ['eval', 'compare', 'p.jsonl', 'p.jsonl'],\n"
+        "             ['eval', 'run', '--help']):\n"
+        "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
+        "heavy = [m for m in ('torch', 'transformers', 'llamafactory', 'peft') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout == "\n"

@@ -1,0 +1,214 @@
+"""`glmocr-lf eval run`: dataset resolution, prompt and resolution parity with LLaMA-Factory, and an
+end-to-end run on a tiny GLM-OCR (real generation on CPU) followed by `eval compare`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from glmocr_lf.cli import cli
+from glmocr_lf.errors import DataError
+from glmocr_lf.evaluation.generate import (
+    EvalSample,
+    build_prompt,
+    load_samples,
+    resolve_dataset,
+    resolve_image_max_pixels,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLE_JSON = SHARED_DATA / "cosyn_chemical.json"
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+               "assistant_tag": "assistant"}
+
+
+def invoke(runner: CliRunner, *args: str) -> Result:
+    return runner.invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A registered copy of the sample dataset, as `data register` leaves it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(SAMPLE_JSON, data / "chem.json")
+    shutil.copytree(SHARED_DATA / "cosyn_chemical", data / "cosyn_chemical")
+    info = {"chem": {"file_name": "chem.json", "formatting": "sharegpt",
+                     "columns": {"messages": "messages", "images": "images"}, "tags": OPENAI_TAGS}}
+    (data / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    return data
+
+
+def test_prompt_is_the_glm_ocr_training_string() -> None:
+    sample = EvalSample("0", None, "<image>Text Recognition:", [Path("a.png")], "x")
+    assert build_prompt(sample) == ("[gMASK]<sop><|user|>\n<|begin_of_image|><|image|>"
+                                    "<|end_of_image|>Text Recognition:<|assistant|>")
+    with_system = EvalSample("0", "Be exact.", "<image>Table Recognition:", [Path("a.png")], "x")
+    assert build_prompt(with_system).startswith("[gMASK]<sop><|system|>\nBe exact.<|user|>\n")
+
+
+def test_registered_dataset_and_direct_file_give_the_same_samples(data_dir: Path) -> None:
+    registered = load_samples(resolve_dataset("chem", data_dir), max_samples=3)
+    direct = load_samples(resolve_dataset(str(SAMPLE_JSON), data_dir), max_samples=3)
+    assert [s.id for s in registered] == ["0", "1", "2"]
+    assert registered[0].user_text == "<image>Code Generation:"
+    assert registered[0].images == [data_dir / "cosyn_chemical" / "1.png"]
+    assert [(s.user_text, s.reference) for s in registered] == [
+        (s.user_text, s.reference) for s in direct]
+    assert direct[0].images == [SHARED_DATA / "cosyn_chemical" / "1.png"]
+
+
+def test_unknown_dataset_names_the_registered_ones(runner: CliRunner, data_dir: Path) -> None:
+    result = invoke(runner, "eval", "run", "--model", "m", "--dataset", "nope")
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: data/dataset_info.json: no dataset named 'nope'\n"
+                             "Hint: registered: chem\n")
+
+
+def test_image_count_mismatch_is_a_data_error(tmp_path: Path) -> None:
+    bad = [{"messages": [{"role": "user", "content": "Text Recognition:"},
+                         {"role": "assistant", "content": "x"}], "images": ["a.png"]}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_samples(resolve_dataset(str(tmp_path / "bad.json"), tmp_path))
+    assert err.value.message == (f"{tmp_path / 'bad.json'}: sample 0: 1 image(s) but 0 <image> "
+                                 "placeholder(s)")
+
+
+def test_existing_predictions_need_force(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "predictions.jsonl").write_text("{}\n", encoding="utf-8")
+    result = invoke(runner, "eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON),
+                    "--out", "out")
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: out/predictions.jsonl: already exists\n"
+                             "Hint: pass --force to overwrite it, or --out another directory\n")
+
+
+def test_image_max_pixels_comes_from_the_training_record(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    assert resolve_image_max_pixels(str(model), None, None) == (
+        589824, "LLaMA-Factory's default; no training record found")
+    (model / "preprocessor_config.json").write_text('{"image_max_pixels": 1048576}')
+    assert resolve_image_max_pixels(str(model), None, None) == (
+        1048576, str(model / "preprocessor_config.json"))
+    (model / "glmocr_lf_export.json").write_text('{"image_max_pixels": 802816}')
+    assert resolve_image_max_pixels(str(model), None, None)[0] == 802816
+    run = tmp_path / "run"
+    (run / "checkpoint-20").mkdir(parents=True)
+    (run / "train.yaml").write_text("image_max_pixels: 262144\n")
+    assert resolve_image_max_pixels(str(model), run / "checkpoint-20", None) == (
+        262144, str(run / "train.yaml"))
+    assert resolve_image_max_pixels(str(model), run, 1000) == (1000, "--image-max-pixels")
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end on a tiny GLM-OCR
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    pytest.importorskip("torch")
+    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+
+    root = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return (build_tiny_glm_ocr(root / "seed0", seed=0),
+                build_tiny_glm_ocr(root / "seed1", seed=1))
+
+
+@pytest.mark.e2e
+def test_prompt_and_pixels_match_llamafactory(tiny_models: tuple[Path, Path]) -> None:
+    """Our input_ids and pixel_values equal what LLaMA-Factory's glm_ocr template and glm4v plugin
+    build for training, with a pixel budget that makes LLaMA-Factory resize the image."""
+    import torch
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from glmocr_lf.imaging import lf_preprocess_image
+
+    max_pixels, min_pixels = 200_000, 1024
+    image = SHARED_DATA / "cosyn_chemical" / "1.png"
+    processor = AutoProcessor.from_pretrained(tiny_models[0])
+    template = get_template_and_fix_tokenizer(processor.tokenizer, DataArguments(template="glm_ocr"))
+    for name, value in {"image_max_pixels": max_pixels, "image_min_pixels": min_pixels,
+                        "video_max_pixels": 65536, "video_min_pixels": 256, "video_fps": 2.0,
+                        "video_maxlen": 128}.items():
+        setattr(processor, name, value)  # what LLaMA-Factory's patcher sets
+    messages = [{"role": "user", "content": "<image>Code Generation:"},
+                {"role": "assistant", "content": "CCO"}]
+    messages = template.mm_plugin.process_messages(messages, [str(image)], [], [], processor)
+    lf_ids, _ = template.encode_oneturn(processor.tokenizer, messages)
+    lf_pixels = template.mm_plugin._get_mm_inputs([str(image)], [], [], processor)["pixel_values"]
+
+    sample = EvalSample("0", None, "<image>Code Generation:", [image], "CCO")
+    with Image.open(image) as img:
+        resized = lf_preprocess_image(img, max_pixels, min_pixels)
+    ours = processor(text=[build_prompt(sample)], images=[resized], return_tensors="pt",
+                     add_special_tokens=False)
+    assert ours["input_ids"][0].tolist() == lf_ids
+    assert torch.allclose(ours["pixel_values"], lf_pixels)
+
+
+@pytest.mark.e2e
+def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path],
+                                data_dir: Path) -> None:
+    seed0, seed1 = tiny_models
+    common = ["--dataset", "chem", "--max-samples", "3", "--max-new-tokens", "8", "--device", "cpu"]
+    result = invoke(runner, "eval", "run", "--model", str(seed0), "--out", "base", *common)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[:4] == [
+        f"model: {seed0}",
+        "dataset: chem (3 samples)",
+        "images: at most 589824 pixels (from LLaMA-Factory's default; no training record found)",
+        "decoding: greedy, repetition_penalty 1.0, max_new_tokens 8, batch size 1",
+    ]
+    assert result.stderr.splitlines()[-1] == "Wrote base/predictions.jsonl and base/scores.json"
+    # stdout is exactly what `eval score` prints for the file
+    assert result.stdout == invoke(runner, "eval", "score", "base/predictions.jsonl").stdout
+
+    records = [json.loads(line) for line in Path("base/predictions.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["task"], r["prompt"]) for r in records] == [
+        (str(i), "Code Generation:", "<image>Code Generation:") for i in range(3)]
+    assert records[0]["reference"] == "```rdkit\nClC1=CC=C(C(C2=CC=C(Cl)C=C2)C(Cl)(Cl)Cl)C=C1\n```"
+    assert all(isinstance(r["prediction"], str) and r["prediction"] for r in records)
+    assert json.loads(Path("base/scores.json").read_text()) == json.loads(
+        invoke(runner, "eval", "score", "base/predictions.jsonl", "--json").stdout)
+
+    # batched generation (left padding) gives the same answers as one at a time
+    result = invoke(runner, "eval", "run", "--model", str(seed0), "--out", "batched",
+                    "--batch-size", "3", "--repetition-penalty", "1.0", *common)
+    assert result.exit_code == 0, result.stderr
+    assert Path("batched/predictions.jsonl").read_text() == Path("base/predictions.jsonl").read_text()
+
+    result = invoke(runner, "eval", "run", "--model", str(seed1), "--out", "tuned",
+                    "--repetition-penalty", "1.1", *common)
+    assert result.exit_code == 0, result.stderr
+
+    result = invoke(runner, "eval", "compare", "base/predictions.jsonl",
+                    "tuned/predictions.jsonl", "--out", "report.md")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "Wrote report.md"
+    report = Path("report.md").read_text(encoding="utf-8")
+    assert re.search(r"^\*\*Verdict: (B is better than A|B is worse than A|no clear change): ",
+                     report, re.M)
+    # every number in the report's task table is what `eval score` prints for that file
+    printed = {}
+    for name in ("base/predictions.jsonl", "tuned/predictions.jsonl"):
+        rows = [re.split(r"\s{2,}", line.strip())
+                for line in invoke(runner, "eval", "score", name).stdout.splitlines()]
+        printed[name] = {(row[0], metric): value for row in rows[1:]
+                         for metric, value in zip(rows[0][2:], row[2:], strict=True)}
+    table = re.findall(r"^\| (.+?) \| (\S+) [↑↓] \| (\S+) \| (\S+) \| \S+ \|$", report, re.M)
+    assert {task for task, *_ in table} == {"Code Generation:", "overall"}
+    for task, metric, value_a, value_b in table:
+        assert printed["base/predictions.jsonl"][(task, metric)] == value_a
+        assert printed["tuned/predictions.jsonl"][(task, metric)] == value_b
