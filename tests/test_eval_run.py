@@ -189,6 +189,18 @@ def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path
     assert result.exit_code == 0, result.stderr
     assert Path("batched/predictions.jsonl").read_text() == Path("base/predictions.jsonl").read_text()
 
+    # a LoRA adapter on top of the base changes the answers
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForImageTextToText.from_pretrained(seed0), lora).save_pretrained("lora")
+    result = invoke(runner, "eval", "run", "--model", str(seed0), "--adapter", "lora",
+                    "--out", "adapted", *common)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[0] == f"model: {seed0} + adapter lora"
+    assert Path("adapted/predictions.jsonl").read_text() != Path("base/predictions.jsonl").read_text()
+
     result = invoke(runner, "eval", "run", "--model", str(seed1), "--out", "tuned",
                     "--repetition-penalty", "1.1", *common)
     assert result.exit_code == 0, result.stderr
