@@ -206,7 +206,7 @@ def render_markdown(comparison: Comparison) -> str:
     lines += ["", "↑ higher is better, ↓ lower is better.", "",
               f"## Most regressed samples ({len(c.regressions)})", ""]
     if not c.regressions:
-        lines += ["No sample regressed.", ""]
+        lines += ["No sample regressed." if not c.verdict.regressed else "None listed (--top 0).", ""]
     for rank, r in enumerate(c.regressions, start=1):
         lines += [f"### {rank}. `{r.id}` ({r.task}): quality {format_value(r.quality_a)} -> "
                   f"{format_value(r.quality_b)}", "",
