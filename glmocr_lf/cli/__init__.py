@@ -84,10 +84,17 @@ def _register() -> None:
     from glmocr_lf.cli.config import config_group
     from glmocr_lf.cli.data import data_group
     from glmocr_lf.cli.eval import eval_group
+    from glmocr_lf.cli.export import export
+    from glmocr_lf.cli.smoke import smoke, smoke_model
+    from glmocr_lf.cli.train import train
 
     cli.add_command(config_group)
     cli.add_command(data_group)
     cli.add_command(eval_group)
+    cli.add_command(train)
+    cli.add_command(export)
+    cli.add_command(smoke)
+    cli.add_command(smoke_model)
 
 
 _register()

@@ -9,13 +9,15 @@ from pathlib import Path
 from glmocr_lf.config.load import load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.errors import ConfigError, Problem
-from glmocr_lf.machine import has_bf16_gpu
+from glmocr_lf.machine import Gpu
+from glmocr_lf.machine import gpus as detect_gpus
 
 
-def machine_problems(cfg: TrainConfig) -> list[Problem]:
+def machine_problems(cfg: TrainConfig, gpus: tuple[Gpu, ...] | None = None) -> list[Problem]:
     """Things that depend on where the config runs: a warning when validating, an error at launch."""
+    gpus = detect_gpus() if gpus is None else gpus
     out = []
-    if cfg.train.bf16 and not has_bf16_gpu():
+    if cfg.train.bf16 and not any(g.bf16 for g in gpus):
         out.append(Problem("train.bf16", "this machine has no GPU with bf16 (compute capability >= 8.0); "
                                          "training here would fail: set bf16: false to train in fp32"))
     return out

@@ -1,0 +1,38 @@
+"""`glmocr-lf export`: merge and check a trained model so it is ready to serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from glmocr_lf.cli import terminal
+
+
+@click.command("export")
+@click.option("--adapter", type=click.Path(path_type=Path), help="LoRA run dir (output_dir or a checkpoint-N).")
+@click.option("--model", type=click.Path(path_type=Path), help="Full fine-tune output dir (no adapter).")
+@click.option("--base", help="Base model (default: the one the run trained from).")
+@click.option("--out", type=click.Path(path_type=Path), help="Where the merged model goes (default RUN/merged).")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
+@click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the export command and YAML; run nothing.")
+def export(adapter: Path | None, model: Path | None, base: str | None, out: Path | None, force: bool,
+           hub: str, dry_run: bool) -> None:
+    """Merge a LoRA adapter into its base (or re-save a full fine-tune) with llamafactory-cli export,
+    then check the result: weights, tokenizer, processor, chat template; record the training
+    resolution in the processor config; carry the base's MTP layer for vLLM."""
+    from glmocr_lf.export import ExportRequest, execute_export, plan_export
+
+    plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub))
+    if dry_run:
+        terminal.out(plan.shell_line() + "\n")
+        terminal.out(plan.yaml_text)
+        return
+    terminal.info(f"$ {plan.shell_line()}")
+    result = execute_export(plan, on_line=terminal.note)
+    terminal.success(f"Exported {result.out}")
+    terminal.info(f"  base:             {result.base}")
+    terminal.info(f"  adapter:          {result.adapter or '-'}")
+    terminal.info(f"  image_max_pixels: {result.image_max_pixels} (recorded in the processor config)")
+    terminal.info(f"  MTP tensors:      {result.mtp_tensors or 'none in the base'}")

@@ -1,0 +1,39 @@
+"""`glmocr-lf smoke-model` and `glmocr-lf smoke`: a tiny GLM-OCR, and the whole pipeline on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from glmocr_lf.cli import terminal
+
+
+@click.command("smoke-model")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--with-mtp", is_flag=True, help="Also write a multi-token-prediction layer, as the real checkpoint has.")
+@click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None:
+    """Build a tiny randomly initialised GLM-OCR (same classes and files as zai-org/GLM-OCR) in DIRECTORY."""
+    from glmocr_lf.errors import GlmocrLfError
+    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+
+    if directory.exists() and any(directory.iterdir()) and not force:
+        raise GlmocrLfError(f"{directory}: not empty", hint="pass --force to write into it")
+    path = build_tiny_glm_ocr(directory, seed=seed, with_mtp=with_mtp)
+    terminal.success(f"Tiny GLM-OCR written to {path}")
+
+
+@click.command("smoke")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--steps", type=int, default=4, show_default=True, help="LoRA optimizer steps.")
+@click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY (its smoke outputs are replaced).")
+def smoke(directory: Path | None, steps: int, force: bool) -> None:
+    """Run the whole pipeline on the CPU with a tiny model: build it, register the bundled sample,
+    LoRA-train a few steps, export, reload and generate one answer. DIRECTORY defaults to a temp dir."""
+    from glmocr_lf.smoke import run_smoke
+
+    result = run_smoke(directory, steps=steps, force=force, on_stage=terminal.info, on_line=terminal.note)
+    terminal.success(f"Smoke run passed in {result.seconds:.0f} s: {result.directory}")
+    terminal.info(f"  generated: {result.answer!r}")

@@ -1,0 +1,243 @@
+"""Export a trained GLM-OCR: merge LoRA (or re-save a full fine-tune) with `llamafactory-cli export`,
+then make the result serve-ready: complete files, the training resolution, the MTP layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from glmocr_lf import __version__
+from glmocr_lf.constants import LF_DEFAULT_IMAGE_MAX_PIXELS, LF_DEFAULT_IMAGE_MIN_PIXELS, TEMPLATE
+from glmocr_lf.errors import ChildFailedError, GlmocrLfError, LaunchError
+from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
+from glmocr_lf.modelfiles import model_dir_problems
+from glmocr_lf.versions import STACK, installed
+
+EXPORT_YAML = "glmocr_lf_export.yaml"
+EXPORT_RECORD = "glmocr_lf_export.json"
+
+
+@dataclass
+class ExportRequest:
+    adapter: Path | None = None  # a LoRA run dir or checkpoint
+    model: Path | None = None  # a full fine-tune's output dir
+    base: str | None = None
+    out: Path | None = None
+    force: bool = False
+    hub: str = "hf"
+
+
+@dataclass
+class ExportPlan:
+    argv: list[str]
+    env: dict[str, str]
+    yaml_path: Path
+    yaml_text: str
+    out: Path
+    base: str
+    adapter: Path | None
+    image_max_pixels: int
+    image_min_pixels: int
+
+    def shell_line(self) -> str:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + " ".join(shlex.quote(a) for a in self.argv)
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    base: str
+    adapter: str | None
+    image_max_pixels: int
+    mtp_tensors: int
+    files: list[str] = field(default_factory=list)
+
+
+def _run_yaml(run_dir: Path) -> dict[str, Any]:
+    """The training YAML glmocr-lf wrote for this run (in the run dir, or its parent for a checkpoint)."""
+    import yaml
+
+    from glmocr_lf.train.plan import RUN_YAML
+
+    for candidate in (run_dir, run_dir.parent):
+        path = candidate / RUN_YAML
+        if path.is_file():
+            data = yaml.safe_load(path.read_text())
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def plan_export(request: ExportRequest) -> ExportPlan:
+    from glmocr_lf.train.plan import llamafactory_cli
+
+    if (request.adapter is None) == (request.model is None):
+        raise GlmocrLfError("give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)")
+    source = (request.adapter or request.model)
+    assert source is not None
+    source = source.expanduser().resolve()
+    if not source.is_dir():
+        raise GlmocrLfError(f"{source}: no such directory")
+    run = _run_yaml(source)
+    values: dict[str, Any] = {"template": TEMPLATE, "trust_remote_code": True}
+    if request.adapter is not None:
+        adapter_config = source / "adapter_config.json"
+        if not adapter_config.is_file():
+            hint = ("this looks like a full fine-tune: use --model" if (source / "config.json").is_file()
+                    else "point --adapter at the training output_dir or one of its checkpoint-N dirs")
+            raise GlmocrLfError(f"{source}: no adapter_config.json, not a LoRA adapter", hint=hint)
+        base = request.base or run.get("model_name_or_path")
+        if base is None:
+            try:
+                base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+            except (OSError, ValueError):
+                base = None
+        if not base:
+            raise GlmocrLfError(f"{source}: cannot tell the base model", hint="pass --base MODEL")
+        values.update(model_name_or_path=base, adapter_name_or_path=str(source), finetuning_type="lora")
+    else:
+        problems = model_dir_problems(source)
+        if problems:
+            raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
+        base = request.base or run.get("model_name_or_path") or str(source)
+        values.update(model_name_or_path=str(source), finetuning_type="full")
+    image_max = int(run.get("image_max_pixels") or LF_DEFAULT_IMAGE_MAX_PIXELS)
+    image_min = int(run.get("image_min_pixels") or LF_DEFAULT_IMAGE_MIN_PIXELS)
+    out = (request.out or (source / "merged")).expanduser().resolve()
+    if out.exists() and any(out.iterdir()) and not request.force:
+        raise GlmocrLfError(f"{out}: already exists and is not empty", hint="pass --force to overwrite it")
+    if any(ch.isspace() for ch in str(out)):
+        raise LaunchError(f"{out}: path contains whitespace; use a path without spaces")
+    values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(out),
+                  export_size=5, export_device="cpu", export_legacy_format=False)
+    lines = [f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file."]
+    lines += [f"{k}: {json.dumps(v)}" for k, v in values.items()]
+    env = {"USE_MODELSCOPE_HUB": "1"} if request.hub == "modelscope" else {}
+    from glmocr_lf.versions import Stack
+
+    if Stack.detect().llamafactory_rejects():
+        env["DISABLE_VERSION_CHECK"] = "1"
+    yaml_path = out / EXPORT_YAML
+    return ExportPlan(argv=[llamafactory_cli(), "export", str(yaml_path)], env=env, yaml_path=yaml_path,
+                      yaml_text="\n".join(lines) + "\n", out=out, base=str(base),
+                      adapter=source if request.adapter is not None else None,
+                      image_max_pixels=image_max, image_min_pixels=image_min)
+
+
+def record_resolution(out: Path, image_max_pixels: int) -> None:
+    """Cap the exported processor at the training resolution (Glm46V counts 2 temporal frames)."""
+    cap = TEMPORAL_PATCH_SIZE * image_max_pixels
+    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        path = out / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        target = data.get(key, {}) if key else data
+        if key and key not in data:
+            continue
+        size = target.setdefault("size", {})
+        size["longest_edge"] = min(int(size.get("longest_edge", cap)), cap)
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _local_model_dir(model: str) -> Path | None:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception:  # not cached, or offline: nothing to carry
+        return None
+
+
+def mtp_keys(model_dir: Path) -> tuple[str, list[tuple[Path, str]]]:
+    """The multi-token-prediction tensors of a checkpoint: (prefix, [(shard, key), ...])."""
+    from safetensors import safe_open
+
+    config = json.loads((model_dir / "config.json").read_text())
+    layers = (config.get("text_config") or config).get("num_hidden_layers")
+    prefix = f"model.language_model.layers.{layers}."
+    found: list[tuple[Path, str]] = []
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            found.extend((shard, key) for key in handle if key.startswith(prefix))
+    return prefix, found
+
+
+def carry_mtp(base_dir: Path, out: Path) -> int:
+    """Copy the base checkpoint's MTP layer into the export (vLLM's speculative decoding loads it)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _prefix, found = mtp_keys(base_dir)
+    if not found:
+        return 0
+    _, present = mtp_keys(out)
+    if present:
+        return 0
+    tensors: dict[str, torch.Tensor] = {}
+    for shard, key in found:
+        with safe_open(str(shard), framework="pt") as handle:
+            tensors[key] = handle.get_tensor(key)
+    shard_name = "model-mtp.safetensors"
+    save_file(tensors, str(out / shard_name), metadata={"format": "pt"})
+    index_path = out / "model.safetensors.index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+    else:
+        index = {"metadata": {}, "weight_map": {}}
+        for shard in sorted(out.glob("*.safetensors")):
+            if shard.name == shard_name:
+                continue
+            with safe_open(str(shard), framework="pt") as handle:
+                index["weight_map"].update({k: shard.name for k in handle})
+    index["weight_map"].update({key: shard_name for key in tensors})
+    atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return len(tensors)
+
+
+def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportResult:
+    from glmocr_lf.process import run_child
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(plan.yaml_path, plan.yaml_text)
+    result = run_child(plan.argv, env_overlay=plan.env, cwd=Path(os.getcwd()), on_line=on_line)
+    if result.exit_code != 0:
+        cause = result.root_error()
+        raise ChildFailedError(f"export failed (exit code {result.exit_code})" + (f": {cause}" if cause else ""),
+                               result.exit_code)
+    problems = model_dir_problems(plan.out)
+    if problems:
+        raise GlmocrLfError("the exported model is incomplete\n  " + "\n  ".join(problems))
+    record_resolution(plan.out, plan.image_max_pixels)
+    base_dir = _local_model_dir(plan.base)
+    carried = carry_mtp(base_dir, plan.out) if base_dir is not None else 0
+    record = {
+        "glmocr_lf": __version__,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base": plan.base,
+        "adapter": str(plan.adapter) if plan.adapter else None,
+        "image_max_pixels": plan.image_max_pixels,
+        "image_min_pixels": plan.image_min_pixels,
+        "mtp_tensors_carried": carried,
+        "command": plan.shell_line(),
+        "python": sys.version.split()[0],
+        "versions": {name: installed(name) for name in STACK},
+    }
+    atomic_write_text(plan.out / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
+    return ExportResult(out=plan.out, base=plan.base, adapter=str(plan.adapter) if plan.adapter else None,
+                        image_max_pixels=plan.image_max_pixels, mtp_tensors=carried,
+                        files=sorted(p.name for p in plan.out.iterdir()))

@@ -1,0 +1,68 @@
+"""What a usable GLM-OCR model directory holds, checked from its files (no transformers import).
+
+transformers 5 saves the processor either as one `processor_config.json` holding `image_processor`
+and `video_processor`, or (older layout, as on the hub) as `preprocessor_config.json` +
+`video_preprocessor_config.json`. Either is fine; LLaMA-Factory fails with "Processor was not found"
+when the image or video part is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from glmocr_lf.constants import MODEL_TYPE
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def processor_parts(model_dir: Path) -> dict[str, bool]:
+    combined = _json(model_dir / "processor_config.json") or {}
+    return {
+        "image processor": "image_processor" in combined or (model_dir / "preprocessor_config.json").is_file(),
+        "video processor": "video_processor" in combined or (model_dir / "video_preprocessor_config.json").is_file(),
+    }
+
+
+def has_chat_template(model_dir: Path) -> bool:
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        if "chat_template" in (_json(model_dir / name) or {}):
+            return True
+    return False
+
+
+def model_type(model_dir: Path) -> str | None:
+    config = _json(model_dir / "config.json")
+    return None if config is None else config.get("model_type")
+
+
+def model_dir_problems(model_dir: Path) -> list[str]:
+    """Why `model_dir` is not a GLM-OCR checkpoint LLaMA-Factory can train or serve; empty if it is."""
+    if not model_dir.is_dir():
+        return [f"{model_dir} does not exist" if not model_dir.exists() else f"{model_dir} is not a directory"]
+    if not (model_dir / "config.json").is_file():
+        return [f"{model_dir} has no config.json: not a model directory"]
+    problems = []
+    kind = model_type(model_dir)
+    if kind != MODEL_TYPE:
+        problems.append(f"{model_dir} is a {kind!r} model, not {MODEL_TYPE}")
+    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
+        problems.append(f"{model_dir} has no weights (*.safetensors)")
+    if not ((model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer_config.json").is_file()):
+        problems.append(f"{model_dir} has no tokenizer files")
+    for part, present in processor_parts(model_dir).items():
+        if not present:
+            problems.append(f"{model_dir} has no {part} config; LLaMA-Factory fails with 'Processor was not "
+                            "found': copy the processor files from the base model")
+    if not has_chat_template(model_dir):
+        problems.append(f"{model_dir} has no chat template")
+    return problems

@@ -1,0 +1,117 @@
+"""The one place that runs child processes (llamafactory-cli train / export).
+
+The child gets its own process group. Ctrl-C (SIGINT) and SIGTERM reaching us are forwarded to
+that whole group exactly once (torchrun and its workers included), we keep waiting, and the child's
+exit code becomes ours. The argv is a list, never a shell string; our own os.environ is never changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)|KeyboardInterrupt)\b:?\s*(.*)$")
+_NOT_THE_CAUSE = {"CalledProcessError", "ChildFailedError", "ChildProcessError"}
+
+
+@dataclass
+class ChildResult:
+    returncode: int
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=400))
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """Shell convention: killed by signal N -> 128 + N."""
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
+
+    def root_error(self) -> str | None:
+        """The last `SomeError: message` line the child printed that is not a wrapper's re-raise."""
+        for line in reversed(self.tail):
+            match = _ERROR_LINE.match(line)
+            if match and match.group(1) not in _NOT_THE_CAUSE:
+                return line.strip()
+        return None
+
+
+def _last_redraw(line: str) -> str:
+    segments = [s for s in line.split("\r") if s.strip()]
+    return segments[-1] if segments else ""
+
+
+def _reader(stream: object, lines: queue.Queue[str | None]) -> None:
+    assert hasattr(stream, "readline")
+    buffer = ""
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.readline()
+        if not chunk:
+            break
+        buffer += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
+        # progress bars redraw with \r: keep only the last state of such a line
+        parts = re.split(r"\n", buffer)
+        buffer = parts.pop()
+        for part in parts:
+            lines.put(_last_redraw(part))
+    if buffer:
+        lines.put(_last_redraw(buffer))
+    lines.put(None)
+
+
+def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
+              on_line: Callable[[str], None], on_tick: Callable[[], None] | None = None,
+              tick_seconds: float = 0.5) -> ChildResult:
+    """Run argv to completion, streaming its merged output line by line to `on_line`."""
+    env = {**os.environ, **env_overlay}
+    proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
+    result = ChildResult(returncode=0)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        result.interrupted = result.interrupted or signum == signal.SIGINT
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    try:
+        last_tick = time.monotonic()
+        while True:
+            try:
+                line = lines.get(timeout=tick_seconds)
+            except queue.Empty:
+                line = ""
+            else:
+                if line is None:
+                    break
+                result.tail.append(line)
+                on_line(line)
+            if on_tick and time.monotonic() - last_tick >= tick_seconds:
+                last_tick = time.monotonic()
+                on_tick()
+        result.returncode = proc.wait()
+        if on_tick:
+            on_tick()
+    finally:
+        if proc.poll() is None:  # we are leaving abnormally: do not orphan the child
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return result

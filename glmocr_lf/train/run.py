@@ -1,0 +1,171 @@
+"""Execute a LaunchPlan: write the run record, run llamafactory-cli, follow its log, summarise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from glmocr_lf import __version__
+from glmocr_lf.errors import ChildFailedError
+from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.process import ChildResult, run_child
+from glmocr_lf.train.plan import RUN_RECORD, LaunchPlan, checkpoints
+from glmocr_lf.versions import STACK, installed
+
+
+class TrainerLog:
+    """Follows `trainer_log.jsonl`, which LLaMA-Factory appends one JSON object per log step to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.entries: list[dict[str, Any]] = []
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        new = []
+        for raw in data[: end + 1].splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                new.append(entry)
+        self.entries.extend(new)
+        return new
+
+
+@dataclass
+class TrainSummary:
+    exit_code: int
+    output_dir: str
+    steps: int | None = None
+    total_steps: int | None = None
+    final_loss: float | None = None
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    runtime_s: float | None = None
+    samples_per_second: float | None = None
+    last_checkpoint: str | None = None
+    loss_plot: str | None = None
+    adapter: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(output_dir: Path, log: TrainerLog, exit_code: int) -> TrainSummary:
+    summary = TrainSummary(exit_code=exit_code, output_dir=str(output_dir))
+    for entry in log.entries:
+        if "current_steps" in entry:
+            summary.steps = entry["current_steps"]
+            summary.total_steps = entry.get("total_steps")
+        if "loss" in entry:
+            summary.final_loss = entry["loss"]
+        if "eval_loss" in entry:
+            summary.eval_loss = entry["eval_loss"]
+    try:
+        results = json.loads((output_dir / "all_results.json").read_text())
+    except (OSError, ValueError):
+        results = {}
+    summary.train_loss = results.get("train_loss")
+    summary.runtime_s = results.get("train_runtime")
+    summary.samples_per_second = results.get("train_samples_per_second")
+    summary.eval_loss = results.get("eval_loss", summary.eval_loss)
+    found = checkpoints(output_dir)
+    summary.last_checkpoint = str(found[-1]) if found else None
+    plot = output_dir / "training_loss.png"
+    summary.loss_plot = str(plot) if plot.exists() else None
+    summary.adapter = (output_dir / "adapter_model.safetensors").exists()
+    return summary
+
+
+def write_record(plan: LaunchPlan, **extra: Any) -> None:
+    record = {
+        "glmocr_lf": __version__,
+        "versions": {name: installed(name) for name in STACK},
+        "python": sys.version.split()[0],
+        "command": plan.shell_line(),
+        "argv": plan.argv,
+        "env": plan.env,
+        "yaml": str(plan.yaml_path),
+        "model_name_or_path": plan.config.model.model_name_or_path,
+        "finetuning_type": plan.config.finetuning_type,
+        "image_max_pixels": plan.config.image_max_pixels,
+        "image_min_pixels": plan.config.image_min_pixels,
+        "template": plan.config.dataset.template,
+        **extra,
+    }
+    atomic_write_text(plan.output_dir / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    for candidate in (run_dir, run_dir.parent):
+        try:
+            data = json.loads((candidate / RUN_RECORD).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+@dataclass
+class Hooks:
+    """How the CLI watches a run: child output lines and new trainer-log entries."""
+
+    on_line: Callable[[str], None] = lambda _line: None
+    on_log: Callable[[dict[str, Any]], None] = lambda _entry: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
+    """Run the plan; raise ChildFailedError (with the child's exit code) if training fails."""
+    hooks = hooks or Hooks()
+    for path in plan.removals:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(plan.yaml_path, plan.yaml_text)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_record(plan, started=started, status="running")
+
+    log = TrainerLog(plan.output_dir / "trainer_log.jsonl")
+    if plan.resume_from is not None:
+        log.poll()  # entries of the earlier run are history, not progress
+        log.entries.clear()
+
+    def tick() -> None:
+        for entry in log.poll():
+            hooks.on_log(entry)
+
+    result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.cwd,
+                                    on_line=hooks.on_line, on_tick=tick)
+    summary = summarise(plan.output_dir, log, result.exit_code)
+    status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
+    write_record(plan, started=started, status=status,
+                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 exit_code=result.exit_code, summary=summary.to_dict())
+    if result.exit_code != 0:
+        cause = result.root_error()
+        what = "interrupted" if result.interrupted else f"failed (exit code {result.exit_code})"
+        message = f"training {what}" + (f": {cause}" if cause else "")
+        raise ChildFailedError(message, result.exit_code)
+    return summary
