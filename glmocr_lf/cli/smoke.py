@@ -29,11 +29,13 @@ def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--steps", type=int, default=4, show_default=True, help="LoRA optimizer steps.")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY (its smoke outputs are replaced).")
-def smoke(directory: Path | None, steps: int, force: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Stream llamafactory-cli's own output.")
+def smoke(directory: Path | None, steps: int, force: bool, verbose: bool) -> None:
     """Run the whole pipeline on the CPU with a tiny model: build it, register the bundled sample,
     LoRA-train a few steps, export, reload and generate one answer. DIRECTORY defaults to a temp dir."""
     from glmocr_lf.smoke import run_smoke
 
-    result = run_smoke(directory, steps=steps, force=force, on_stage=terminal.info, on_line=terminal.note)
+    result = run_smoke(directory, steps=steps, force=force, on_stage=terminal.info,
+                       on_line=terminal.note if verbose else (lambda _line: None))
     terminal.success(f"Smoke run passed in {result.seconds:.0f} s: {result.directory}")
     terminal.info(f"  generated: {result.answer!r}")
