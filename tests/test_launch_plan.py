@@ -1,0 +1,162 @@
+"""Launch plans (argv + env) for every topology, resume policy and pre-launch refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from glmocr_lf.cli import cli
+from glmocr_lf.errors import ConfigError, LaunchError
+from glmocr_lf.machine import Gpu
+from glmocr_lf.train.plan import LaunchRequest, Topology, launch_env, prepare
+from glmocr_lf.versions import Stack
+
+H100 = tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 81559, (9, 0)) for i in range(4))
+T4 = (Gpu(0, "Tesla T4", 15360, (7, 5)),)
+PINNED = Stack({"transformers": "5.6.0"})
+
+
+def env_for(topology: Topology, visible: int = 4) -> dict[str, str]:
+    return launch_env(topology, visible_gpus=visible, stack=PINNED)[0]
+
+
+def test_one_gpu_runs_in_process() -> None:
+    assert env_for(Topology(), visible=1) == {}
+
+
+def test_nproc_4_uses_torchrun() -> None:
+    assert env_for(Topology(nproc=4)) == {
+        "FORCE_TORCHRUN": "1", "NNODES": "1", "NODE_RANK": "0", "NPROC_PER_NODE": "4",
+    }
+
+
+def test_deepspeed_forces_torchrun_even_on_one_gpu() -> None:
+    assert env_for(Topology(deepspeed="z2"), visible=1) == {
+        "FORCE_TORCHRUN": "1", "NNODES": "1", "NODE_RANK": "0", "NPROC_PER_NODE": "1",
+    }
+
+
+def test_second_node_gets_fixed_port_and_master() -> None:
+    assert env_for(Topology(nnodes=2, node_rank=1, master_addr="10.0.0.1"), visible=8) == {
+        "FORCE_TORCHRUN": "1", "NNODES": "2", "NODE_RANK": "1", "NPROC_PER_NODE": "8",
+        "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500",
+    }
+
+
+def test_gpu_list_sets_visible_devices_and_process_count() -> None:
+    assert env_for(Topology(gpus=(2, 3))) == {
+        "CUDA_VISIBLE_DEVICES": "2,3", "FORCE_TORCHRUN": "1", "NNODES": "1", "NODE_RANK": "0",
+        "NPROC_PER_NODE": "2",
+    }
+
+
+def test_single_gpu_from_list_stays_in_process() -> None:
+    assert env_for(Topology(gpus=(1,))) == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_modelscope_hub() -> None:
+    env, _ = launch_env(Topology(), visible_gpus=1, stack=PINNED, hub="modelscope")
+    assert env == {"USE_MODELSCOPE_HUB": "1"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+        "dataset: x\ntemplate: glm_ocr\ndataset_dir: data\noutput_dir: out\nbf16: true\n"
+        "per_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n")
+    return tmp_path
+
+
+def plan_for(project: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    request = LaunchRequest(config=project / "c.yaml", check_data=False, **kwargs)  # type: ignore[arg-type]
+    return prepare(request, stack=PINNED, gpus=H100)
+
+
+def test_plan_argv_and_absolute_paths(project: Path) -> None:
+    plan = plan_for(project, topology=Topology(gpus=(0,)))
+    assert plan.argv[1:] == ["train", str(project / "out" / "glmocr_lf_train.yaml")]
+    assert Path(plan.argv[0]).name == "llamafactory-cli"
+    assert f"dataset_dir: {project / 'data'}" in plan.yaml_text
+    assert f"output_dir: {project / 'out'}" in plan.yaml_text
+    assert plan.env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert plan.shell_line().startswith(f"cd {project} && CUDA_VISIBLE_DEVICES=0 ")
+
+
+def test_deepspeed_preset_is_a_packaged_file(project: Path) -> None:
+    plan = plan_for(project, topology=Topology(deepspeed="z3-offload"))
+    line = next(x for x in plan.yaml_text.splitlines() if x.startswith("deepspeed: "))
+    path = Path(line.split(": ", 1)[1])
+    assert path.name == "ds_z3_offload_config.json"
+    assert json.loads(path.read_text())["zero_optimization"]["stage"] == 3
+
+
+def test_bf16_without_bf16_gpu_is_an_error_at_launch(project: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        prepare(LaunchRequest(config=project / "c.yaml", check_data=False), stack=PINNED, gpus=T4)
+    assert "train.bf16" in err.value.message
+
+
+def test_whitespace_paths_refused(project: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_for(project, overrides={"output_dir": str(project / "my run")})
+    assert "contains whitespace" in err.value.message
+
+
+def test_multinode_needs_master_addr(project: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_for(project, topology=Topology(nnodes=2, node_rank=1))
+    assert "--master-addr: multi-node training needs the address of node 0" in err.value.message
+
+
+def test_non_empty_output_dir_needs_a_policy(project: Path) -> None:
+    (project / "out" / "checkpoint-10").mkdir(parents=True)
+    (project / "out" / "checkpoint-2").mkdir()
+    with pytest.raises(LaunchError) as err:
+        plan_for(project)
+    assert err.value.message == f"{project / 'out'} already holds a run (checkpoint checkpoint-10)"
+    assert err.value.hint == "pass --resume to continue from its last checkpoint, or --fresh to start over"
+    resumed = plan_for(project, resume="resume")
+    assert f"resume_from_checkpoint: {project / 'out' / 'checkpoint-10'}" in resumed.yaml_text
+    assert "overwrite_output_dir: false" in resumed.yaml_text
+    fresh = plan_for(project, resume="fresh")
+    assert "overwrite_output_dir: true" in fresh.yaml_text
+    assert sorted(p.name for p in fresh.removals) == ["checkpoint-10", "checkpoint-2"]
+
+
+def test_resume_without_checkpoint_is_an_error(project: Path) -> None:
+    with pytest.raises(LaunchError, match="no checkpoint-N to resume from"):
+        plan_for(project, resume="resume")
+
+
+def test_unregistered_dataset_is_refused_before_launch(project: Path, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "bf16=false", "--dry-run"])
+    assert result.exit_code == 1
+    assert f"Error: dataset 'x' is not registered in {project / 'data' / 'dataset_info.json'}" in result.stderr
+
+
+def test_dry_run_prints_plan_and_yaml_and_writes_nothing(project: Path, runner: CliRunner) -> None:
+    from conftest import SAMPLE_JSON
+
+    reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(project / "data"),
+                              "--force"])
+    assert reg.exit_code == 0, reg.stderr
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--nproc", "2", "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(f"cd {project} && FORCE_TORCHRUN=1 NNODES=1 NODE_RANK=0 NPROC_PER_NODE=2 ")
+    assert first.endswith(f"llamafactory-cli train {project / 'out' / 'glmocr_lf_train.yaml'}")
+    assert "### model" in rest
+    assert "dataset x: 10 samples OK, 1 warning(s)" in result.stderr
+    assert not (project / "out").exists()
+
+
+def test_overrides_must_be_key_value(project: Path, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--", "--max_samples=20"])
+    assert result.exit_code == 1
+    assert "write overrides as key=value, without leading dashes" in result.stderr
