@@ -83,14 +83,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from glmocr_lf.cli.config import config_group
     from glmocr_lf.cli.data import data_group
+    from glmocr_lf.cli.doctor import doctor
     from glmocr_lf.cli.eval import eval_group
     from glmocr_lf.cli.export import export
+    from glmocr_lf.cli.init import init
     from glmocr_lf.cli.smoke import smoke, smoke_model
     from glmocr_lf.cli.train import train
 
     cli.add_command(config_group)
     cli.add_command(data_group)
+    cli.add_command(doctor)
     cli.add_command(eval_group)
+    cli.add_command(init)
     cli.add_command(train)
     cli.add_command(export)
     cli.add_command(smoke)

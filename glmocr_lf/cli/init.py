@@ -1,0 +1,55 @@
+"""`glmocr-lf init`: scaffold a fine-tuning project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from glmocr_lf.cli import terminal
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--example", is_flag=True,
+              help="Also register the bundled 10-sample dataset (cosyn_chemical) in data/.")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty directory (only the scaffold's files; nothing is deleted).")
+def init(directory: Path, example: bool, force: bool) -> None:
+    """Create a project in DIRECTORY: LoRA and full configs, data/, a Makefile and a README."""
+    from glmocr_lf.scaffold import scaffold
+
+    result = scaffold(directory, example=example, force=force)
+    for note in result.notes:
+        terminal.note(note)
+    terminal.console.print(file_tree(directory, result.written))
+    for rel in result.kept:
+        terminal.note(f"kept {directory / rel} (already there)")
+    if result.example_samples is not None:
+        terminal.info(f"Registered the example dataset cosyn_chemical ({result.example_samples} samples).")
+    terminal.success(f"Wrote {len(result.written)} files to {directory}")
+    terminal.info(f"Next: cd {directory} && make help")
+
+
+def file_tree(root: Path, paths: list[str]) -> Any:
+    """A Rich tree of `paths` (relative, posix) under `root`: folders first, then files."""
+    from rich.tree import Tree
+
+    nested: dict[str, Any] = {}
+    for path in paths:
+        node = nested
+        *folders, name = path.split("/")
+        for folder in folders:
+            node = node.setdefault(folder + "/", {})
+        node[name] = None
+
+    def add(tree: Tree, node: dict[str, Any]) -> None:
+        for name in [n for n in node if node[n] is not None] + [n for n in node if node[n] is None]:
+            child = tree.add(name.rstrip("/"), style="bold" if node[name] is not None else "")
+            if node[name] is not None:
+                add(child, node[name])
+
+    tree = Tree(str(root), style="bold")
+    add(tree, nested)
+    return tree

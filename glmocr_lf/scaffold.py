@@ -1,0 +1,104 @@
+"""`glmocr-lf init`: a project folder from the packaged `templates/`.
+
+Every template file is copied as is, except the configs, which are loaded and rendered again for
+the installed llamafactory/transformers (so the version rules apply). Conservative by design: a
+non-empty folder needs `force`, and even then only the scaffold's own files are written; nothing is
+deleted, and an existing `data/dataset_info.json` (the user's registrations) is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glmocr_lf import resources
+from glmocr_lf.config import load_config, render_config
+from glmocr_lf.constants import DATASET_INFO
+from glmocr_lf.errors import GlmocrLfError
+from glmocr_lf.fsutil import atomic_write_bytes
+from glmocr_lf.versions import Stack
+
+EXAMPLE_DATASET = "cosyn_chemical"
+DATA_DIR = "data"
+CONFIGS_DIR = "configs"
+DATASET_INFO_PATH = f"{DATA_DIR}/{DATASET_INFO}"
+
+
+@dataclass(frozen=True)
+class ScaffoldResult:
+    root: Path
+    written: list[str]  # paths relative to root, posix, in natural order
+    kept: list[str] = field(default_factory=list)  # scaffold paths that existed and were left alone
+    notes: list[str] = field(default_factory=list)  # how the configs were adapted to the installed versions
+    example_samples: int | None = None
+
+
+def natural_key(path: str) -> list[tuple[int, str]]:
+    """`2.png` before `10.png`."""
+    return [(int(part), "") if part.isdigit() else (0, part) for part in re.split(r"(\d+)", path)]
+
+
+def template_files(root: Path | None = None) -> list[str]:
+    root = root or resources.templates_dir()
+    return sorted((p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()), key=natural_key)
+
+
+def render_templates(stack: Stack, root: Path | None = None) -> tuple[dict[str, bytes], list[str]]:
+    """What init writes, path by path, and the notes from re-rendering the configs."""
+    root = root or resources.templates_dir()
+    files: dict[str, bytes] = {}
+    notes: list[str] = []
+    for rel in template_files(root):
+        source = root / rel
+        if rel.startswith(f"{CONFIGS_DIR}/") and source.suffix == ".yaml":
+            text, config_notes = render_config(load_config(source), stack)
+            files[rel] = text.encode("utf-8")
+            notes.extend(f"{rel}: {note}" for note in config_notes)
+        else:
+            files[rel] = source.read_bytes()
+    return files, notes
+
+
+def check_target(target: Path, *, force: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise GlmocrLfError(f"{target}: exists and is not a directory")
+    if target.is_dir() and not force and any(target.iterdir()):
+        raise GlmocrLfError(f"{target}: directory is not empty",
+                            hint="pass --force to write the scaffold's files into it (nothing else is "
+                                 "touched or deleted)")
+
+
+def scaffold(target: Path, *, example: bool = False, force: bool = False,
+             stack: Stack | None = None) -> ScaffoldResult:
+    check_target(target, force=force)
+    files, notes = render_templates(stack or Stack.detect())
+    written: list[str] = []
+    kept: list[str] = []
+    for rel, data in files.items():
+        path = target / rel
+        if rel == DATASET_INFO_PATH and path.exists():
+            kept.append(rel)
+            continue
+        atomic_write_bytes(path, data)
+        written.append(rel)
+    samples = None
+    if example:
+        samples = _register_example(target / DATA_DIR, force=force)
+        staged = target / DATA_DIR / EXAMPLE_DATASET
+        written.append(f"{DATA_DIR}/{EXAMPLE_DATASET}.json")
+        written.extend(p.relative_to(target).as_posix() for p in staged.rglob("*") if p.is_file())
+        if DATASET_INFO_PATH in kept:
+            kept.remove(DATASET_INFO_PATH)
+            written.append(DATASET_INFO_PATH)
+    return ScaffoldResult(target, sorted(set(written), key=natural_key), kept, notes, samples)
+
+
+def _register_example(data_dir: Path, *, force: bool) -> int:
+    """The bundled sample, validated and staged as real copies (links into site-packages would
+    break when glmocr-lf is upgraded)."""
+    from glmocr_lf.data.registry import register_dataset
+
+    sample_json, _images = resources.sample_dataset()
+    result = register_dataset(EXAMPLE_DATASET, sample_json, data_dir, link="copy", force=force)
+    return result.samples
