@@ -1,0 +1,226 @@
+"""`glmocr-lf init`: the project scaffold, its golden files, and its Makefile's command lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from glmocr_lf.cli import cli
+from glmocr_lf.config import load_config, preset, render_config
+from glmocr_lf.data.registry import sharegpt_entry
+from glmocr_lf.resources import templates_dir
+from glmocr_lf.scaffold import template_files
+from glmocr_lf.versions import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden" / "init"
+REGEN = bool(os.environ.get("GLMOCR_LF_REGEN_GOLDEN"))
+TEMPLATE_FILES = ["Makefile", "README.md", "configs/full.yaml", "configs/lora.yaml", "data/dataset_info.json"]
+PLAIN_TREE = [
+    "project",
+    "├── configs",
+    "│   ├── full.yaml",
+    "│   └── lora.yaml",
+    "├── data",
+    "│   └── dataset_info.json",
+    "├── Makefile",
+    "└── README.md",
+    "Wrote 5 files to project",
+    "Next: cd project && make help",
+]
+
+
+def init(*args: str) -> tuple[int, list[str], str]:
+    result = CliRunner().invoke(cli, ["init", *args], catch_exceptions=False)
+    return result.exit_code, result.stderr.splitlines(), result.stdout
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and
+                  not p.name.startswith("."))
+
+
+def check_golden(name: str, text: str) -> None:
+    golden = GOLDEN / name
+    if REGEN:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"{golden} differs; `make golden` rewrites it"
+
+
+def test_init_writes_the_scaffold_and_prints_its_tree(tmp_path: Path) -> None:
+    code, lines, stdout = init("project")
+    assert code == 0
+    assert lines == PLAIN_TREE
+    assert stdout == ""
+    project = tmp_path / "project"
+    assert files_under(project) == TEMPLATE_FILES
+    assert (project / "data" / "dataset_info.json").read_text() == "{}\n"
+    templates = templates_dir()
+    stack = Stack.detect()
+    for name in ("lora", "full"):
+        # re-rendered for the installed versions, from the template's values
+        expected = render_config(load_config(templates / "configs" / f"{name}.yaml"), stack)[0]
+        assert (project / "configs" / f"{name}.yaml").read_text() == expected
+    for name in ("Makefile", "README.md"):
+        assert (project / name).read_bytes() == (templates / name).read_bytes()
+
+
+def test_init_into_an_existing_empty_dir(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    code, lines, _ = init("project")
+    assert code == 0
+    assert lines == PLAIN_TREE
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_template_configs_golden_are_the_rendered_presets(method: str) -> None:
+    text, notes = render_config(preset(method, dataset="cosyn_chemical"), Stack.pinned())  # type: ignore[arg-type]
+    template = REPO / "templates" / "configs" / f"{method}.yaml"
+    if REGEN:
+        template.write_text(text)
+    assert notes == []
+    assert template.read_text() == text
+
+
+def test_templates_hold_only_what_init_writes() -> None:
+    assert template_files(REPO / "templates") == ["Makefile", "README.md", "configs/full.yaml", "configs/lora.yaml",
+                                                  "data/dataset_info.json"]
+
+
+def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
+    code, lines, _ = init("project", "--example")
+    assert code == 0, lines
+    project = tmp_path / "project"
+    check_golden("tree.txt", "\n".join(files_under(project)) + "\n")
+    check_golden("Makefile", (project / "Makefile").read_text())
+    assert lines[:6] == ["project", "├── configs", "│   ├── full.yaml", "│   └── lora.yaml", "├── data",
+                         "│   ├── cosyn_chemical"]
+    assert lines[-3:] == ["Registered the example dataset cosyn_chemical (10 samples).",
+                          "Wrote 16 files to project", "Next: cd project && make help"]
+
+
+def test_init_example_validates_and_registers_the_sample(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    assert init("project", "--example")[0] == 0
+    project = tmp_path / "project"
+    monkeypatch.chdir(project)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "validate", "configs/full.yaml", "configs/lora.yaml"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("OK")] == \
+        ["OK: configs/full.yaml", "OK: configs/lora.yaml"]
+    info = json.loads((project / "data" / "dataset_info.json").read_text())
+    assert info == {"cosyn_chemical": sharegpt_entry("cosyn_chemical.json")}
+    samples = json.loads((project / "data" / "cosyn_chemical.json").read_text())
+    assert len(samples) == 10
+    for sample in samples:  # every image resolves from data/, LLaMA-Factory's media_dir, as a real file
+        (image,) = sample["images"]
+        path = project / "data" / image
+        assert path.is_file() and not path.is_symlink(), image
+    result = runner.invoke(cli, ["data", "validate", "data/cosyn_chemical.json", "--config", "configs/lora.yaml"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_non_empty_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("mine")
+    code, lines, _ = init("project")
+    assert code == 1
+    assert lines == [
+        "Error: project: directory is not empty",
+        "Hint: pass --force to write the scaffold's files into it (nothing else is touched or deleted)",
+    ]
+    assert files_under(tmp_path / "project") == ["notes.txt"]
+
+
+def test_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "project").write_text("")
+    code, lines, _ = init("project", "--force")
+    assert code == 1
+    assert lines == ["Error: project: exists and is not a directory"]
+
+
+def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "notes.txt").write_text("mine")
+    (project / "Makefile").write_text("old\n")
+    mine = {"my_ocr": sharegpt_entry("my_ocr.json")}
+    (project / "data" / "dataset_info.json").write_text(json.dumps(mine))
+    code, lines, _ = init("project", "--force")
+    assert code == 0
+    assert lines == [
+        "project",
+        "├── configs",
+        "│   ├── full.yaml",
+        "│   └── lora.yaml",
+        "├── Makefile",
+        "└── README.md",
+        "kept project/data/dataset_info.json (already there)",
+        "Wrote 4 files to project",
+        "Next: cd project && make help",
+    ]
+    assert (project / "notes.txt").read_text() == "mine"
+    assert (project / "Makefile").read_bytes() == (templates_dir() / "Makefile").read_bytes()
+    assert json.loads((project / "data" / "dataset_info.json").read_text()) == mine
+
+    code, lines, _ = init("project", "--force", "--example")
+    assert code == 0
+    info = json.loads((project / "data" / "dataset_info.json").read_text())
+    assert info == {**mine, "cosyn_chemical": sharegpt_entry("cosyn_chemical.json")}
+    assert (project / "notes.txt").read_text() == "mine"
+    assert "│   └── dataset_info.json" in lines
+
+
+MAKE = shutil.which("make")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+@pytest.mark.parametrize(("args", "expected"), [
+    (["train-lora", "GPUS=0,1", "NPROC=2"], ["glmocr-lf train configs/lora.yaml --gpus 0,1 --nproc 2"]),
+    (["train-lora"], ["glmocr-lf train configs/lora.yaml"]),
+    (["train-full", "DEEPSPEED=z3", "NNODES=2", "NODE_RANK=1", "MASTER_ADDR=10.0.0.1", "MASTER_PORT=29500",
+      "ARGS=--fresh num_train_epochs=1"],
+     ["glmocr-lf train configs/full.yaml --nnodes 2 --node-rank 1 --master-addr 10.0.0.1 --master-port 29500 "
+      "--deepspeed z3 --fresh num_train_epochs=1"]),
+    (["train-lora", "CONFIG=configs/mine.yaml", "DEEPSPEED="], ["glmocr-lf train configs/mine.yaml"]),
+    (["validate"], ["glmocr-lf config validate configs/lora.yaml configs/full.yaml",
+                    "glmocr-lf data validate data/cosyn_chemical.json --config configs/lora.yaml"]),
+    (["export"], ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged"]),
+    (["export-full"], ["glmocr-lf export --model saves/glm-ocr/full/sft"]),
+    (["smoke"], ["glmocr-lf smoke"]),
+    (["eval"], ["glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --dataset cosyn_chemical "
+                "--data-dir data --out evals/finetuned"]),
+    (["eval-base", "EVAL_DATASET=my_test"], ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_test "
+                                             "--data-dir data --out evals/base"]),
+    (["compare"], ["glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl "
+                   "--out evals/report.md"]),
+])
+def test_makefile_command_lines(tmp_path: Path, args: list[str], expected: list[str]) -> None:
+    assert init("project")[0] == 0
+    proc = subprocess.run([MAKE, "-n", "--no-print-directory", "-C", str(tmp_path / "project"), *args],  # type: ignore[list-item]
+                          capture_output=True, text=True, check=False, env={**os.environ, "MAKEFLAGS": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == expected
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
+    assert init("project")[0] == 0
+    proc = subprocess.run([MAKE, "--no-print-directory", "-C", str(tmp_path / "project"), "help"],
+                          capture_output=True, text=True, check=False, env={**os.environ, "MAKEFLAGS": ""})
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert names == ["help", "validate", "train-lora", "train-full", "export", "export-full", "smoke", "eval",
+                     "eval-base", "compare", "GLMOCR_LF", "CONFIG", "GPUS", "NPROC", "NNODES", "NODE_RANK",
+                     "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS", "DATASET", "ADAPTER", "FULL_RUN",
+                     "MERGED", "MODEL", "BASE", "EVAL_DATASET"]
