@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glmocr_lf import constants as C
-from glmocr_lf import machine, versions
+from glmocr_lf import machine
 from glmocr_lf.versions import FLASH_ATTN_BROKEN, GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
 
 Status = Literal["ok", "warn", "error"]
@@ -303,7 +303,7 @@ def _check_processor(path: Path, stack: Stack, *, files_missing: bool) -> Findin
 
 
 def run_doctor(model: str | None = None) -> DoctorReport:
-    stack = Stack({name: versions.installed(name) for name in versions.STACK})
+    stack = Stack.detect()
     found = machine.gpus()
     findings = [*check_versions(stack), *check_gpus(found)]
     if model is not None:
