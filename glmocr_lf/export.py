@@ -172,7 +172,7 @@ def mtp_keys(model_dir: Path) -> tuple[str, list[tuple[Path, str]]]:
     found: list[tuple[Path, str]] = []
     for shard in sorted(model_dir.glob("*.safetensors")):
         with safe_open(str(shard), framework="pt") as handle:
-            found.extend((shard, key) for key in handle if key.startswith(prefix))
+            found.extend((shard, key) for key in handle.keys() if key.startswith(prefix))  # noqa: SIM118 - safe_open is not iterable
     return prefix, found
 
 
@@ -203,7 +203,7 @@ def carry_mtp(base_dir: Path, out: Path) -> int:
             if shard.name == shard_name:
                 continue
             with safe_open(str(shard), framework="pt") as handle:
-                index["weight_map"].update({k: shard.name for k in handle})
+                index["weight_map"].update({k: shard.name for k in handle.keys()})  # noqa: SIM118
     index["weight_map"].update({key: shard_name for key in tensors})
     atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
     return len(tensors)

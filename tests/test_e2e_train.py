@@ -1,0 +1,179 @@
+"""End to end: the real llamafactory-cli trains, exports and the result reloads (tiny GLM-OCR, CPU).
+
+No mocks: every test here starts `llamafactory-cli` through `glmocr-lf train` / `glmocr-lf export`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_JSON
+
+from glmocr_lf.cli import cli
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("llamafactory")
+
+# Small enough for a CPU; image_max_pixels keeps every sample at <= 64 image tokens.
+CPU = ["bf16=false", "cutoff_len=256", "image_max_pixels=50176", "per_device_train_batch_size=2",
+       "gradient_accumulation_steps=1", "preprocessing_num_workers=1", "dataloader_num_workers=0",
+       "logging_steps=1", "plot_loss=false"]
+VISION_FROZEN = ("model.visual.patch_embed.", "model.visual.blocks.", "model.visual.merger.")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+
+    return build_tiny_glm_ocr(tmp_path_factory.mktemp("models") / "tiny", with_mtp=True)
+
+
+def glmocr(*args: str) -> Any:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr[-3000:]
+    return result
+
+
+def register(data_dir: Path, *extra: str) -> None:
+    glmocr("data", "register", "cosyn_chemical", str(SAMPLE_JSON), "--data-dir", str(data_dir), *extra)
+
+
+def weights(model_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    out: dict[str, Any] = {}
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        out.update(load_file(shard))
+    return out
+
+
+def sample_inputs(model_dir: Path) -> tuple[Any, dict[str, Any]]:
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Text Recognition:"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    with Image.open(SAMPLE_JSON.parent / "cosyn_chemical" / "1.png") as image:
+        inputs = processor(text=[text], images=[image.convert("RGB")], return_tensors="pt")
+    return processor, dict(inputs)
+
+
+def test_init_validate_train_export_generate(tiny: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    glmocr("init", "proj", "--example")
+    os.chdir("proj")
+    glmocr("config", "validate", "configs/lora.yaml", "configs/full.yaml")
+    train = glmocr("train", "configs/lora.yaml", f"model_name_or_path={tiny}", "max_steps=3", "save_steps=3", *CPU)
+    assert "Training finished" in train.stderr
+    run = Path("saves/glm-ocr/lora/sft").resolve()
+    record = json.loads((run / "glmocr_lf_run.json").read_text())
+    assert record["status"] == "finished" and record["exit_code"] == 0
+    assert record["versions"]["llamafactory"] and record["command"].endswith("glmocr_lf_train.yaml")
+    assert (run / "glmocr_lf_train.yaml").read_text().count(f"model_name_or_path: {tiny}") == 1
+    assert (run / "adapter_model.safetensors").is_file()
+
+    glmocr("export", "--adapter", str(run))
+    merged = run / "merged"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "chat_template.jinja"):
+        assert (merged / name).is_file(), name
+    exported = json.loads((merged / "glmocr_lf_export.json").read_text())
+    assert exported["image_max_pixels"] == 50176
+    # the tiny processor's own cap (50176) is already below 2 x 50176: it stays (see test_export.py)
+    assert json.loads((merged / "processor_config.json").read_text())["image_processor"]["size"]["longest_edge"] == 50176
+
+    # the base's multi-token-prediction layer is carried into the merged checkpoint
+    base_w, merged_w = weights(tiny), weights(merged)
+    mtp = [k for k in base_w if k.startswith("model.language_model.layers.2.")]
+    assert mtp and exported["mtp_tensors_carried"] == len(mtp)
+    assert all(torch.equal(base_w[k], merged_w[k]) for k in mtp)
+
+    # merged == base + adapter on one real input
+    processor, inputs = sample_inputs(merged)
+    base = AutoModelForImageTextToText.from_pretrained(tiny).eval()
+    with_adapter = PeftModel.from_pretrained(base, str(run)).eval()
+    reloaded = AutoModelForImageTextToText.from_pretrained(merged).eval()
+    with torch.no_grad():
+        expected = with_adapter(**inputs).logits
+        got = reloaded(**inputs).logits
+        assert (expected - got).abs().max().item() < 1e-4
+        output = reloaded.generate(**inputs, max_new_tokens=8, do_sample=False, min_new_tokens=1)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+    assert isinstance(processor.decode(output[0], skip_special_tokens=True), str)
+
+
+def test_full_sft_freezes_vision_and_projector(tiny: Path) -> None:
+    register(Path("data"))
+    glmocr("config", "new", "--method", "full", "--model", str(tiny), "-o", "full.yaml",
+           "--set", "output_dir=full-run", "--set", "learning_rate=1e-3")
+    glmocr("train", "full.yaml", "max_steps=2", "save_steps=2", *CPU)
+    before, after = weights(tiny), weights(Path("full-run"))
+    frozen = [k for k in after if k.startswith(VISION_FROZEN)]
+    language = [k for k in after if k.startswith("model.language_model.")]
+    assert frozen and language
+    assert all(before[k].equal(after[k]) for k in frozen)
+    assert any(not before[k].equal(after[k]) for k in language)
+
+    glmocr("export", "--model", "full-run", "--out", "full-merged")
+    merged = weights(Path("full-merged"))
+    assert all(merged[k].equal(after[k]) for k in language)
+    assert any(k.startswith("model.language_model.layers.2.") for k in merged)  # MTP carried
+
+
+def test_loss_halves_on_two_samples(tiny: Path) -> None:
+    register(Path("data"))
+    glmocr("config", "new", "--method", "full", "--model", str(tiny), "-o", "learn.yaml",
+           "--set", "output_dir=learn", "--set", "learning_rate=3e-3", "--set", "max_samples=2",
+           "--set", "warmup_ratio=0.0", "--set", "lr_scheduler_type=constant")
+    glmocr("train", "learn.yaml", "max_steps=30", "save_steps=1000", *CPU)
+    losses = [e["loss"] for e in map(json.loads, Path("learn/trainer_log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert len(losses) == 30
+    assert losses[-1] < losses[0] / 2, losses
+
+
+def test_resume_continues_to_the_planned_step(tiny: Path, clean_env: dict[str, str]) -> None:
+    register(Path("data"))
+    glmocr("config", "new", "--method", "lora", "--model", str(tiny), "-o", "r.yaml", "--set", "output_dir=r")
+    argv = [sys.executable, "-m", "glmocr_lf", "train", "r.yaml", "max_steps=12", "save_steps=2", *CPU]
+    proc = subprocess.Popen(argv, env=clean_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not Path("r/checkpoint-2/trainer_state.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: reaches llamafactory-cli through glmocr-lf
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Error: training interrupted" in stderr
+    assert not Path("r/checkpoint-12").exists()
+
+    refused = CliRunner().invoke(cli, ["train", "r.yaml", "max_steps=12", *CPU])
+    assert refused.exit_code == 1 and "--resume" in refused.stderr
+    glmocr("train", "r.yaml", "--resume", "max_steps=12", "save_steps=2", *CPU)
+    state = json.loads(Path("r/trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    record = json.loads(Path("r/glmocr_lf_run.json").read_text())
+    assert record["status"] == "finished"
+
+
+def test_failing_child_ends_with_one_error_line_and_its_code(clean_env: dict[str, str], tiny: Path) -> None:
+    register(Path("data"))
+    glmocr("config", "new", "--method", "lora", "-o", "bad.yaml", "--set", "output_dir=bad",
+           "--set", "model_name_or_path=no-such-org/no-such-model")
+    proc = subprocess.run([sys.executable, "-m", "glmocr_lf", "train", "bad.yaml", "max_steps=1", *CPU],
+                          env=clean_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: training failed (exit code 1): "), last
+    assert "Traceback" not in last

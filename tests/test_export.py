@@ -1,0 +1,62 @@
+"""Export planning and the processor-resolution record (no llamafactory-cli needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from glmocr_lf.cli import cli
+from glmocr_lf.export import record_resolution
+
+
+def test_processor_capped_at_training_resolution(tmp_path: Path) -> None:
+    config = {"image_processor": {"size": {"shortest_edge": 12544, "longest_edge": 11760000}}, "video_processor": {}}
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"longest_edge": 11760000}}))
+    record_resolution(tmp_path, 589824)
+    # Glm46V's smart_resize counts two temporal frames: 2 x image_max_pixels gives LLaMA-Factory's grid
+    assert json.loads((tmp_path / "processor_config.json").read_text())["image_processor"]["size"] == {
+        "shortest_edge": 12544, "longest_edge": 1179648}
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["size"]["longest_edge"] == 1179648
+
+
+def test_export_yaml_has_no_training_keys(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "zai-org/GLM-OCR"}))
+    (run / "glmocr_lf_train.yaml").write_text("model_name_or_path: /models/glm-ocr\nimage_max_pixels: 1000000\n")
+    result = CliRunner().invoke(cli, ["export", "--adapter", str(run), "--dry-run"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(f"llamafactory-cli export {run / 'merged' / 'glmocr_lf_export.yaml'}")
+    keys = {line.split(":")[0] for line in lines[2:]}
+    assert keys == {"template", "trust_remote_code", "model_name_or_path", "adapter_name_or_path",
+                    "finetuning_type", "image_max_pixels", "image_min_pixels", "export_dir", "export_size",
+                    "export_device", "export_legacy_format"}
+    assert 'model_name_or_path: "/models/glm-ocr"' in lines
+    assert "image_max_pixels: 1000000" in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "Error: give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)"),
+        (["--adapter", "nowhere"], "Error: {tmp}/nowhere: no such directory"),
+    ],
+)
+def test_export_refusals(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["export", *args])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == message.format(tmp=tmp_path)
+
+
+def test_full_run_given_as_adapter_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["export", "--adapter", "full"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"Error: {tmp_path}/full: no adapter_config.json, not a LoRA adapter",
+                                          "Hint: this looks like a full fine-tune: use --model"]
