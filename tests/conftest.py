@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-SAMPLE_JSON = SHARED_DATA / "cosyn_chemical.json"
-SAMPLE_IMAGES = SHARED_DATA / "cosyn_chemical"
+# The bundled copy of ../shared/data/cosyn_chemical* (10 images from GLM-OCR's fine-tuning example).
+SAMPLE_JSON = REPO / "examples" / "cosyn_chemical.json"
+SAMPLE_IMAGES = REPO / "examples" / "cosyn_chemical"
 
 
 @pytest.fixture(autouse=True)
