@@ -91,19 +91,24 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
     _render_summary(summary)
 
 
+def _stats(entry: dict[str, Any]) -> list[str]:
+    """loss, eval loss, lr and ETA of one trainer_log.jsonl entry, as short labelled figures."""
+    stats = []
+    if "loss" in entry:
+        stats.append(f"loss {entry['loss']:.4f}")
+    if "eval_loss" in entry:
+        stats.append(f"eval_loss {entry['eval_loss']:.4f}")
+    if "lr" in entry:
+        stats.append(f"lr {entry['lr']:.2e}")
+    if entry.get("remaining_time"):
+        stats.append(f"eta {entry['remaining_time']}")
+    return stats
+
+
 def _log_line(entry: dict[str, Any]) -> str | None:
     if "loss" not in entry and "eval_loss" not in entry:
         return None
-    parts = [f"step {entry.get('current_steps')}/{entry.get('total_steps')}"]
-    if "loss" in entry:
-        parts.append(f"loss {entry['loss']:.4f}")
-    if "eval_loss" in entry:
-        parts.append(f"eval_loss {entry['eval_loss']:.4f}")
-    if "lr" in entry:
-        parts.append(f"lr {entry['lr']:.2e}")
-    if entry.get("remaining_time"):
-        parts.append(f"eta {entry['remaining_time']}")
-    return "  ".join(parts)
+    return "  ".join([f"step {entry.get('current_steps')}/{entry.get('total_steps')}", *_stats(entry)])
 
 
 def _run_with_progress(plan: Any) -> TrainSummary:
@@ -125,15 +130,7 @@ def _run_with_progress(plan: Any) -> TrainSummary:
     task = progress.add_task("train", total=None, stats="")
 
     def on_log_live(entry: dict[str, Any]) -> None:
-        stats = []
-        if "loss" in entry:
-            stats.append(f"loss {entry['loss']:.4f}")
-        if "eval_loss" in entry:
-            stats.append(f"eval {entry['eval_loss']:.4f}")
-        if "lr" in entry:
-            stats.append(f"lr {entry['lr']:.2e}")
-        if entry.get("remaining_time"):
-            stats.append(f"ETA {entry['remaining_time']}")
+        stats = _stats(entry)
         progress.update(task, completed=entry.get("current_steps", 0), total=entry.get("total_steps"),
                         stats="  ".join(stats) or progress.tasks[0].fields["stats"])
 
