@@ -1,8 +1,9 @@
 """Stage datasets into a LLaMA-Factory data folder and keep its `dataset_info.json` in order.
 
 Layout (the vendor guide's, one name per dataset): `DATA/NAME.json` holds the samples with image
-paths rewritten to `NAME/<path relative to the media dir>`, and `DATA/NAME/` holds the images as
-links (or copies), so every path resolves from DATA, LLaMA-Factory's default `media_dir`.
+paths rewritten to `NAME/<path relative to the media dir>`, and `DATA/NAME/` holds the images, so
+every path resolves from DATA, LLaMA-Factory's default `media_dir`. `symlink` (default) links the
+top-level folders and files the images live in; `hardlink` and `copy` stage each image file.
 `dataset_info.json` is changed only under a file lock and replaced atomically: concurrent
 registrations never lose an entry, and any error leaves the file byte-for-byte as it was.
 """
@@ -138,25 +139,38 @@ def info_lock(data_dir: Path) -> Iterator[None]:
 @dataclass(frozen=True)
 class _Plan:
     text: str
-    links: list[tuple[str, str]]  # (source absolute path, destination relative to DATA/NAME)
+    files: list[tuple[str, str]]  # (source absolute path, destination relative to DATA/NAME)
     samples: int
     images: int
 
+    def links(self, link: LinkMode) -> list[tuple[str, str]]:
+        """What to create: per file for hardlink/copy; for symlink one link per top-level entry
+        (a folder link serves every image below it, so 100k images stage in milliseconds)."""
+        if link != "symlink":
+            return self.files
+        top: dict[str, str] = {}
+        for source, rel in self.files:
+            first, sep, rest = rel.partition("/")
+            top.setdefault(first, source[: len(source) - len(rest) - 1] if sep else source)
+        return sorted(((source, rel) for rel, source in top.items()), key=lambda item: item[1])
 
-def _plan(name: str, file: Path, root: Path) -> _Plan:
-    """The staged JSON text and the links it needs (the file was validated just before)."""
+
+def _plan(name: str, report: ValidationReport, root: Path) -> _Plan:
+    """The staged JSON text and the files it needs (from the samples just validated)."""
+    assert report.sample_file is not None
     root_abs = os.path.normpath(os.path.abspath(root))
-    links: dict[str, str] = {}
+    prefix = root_abs.rstrip(os.sep) + os.sep
+    files: dict[str, str] = {}
     lines = []
     image_count = 0
-    for raw in read_samples(file).samples:
+    for raw in report.sample_file.samples:
         staged = dict(raw.data)
         paths = []
         for image in staged.get("images") or []:
             full = os.path.normpath(os.path.join(root_abs, image))
-            if full.startswith(root_abs + os.sep):
-                rel = os.path.relpath(full, root_abs).replace(os.sep, "/")
-                links[full] = rel
+            if full.startswith(prefix):
+                rel = full[len(prefix):].replace(os.sep, "/")
+                files[full] = rel
                 paths.append(f"{name}/{rel}")
             else:  # --allow-outside: LLaMA-Factory passes absolute paths through unchanged
                 paths.append(full)
@@ -164,12 +178,12 @@ def _plan(name: str, file: Path, root: Path) -> _Plan:
         image_count += len(paths)
         lines.append(json.dumps(staged, ensure_ascii=False))
     text = "[\n" + ",\n".join(lines) + "\n]\n"
-    return _Plan(text, sorted(links.items()), len(lines), image_count)
+    return _Plan(text, sorted(files.items(), key=lambda item: item[1]), len(lines), image_count)
 
 
-def _stage_images(plan: _Plan, target: Path, link: LinkMode) -> None:
+def _stage_images(links: list[tuple[str, str]], target: Path, link: LinkMode) -> None:
     made: set[str] = set()
-    for source, rel in plan.links:
+    for source, rel in links:
         dest = os.path.join(target, rel)
         parent = os.path.dirname(dest)
         if parent not in made:
@@ -195,12 +209,13 @@ def _same_staging(data_dir: Path, name: str, plan: _Plan) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     target = data_dir / name
-    for source, rel in plan.links:
+    for source, rel in plan.links("symlink"):  # staged by symlink: the same links
         dest = target / rel
-        if dest.is_symlink():
-            if os.readlink(dest) != source:
-                return False
-        elif not dest.is_file() or dest.stat().st_size != os.stat(source).st_size:
+        if dest.is_symlink() and os.readlink(dest) != source:
+            return False
+    for source, rel in plan.files:  # any mode: every image there, same size
+        dest = target / rel
+        if not dest.is_file() or dest.stat().st_size != os.stat(source).st_size:
             return False
     return True
 
@@ -215,7 +230,7 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
     if report.errors:
         raise InvalidDatasetError(report)
     root = resolve_media_dir(file, options.media_dir)
-    plan = _plan(name, file, root)
+    plan = _plan(name, report, root)
     entry = sharegpt_entry(f"{name}.json")
     data_dir.mkdir(parents=True, exist_ok=True)
     info_path = data_dir / DATASET_INFO
@@ -250,13 +265,13 @@ def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
     _remove(fresh)
     moved = False
     try:
-        if plan.links:
+        if plan.files:
             fresh.mkdir()
-            _stage_images(plan, fresh, link)
+            _stage_images(plan.links(link), fresh, link)
         if staged_dir.exists() or staged_dir.is_symlink():
             os.replace(staged_dir, old)
             moved = True
-        if plan.links:
+        if plan.files:
             os.replace(fresh, staged_dir)
         atomic_write_text(data_dir / f"{name}.json", plan.text)
     except BaseException:

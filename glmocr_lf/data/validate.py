@@ -18,7 +18,7 @@ from glmocr_lf.constants import (
     LF_DEFAULT_IMAGE_MIN_PIXELS,
     TASK_PROMPTS,
 )
-from glmocr_lf.data.images import ImageCheck, ImageRequest, check_images
+from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.data.samples import FileFormat, RawSample, SampleFile, json_type, read_samples
 from glmocr_lf.data.tokens import (
     TextCounter,
@@ -89,6 +89,7 @@ class ValidationReport:
     token_count: Literal["exact", "estimated"]
     problems: list[SampleProblem] = field(default_factory=list)
     records: list[SampleRecord] = field(default_factory=list)
+    sample_file: SampleFile | None = field(default=None, repr=False)
 
     @property
     def errors(self) -> list[SampleProblem]:
@@ -163,12 +164,12 @@ class _Validator:
         self.count = counter
         self.progress = progress
         self.problems: list[SampleProblem] = []
-        self.requests: list[ImageRequest] = []
+        self.checker = ImageChecker(len(sample_file.samples), options.workers)
         self.request_index: dict[str, int] = {}
         self.report = ValidationReport(
             file=self.name, format=sample_file.format, media_dir=root.as_posix(),
             samples=len(sample_file.samples), options=options,
-            token_count="exact" if options.model is not None else "estimated")
+            token_count="exact" if options.model is not None else "estimated", sample_file=sample_file)
 
     def problem(self, raw: RawSample, where: str, message: str, severity: Severity = "error") -> None:
         self.problems.append(SampleProblem(self.name, raw.index, raw.line, where, message, severity))
@@ -272,23 +273,24 @@ class _Validator:
                 return -1
         key = self.request_index.get(full)
         if key is None:
-            key = self.request_index[full] = len(self.requests)
-            self.requests.append(ImageRequest(full, self.root_real))
+            key = self.request_index[full] = len(self.request_index)
+            self.checker.submit(ImageRequest(full, self.root_real))
         return key
 
     # -- images, tokens, warnings ---------------------------------------------------------------
     def run(self) -> ValidationReport:
-        parsed = [self.parse(raw) for raw in self.file.samples]
-        total = len(self.requests)
-        done = 0
+        with self.checker:
+            parsed = [self.parse(raw) for raw in self.file.samples]
+            total = len(self.request_index)
+            done = 0
 
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if self.progress:
-                self.progress(done, total)
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
+                if self.progress:
+                    self.progress(done, total)
 
-        checks = check_images(self.requests, workers=self.options.workers, progress=step)
+            checks = self.checker.results(step)
         seen: dict[tuple[Any, ...], int] = {}
         prompts: dict[str, list[int]] = {}
         image_after: list[RawSample] = []
