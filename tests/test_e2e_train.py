@@ -78,6 +78,7 @@ def test_init_validate_train_export_generate(tiny: Path) -> None:
     glmocr("config", "validate", "configs/lora.yaml", "configs/full.yaml")
     train = glmocr("train", "configs/lora.yaml", f"model_name_or_path={tiny}", "max_steps=3", "save_steps=3", *CPU)
     assert "Training finished" in train.stderr
+    assert any(line.startswith("step 3/3  loss ") for line in train.stderr.splitlines())
     run = Path("saves/glm-ocr/lora/sft").resolve()
     record = json.loads((run / "glmocr_lf_run.json").read_text())
     assert record["status"] == "finished" and record["exit_code"] == 0
