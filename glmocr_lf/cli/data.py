@@ -211,3 +211,68 @@ def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bo
     for path in result.kept:
         terminal.warning(f"kept {path}: not staged by glmocr-lf")
     terminal.success(f"Removed {name}")
+
+
+@data_group.command("stats")
+@click.argument("source", metavar="NAME|FILE")
+@_data_dir_options
+@_budget_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, media_dir: Path | None,
+               cutoff_len: int | None, image_max_pixels: int | None, image_min_pixels: int | None,
+               config_file: Path | None, model: Path | None, allow_outside: bool, as_json: bool) -> None:
+    """Samples per task prompt, image sizes and downsizing, tokens per sample against cutoff_len
+    (default 2048) and how many samples would be cut."""
+    from glmocr_lf.data.registry import resolve_data_dir
+    from glmocr_lf.data.stats import dataset_stats
+
+    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
+                             config_file, model, allow_outside)
+    with _progress("checking images") as progress:
+        stats = dataset_stats(source, resolve_data_dir(data_dir, lf_dir), options, progress=progress)
+    if as_json:
+        terminal.out(json.dumps(stats.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    approx = "" if stats.token_count == "exact" else " (estimated; --model counts exactly)"
+    lines = [f"file: {stats.file}", f"samples: {stats.samples} ({stats.errors} errors)", "prompts:"]
+    lines += [f"  {count:>8}  {prompt!r}" for prompt, count in stats.prompts.items()]
+    lines.append(f"images: {stats.images}")
+    if stats.width and stats.height:
+        lines.append(f"  width  p50 {stats.width.p50}  p95 {stats.width.p95}  max {stats.width.max}")
+        lines.append(f"  height p50 {stats.height.p50}  p95 {stats.height.p95}  max {stats.height.max}")
+        scale = f", median scale {stats.median_downscale}" if stats.median_downscale else ""
+        lines.append(f"  downsized by image_max_pixels={stats.image_max_pixels}: {stats.downsized}{scale}")
+    if stats.tokens:
+        lines.append(f"tokens per sample{approx}: p50 {stats.tokens.p50}  p95 {stats.tokens.p95}  "
+                     f"max {stats.tokens.max}")
+    if stats.image_tokens:
+        lines.append(f"  image tokens: p50 {stats.image_tokens.p50}  p95 {stats.image_tokens.p95}  "
+                     f"max {stats.image_tokens.max}")
+    lines.append(f"cutoff_len {stats.cutoff_len}: {stats.image_cut} samples would lose image tokens "
+                 f"(training crashes), {stats.answer_cut} would have the answer cut")
+    terminal.out("\n".join(lines) + "\n")
+
+
+@data_group.command("convert")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="ShareGPT JSON to write (with --val-ratio also OUTPUT_val.json).")
+@click.option("--task", type=click.Choice(["text", "table", "formula"]),
+              help="Task prompt for rows without one (default: from the target's extension, else text).")
+@click.option("--prompt", help="A custom prompt instead of the task prompts.")
+@click.option("--val-ratio", type=float, default=0.0, show_default=True,
+              help="Hold out this fraction of images in a validation file.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def data_convert(source: Path, output: Path, task: str | None, prompt: str | None, val_ratio: float,
+                 seed: int, force: bool) -> None:
+    """Convert SOURCE to GLM-OCR ShareGPT: a folder of images with same-stem .txt/.md/.html/.tex
+    targets, or a JSONL/CSV file with image,text[,task] columns."""
+    from glmocr_lf.data.convert import convert
+
+    result = convert(source, output, task=task, prompt=prompt, val_ratio=val_ratio, seed=seed, force=force)
+    for line in result.warnings:
+        terminal.warning(line)
+    terminal.success(f"Wrote {result.train} ({result.train_samples} samples)")
+    if result.val is not None:
+        terminal.success(f"Wrote {result.val} ({result.val_samples} samples)")

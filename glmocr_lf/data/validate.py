@@ -142,15 +142,19 @@ def resolve_media_dir(dataset: Path, media_dir: Path | None) -> Path:
 
 
 def validate_file(path: Path, options: CheckOptions | None = None, *,
-                  progress: Progress | None = None) -> ValidationReport:
-    """Every problem of every sample; raises DataError only when the file itself is unusable."""
+                  progress: Progress | None = None, collect_records: bool = False) -> ValidationReport:
+    """Every problem of every sample; raises DataError only when the file itself is unusable.
+
+    `collect_records` also keeps per-sample sizes and token counts (for `stats`)."""
     options = options or CheckOptions()
     root = resolve_media_dir(path, options.media_dir)
     sample_file = read_samples(path)
     counter: TextCounter = estimate_text_tokens
     if options.model is not None:
         counter = tokenizer_counter(options.model)
-    return _Validator(sample_file, root, options, counter, progress).run()
+    validator = _Validator(sample_file, root, options, counter, progress)
+    validator.collect = collect_records
+    return validator.run()
 
 
 class _Validator:
@@ -163,6 +167,7 @@ class _Validator:
         self.options = options
         self.count = counter
         self.progress = progress
+        self.collect = False
         self.problems: list[SampleProblem] = []
         self.checker = ImageChecker(len(sample_file.samples), options.workers)
         self.request_index: dict[str, int] = {}
@@ -332,9 +337,12 @@ class _Validator:
             else:
                 sizes.append((check.width, check.height))
         if broken:
-            self.report.records.append(SampleRecord(raw.index, item.prompt, tuple(sizes), None, None, False, False))
+            if self.collect:
+                self.report.records.append(SampleRecord(raw.index, item.prompt, tuple(sizes), None, None, False, False))
             return
         options = self.options
+        if options.cutoff_len is None and not self.collect:
+            return
         per_image = [image_tokens(w, h, options.image_max_pixels, options.image_min_pixels) for w, h in sizes]
         turns = build_turns(item.system, item.pairs, per_image, self.count)
         result = budget(turns, sum(per_image) + 2 * len(per_image), options.cutoff_len)
@@ -348,9 +356,10 @@ class _Validator:
             self.problem(raw, f"messages[{offset + 2 * turn + 1}].content",
                          f"answer would be cut: the sample needs {_tokens(result.total, self)} "
                          f"but cutoff_len is {options.cutoff_len}", "warning")
-        self.report.records.append(SampleRecord(
-            raw.index, item.prompt, tuple(sizes), result.image, result.total,
-            bool(result.image_turns_cut), bool(result.answer_turns_cut)))
+        if self.collect:
+            self.report.records.append(SampleRecord(
+                raw.index, item.prompt, tuple(sizes), result.image, result.total,
+                bool(result.image_turns_cut), bool(result.answer_turns_cut)))
 
 
 def _inside(path: str, root: str) -> bool:

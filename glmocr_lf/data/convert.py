@@ -1,0 +1,173 @@
+"""`data convert`: common OCR dataset shapes to GLM-OCR ShareGPT (image first, then the task prompt).
+
+Sources: a folder of images with same-stem targets (`.txt`/`.md` text, `.html` table, `.tex`
+formula), or a JSONL / CSV file with `image`, `text` and optional `task` columns (image paths
+relative to that file). Output image paths are relative to the output file's folder, so
+`glmocr-lf data validate OUT` finds them without `--media-dir`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
+from glmocr_lf.data.samples import decode_utf8, read_bytes
+from glmocr_lf.errors import DataError
+from glmocr_lf.fsutil import atomic_write_text
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+TARGET_TASKS = {".txt": "text", ".md": "text", ".html": "table", ".tex": "formula"}
+
+
+@dataclass
+class ConvertResult:
+    train: Path
+    train_samples: int
+    val: Path | None = None
+    val_samples: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Row:
+    where: str  # FILE:LINE or the image path, for messages
+    image: Path
+    text: str
+    task: str | None
+
+
+def val_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_val{output.suffix or '.json'}")
+
+
+def convert(source: Path, output: Path, *, task: str | None = None, prompt: str | None = None,
+            val_ratio: float = 0.0, seed: int = 0, force: bool = False) -> ConvertResult:
+    if task is not None and task not in TASK_PROMPTS:
+        raise DataError(f"unknown task {task!r}; use one of {', '.join(TASK_PROMPTS)}")
+    if not 0 <= val_ratio < 1:
+        raise DataError(f"--val-ratio must be in [0, 1), got {val_ratio}")
+    targets = [output] + ([val_path(output)] if val_ratio > 0 else [])
+    for target in targets:
+        if target.exists() and not force:
+            raise DataError(f"{target}: already exists", hint="pass --force to overwrite it")
+    warnings: list[str] = []
+    if source.is_dir():
+        rows = _folder_rows(source, warnings)
+    elif source.suffix.lower() == ".csv":
+        rows = _table_rows(source, _csv_records(source))
+    else:
+        rows = _table_rows(source, _jsonl_records(source))
+    problems: list[str] = []
+    out_dir = os.path.abspath(output.parent)
+    samples: list[tuple[str, dict[str, Any]]] = []
+    for row in rows:
+        row_task = row.task or task or "text"
+        if row_task not in TASK_PROMPTS:
+            problems.append(f"{row.where}: task: unknown task {row_task!r}; use one of {', '.join(TASK_PROMPTS)}")
+            continue
+        if not row.image.is_file():
+            problems.append(f"{row.where}: image: not found: {row.image}")
+            continue
+        if not row.text.strip():
+            problems.append(f"{row.where}: text: empty target text")
+            continue
+        rel = os.path.relpath(os.path.abspath(row.image), out_dir).replace(os.sep, "/")
+        text_prompt = prompt if prompt is not None else TASK_PROMPTS[row_task]
+        samples.append((rel, {"messages": [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}{text_prompt}"},
+                                           {"role": "assistant", "content": row.text}],
+                              "images": [rel]}))
+    if problems:
+        raise DataError(f"{source}: {len(problems)} problem{'s' * (len(problems) != 1)}; nothing written\n"
+                        + "\n".join(f"  {p}" for p in problems))
+    if not samples:
+        raise DataError(f"{source}: nothing to convert")
+    if any(rel.startswith("../") for rel, _ in samples):
+        warnings.append(f"some image paths leave {output.parent or '.'}; validate with --allow-outside "
+                        "or write the output above the images")
+    train, val = _split(samples, val_ratio, seed)
+    atomic_write_text(output, _dump(train))
+    result = ConvertResult(output, len(train), warnings=warnings)
+    if val_ratio > 0:
+        result.val, result.val_samples = targets[1], len(val)
+        atomic_write_text(targets[1], _dump(val))
+    return result
+
+
+def _split(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split by image, so no image is in both files."""
+    if ratio <= 0:
+        return [s for _, s in samples], []
+    images = sorted({rel for rel, _ in samples})
+    random.Random(seed).shuffle(images)
+    count = max(1, round(len(images) * ratio)) if len(images) > 1 else 0
+    held = set(images[:count])
+    return [s for rel, s in samples if rel not in held], [s for rel, s in samples if rel in held]
+
+
+def _dump(samples: list[dict[str, Any]]) -> str:
+    return json.dumps(samples, indent=2, ensure_ascii=False) + "\n"
+
+
+def _folder_rows(folder: Path, warnings: list[str]) -> list[_Row]:
+    rows = []
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    for image in images:
+        found = [image.with_suffix(s) for s in TARGET_TASKS if image.with_suffix(s).is_file()]
+        if not found:
+            warnings.append(f"{image}: no .txt/.md/.html/.tex target beside it; skipped")
+            continue
+        if len(found) > 1:
+            raise DataError(f"{image}: several targets ({', '.join(p.name for p in found)}); keep one")
+        text = decode_utf8(found[0], read_bytes(found[0], "target file")).strip("\n")
+        rows.append(_Row(str(found[0]), image, text, TARGET_TASKS[found[0].suffix]))
+    if not images:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return rows
+
+
+def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    text = decode_utf8(path, read_bytes(path, "CSV file"))
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return [(reader.line_num, dict(row)) for row in reader]
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: invalid CSV: {err}") from None
+
+
+def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    text = decode_utf8(path, read_bytes(path, "JSONL or CSV file"))
+    records = []
+    for lineno, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+        if not isinstance(item, dict):
+            raise DataError(f"{path}:{lineno}: expected an object with image and text")
+        records.append((lineno, item))
+    return records
+
+
+def _table_rows(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[_Row]:
+    if not records:
+        raise DataError(f"{path}: no rows")
+    rows = []
+    base = path.parent
+    for lineno, record in records:
+        where = f"{path}:{lineno}"
+        for column in ("image", "text"):
+            if not isinstance(record.get(column), str):
+                raise DataError(f"{where}: {column}: missing or not a string (columns: image, text[, task])")
+        task = record.get("task")
+        rows.append(_Row(where, base / record["image"], record["text"], str(task) if task else None))
+    return rows

@@ -1,0 +1,75 @@
+"""`glmocr-lf data convert`: folder and JSONL/CSV sources, prompts, val split, round trip to validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from data_fixtures import invoke, make_png
+
+
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "pages"
+    for i, ext in enumerate([".txt", ".md", ".html", ".tex", ".txt", ".txt"]):
+        make_png(root / f"p{i}.png", 40 + i, 30)
+        (root / f"p{i}{ext}").write_text(f"target {i}\n")
+    make_png(root / "orphan.png")
+    return root
+
+
+def test_folder_round_trip_with_val_split(tmp_path: Path) -> None:
+    folder(tmp_path)
+    result = invoke("data", "convert", "pages", "-o", "ocr.json", "--val-ratio", "0.34", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "Warning: pages/orphan.png: no .txt/.md/.html/.tex target beside it; skipped",
+        "Wrote ocr.json (4 samples)",
+        "Wrote ocr_val.json (2 samples)",
+    ]
+    train, val = json.loads(Path("ocr.json").read_text()), json.loads(Path("ocr_val.json").read_text())
+    assert not {i for s in train for i in s["images"]} & {i for s in val for i in s["images"]}
+    by_image = {s["images"][0]: s for s in train + val}
+    assert by_image["pages/p2.png"]["messages"] == [
+        {"role": "user", "content": "<image>Table Recognition:"}, {"role": "assistant", "content": "target 2"}]
+    assert by_image["pages/p3.png"]["messages"][0]["content"] == "<image>Formula Recognition:"
+    for name in ("ocr.json", "ocr_val.json"):
+        check = invoke("data", "validate", name)
+        assert check.exit_code == 0 and check.stderr.splitlines()[-1].endswith("0 errors, 0 warnings"), check.stderr
+
+
+def test_csv_and_jsonl_with_task_column_and_prompt(tmp_path: Path) -> None:
+    make_png(tmp_path / "src" / "a.png")
+    make_png(tmp_path / "src" / "b.png")
+    (tmp_path / "src" / "rows.csv").write_text('image,text,task\na.png,"x, y",table\nb.png,plain,\n')
+    assert invoke("data", "convert", "src/rows.csv", "-o", "src/out.json", "--task", "formula").exit_code == 0
+    rows = json.loads((tmp_path / "src" / "out.json").read_text())
+    assert [(r["images"], r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows] == [
+        (["a.png"], "<image>Table Recognition:", "x, y"), (["b.png"], "<image>Formula Recognition:", "plain")]
+    (tmp_path / "src" / "rows.jsonl").write_text('{"image": "a.png", "text": "t"}\n')
+    assert invoke("data", "convert", "src/rows.jsonl", "-o", "src/j.json", "--prompt", "Read:").exit_code == 0
+    assert json.loads((tmp_path / "src" / "j.json").read_text())[0]["messages"][0]["content"] == "<image>Read:"
+    assert invoke("data", "validate", "src/j.json").exit_code == 0
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"image": "a.png"}\n', "Error: rows.jsonl:1: text: missing or not a string (columns: image, text[, task])\n"),
+    ('{"image": "a.png", "text": "t"\n', "Error: rows.jsonl:1:31: invalid JSON: Expecting ',' delimiter\n"),
+    ('{"image": "nope.png", "text": "t"}\n{"image": "a.png", "text": " ", "task": "poem"}\n',
+     "Error: rows.jsonl: 2 problems; nothing written\n  rows.jsonl:1: image: not found: nope.png\n"
+     "  rows.jsonl:2: task: unknown task 'poem'; use one of text, table, formula\n"),
+])
+def test_convert_errors_write_nothing(tmp_path: Path, content: str, expected: str) -> None:
+    make_png(tmp_path / "a.png")
+    (tmp_path / "rows.jsonl").write_text(content)
+    result = invoke("data", "convert", "rows.jsonl", "-o", "out.json")
+    assert (result.exit_code, result.stderr) == (1, expected)
+    assert not Path("out.json").exists()
+
+
+def test_convert_refuses_to_overwrite(tmp_path: Path) -> None:
+    folder(tmp_path)
+    Path("ocr.json").write_text("keep")
+    result = invoke("data", "convert", "pages", "-o", "ocr.json")
+    assert (result.exit_code, result.stderr) == (1, "Error: ocr.json: already exists\nHint: pass --force to overwrite it\n")
+    assert Path("ocr.json").read_text() == "keep"
