@@ -96,7 +96,8 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     config_path.write_text(render_config(cfg)[0])
     plan = prepare(LaunchRequest(config=config_path, resume="fresh"))
     summary = execute(plan, Hooks(on_line=on_line))
-    on_stage(f"      final loss {summary.final_loss:.4f}, adapter in {summary.output_dir}")
+    loss = "-" if summary.final_loss is None else f"{summary.final_loss:.4f}"
+    on_stage(f"      final loss {loss}, adapter in {summary.output_dir}")
 
     on_stage("[4/5] exporting (merging LoRA) with llamafactory-cli export")
     export_plan = plan_export(ExportRequest(adapter=Path(summary.output_dir), force=True))
