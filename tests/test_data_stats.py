@@ -24,6 +24,7 @@ def test_stats_of_a_file(tmp_path: Path) -> None:
 
 
 def test_stats_text_of_registered_name(tmp_path: Path) -> None:
+    (tmp_path / "cosyn").mkdir()  # a folder named like the dataset does not shadow the name
     result = invoke("data", "register", "cosyn", SAMPLE_JSON)
     assert result.exit_code == 0
     result = invoke("data", "stats", "cosyn")

@@ -295,3 +295,15 @@ def test_help_documents_numbering() -> None:
     result = invoke("data", "validate", "--help")
     assert "N counts samples from 0" in result.stdout
     assert "FILE:LINE: sample N: FIELD: message" in result.stdout
+
+
+def test_data_commands_do_not_import_the_training_stack() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from glmocr_lf.cli import cli\n"
+            "for c in ('validate', 'register', 'list', 'remove', 'stats', 'convert'):\n"
+            "    CliRunner().invoke(cli, ['data', c, '--help'])\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "[]\n"

@@ -11,6 +11,7 @@ from typing import Any
 from glmocr_lf.constants import IMAGE_PLACEHOLDER
 from glmocr_lf.data.registry import registered_file
 from glmocr_lf.data.validate import CheckOptions, Progress, validate_file
+from glmocr_lf.errors import DataError
 
 DEFAULT_CUTOFF_LEN = 2048  # LLaMA-Factory's default
 
@@ -61,8 +62,13 @@ def dataset_stats(source: str, data_dir: Path, options: CheckOptions | None = No
     """SOURCE is a dataset file, or a name registered in DATA/dataset_info.json."""
     options = options or CheckOptions()
     path = Path(source)
-    if not path.exists():
-        path = registered_file(source, data_dir)
+    if not path.is_file():  # a name (a folder of the same name, e.g. the images, is not the dataset)
+        try:
+            path = registered_file(source, data_dir)
+        except DataError:
+            if path.exists():
+                raise DataError(f"{source}: is a directory and not a registered dataset name") from None
+            raise
         # registered copies resolve from the data dir and link to the user's images
         options = replace(options, media_dir=options.media_dir or data_dir, allow_outside=True)
     if options.cutoff_len is None:
