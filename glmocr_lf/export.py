@@ -111,6 +111,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
             raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
         base = request.base or run.get("model_name_or_path") or str(source)
         values.update(model_name_or_path=str(source), finetuning_type="full")
+    from glmocr_lf.train.plan import apply_hub
+
+    apply_hub(values, request.hub)
     image_max = int(run.get("image_max_pixels") or LF_DEFAULT_IMAGE_MAX_PIXELS)
     image_min = int(run.get("image_min_pixels") or LF_DEFAULT_IMAGE_MIN_PIXELS)
     out = (request.out or (source / "merged")).expanduser().resolve()

@@ -160,3 +160,31 @@ def test_overrides_must_be_key_value(project: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--", "--max_samples=20"])
     assert result.exit_code == 1
     assert "write overrides as key=value, without leading dashes" in result.stderr
+
+
+def test_modelscope_needs_its_package(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf import versions
+
+    real = versions.installed
+    monkeypatch.setattr(versions, "installed", lambda dist: None if dist == "modelscope" else real(dist))
+    with pytest.raises(LaunchError, match="--hub modelscope needs the modelscope package"):
+        plan_for(project, hub="modelscope")
+    monkeypatch.setattr(versions, "installed", lambda dist: "1.20.0" if dist == "modelscope" else real(dist))
+    plan = plan_for(project, hub="modelscope")
+    assert plan.env["USE_MODELSCOPE_HUB"] == "1"
+    assert "model_name_or_path: ZhipuAI/GLM-OCR" in plan.yaml_text
+    assert "model_name_or_path: zai-org/GLM-OCR -> ZhipuAI/GLM-OCR (its ModelScope id)" in plan.notes
+
+
+def test_cutoff_len_below_image_tokens_is_refused_before_launch(project: Path, runner: CliRunner) -> None:
+    from conftest import SAMPLE_JSON
+
+    reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(project / "data")])
+    assert reg.exit_code == 0, reg.stderr
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "cutoff_len=64", "--dry-run"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: dataset x: 10 error(s); training would fail or silently drop samples"
+    assert lines[1].startswith(f"{project / 'data' / 'x.json'}: sample 0: ")
+    assert "cutoff_len" in lines[1] and "image" in lines[1]
+    assert not (project / "out").exists()

@@ -142,6 +142,21 @@ def resolve_deepspeed(value: str) -> Path:
     return path
 
 
+def apply_hub(values: dict[str, Any], hub: str) -> list[str]:
+    """ModelScope needs its package and knows GLM-OCR as ZhipuAI/GLM-OCR, not zai-org/GLM-OCR."""
+    if hub != "modelscope":
+        return []
+    from glmocr_lf.versions import installed
+
+    if installed("modelscope") is None:
+        raise LaunchError("--hub modelscope needs the modelscope package",
+                          hint="pip install 'modelscope>=1.14.0'")
+    if values.get("model_name_or_path") == C.HF_MODEL_ID:
+        values["model_name_or_path"] = C.MODELSCOPE_MODEL_ID
+        return [f"model_name_or_path: {C.HF_MODEL_ID} -> {C.MODELSCOPE_MODEL_ID} (its ModelScope id)"]
+    return []
+
+
 def checkpoints(output_dir: Path) -> list[Path]:
     found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
@@ -256,6 +271,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         values["deepspeed"] = str(resolve_deepspeed(topology.deepspeed))
     if not values.get("output_dir"):
         raise ConfigError(str(request.config), [Problem("output.output_dir", "required to launch training")])
+    notes.extend(apply_hub(values, request.hub))
     values.setdefault("dataset_dir", "data")
     values.setdefault("template", C.TEMPLATE)
     absolutize(values)
