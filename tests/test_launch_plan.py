@@ -185,6 +185,6 @@ def test_cutoff_len_below_image_tokens_is_refused_before_launch(project: Path, r
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: dataset x: 10 error(s); training would fail or silently drop samples"
-    assert lines[1].startswith(f"{project / 'data' / 'x.json'}: sample 0: ")
+    assert lines[1].startswith(f"  {project / 'data' / 'x.json'}: sample 0: ")
     assert "cutoff_len" in lines[1] and "image" in lines[1]
     assert not (project / "out").exists()

@@ -52,10 +52,10 @@ def check_datasets(cfg: TrainConfig) -> list[str]:
                                allow_outside=True)  # staging links images to where they live
         report = validate_file(path, options)
         if report.errors:
-            lines = [p.render() for p in report.errors[:MAX_LINES]]
+            lines = ["  " + p.render() for p in report.errors[:MAX_LINES]]
             more = len(report.errors) - MAX_LINES
             if more > 0:
-                lines.append(f"... and {more} more")
+                lines.append(f"  ... and {more} more")
             raise DataError(f"dataset {name}: {len(report.errors)} error(s); training would fail or "
                             "silently drop samples\n" + "\n".join(lines),
                             hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
