@@ -130,7 +130,8 @@ def _run_with_progress(plan: Any) -> TrainSummary:
     task = progress.add_task("train", total=None, stats="")
 
     def on_log_live(entry: dict[str, Any]) -> None:
-        stats = _stats(entry)
+        # the closing summary entry has no loss: keep showing the last one
+        stats = _stats(entry) if "loss" in entry or "eval_loss" in entry else []
         progress.update(task, completed=entry.get("current_steps", 0), total=entry.get("total_steps"),
                         stats="  ".join(stats) or progress.tasks[0].fields["stats"])
 
