@@ -44,8 +44,14 @@ def test_register_stages_links_and_entry(tmp_path: Path) -> None:
     link = tmp_path / "data" / "ds" / "images"
     assert link.is_symlink() and os.readlink(link) == str(tmp_path / "src" / "images")
     assert (link / "0.png").is_file()
-    # the staged copy validates from the data dir (where LLaMA-Factory resolves it)
-    assert invoke("data", "validate", "data/ds.json", "--allow-outside").exit_code == 0
+    # the staged copy validates from the data dir (where LLaMA-Factory resolves it): the staging
+    # links are ours, so a registered file needs no --allow-outside
+    staged_check = invoke("data", "validate", "data/ds.json")
+    assert staged_check.exit_code == 0, staged_check.stderr
+    assert staged_check.stderr.splitlines()[-1] == "data/ds.json: 3 samples, 3 OK, 0 errors, 0 warnings"
+    # an unregistered file beside it that escapes through the same link is still refused
+    (tmp_path / "data" / "other.json").write_text((tmp_path / "data" / "ds.json").read_text())
+    assert invoke("data", "validate", "data/other.json").exit_code == 1
 
 
 @pytest.mark.parametrize("mode", ["hardlink", "copy"])
