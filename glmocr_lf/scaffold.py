@@ -8,7 +8,9 @@ deleted, and an existing `data/dataset_info.json` (the user's registrations) is 
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from glmocr_lf.fsutil import atomic_write_bytes
 from glmocr_lf.versions import Stack
 
 EXAMPLE_DATASET = "cosyn_chemical"
+EXAMPLE_VAL_DATASET = f"{EXAMPLE_DATASET}_val"  # the Makefile's EVAL_DATASET default: $(DATASET)_val
+EXAMPLE_VAL_RATIO = 0.2  # 2 of the 10 images held out
+EXAMPLE_SEED = 0
 DATA_DIR = "data"
 CONFIGS_DIR = "configs"
 DATASET_INFO_PATH = f"{DATA_DIR}/{DATASET_INFO}"
@@ -31,7 +36,7 @@ class ScaffoldResult:
     written: list[str]  # paths relative to root, posix, in natural order
     kept: list[str] = field(default_factory=list)  # scaffold paths that existed and were left alone
     notes: list[str] = field(default_factory=list)  # how the configs were adapted to the installed versions
-    example_samples: int | None = None
+    example: dict[str, int] = field(default_factory=dict)  # registered example dataset -> samples
 
 
 def natural_key(path: str) -> list[tuple[int, str]]:
@@ -82,23 +87,38 @@ def scaffold(target: Path, *, example: bool = False, force: bool = False,
             continue
         atomic_write_bytes(path, data)
         written.append(rel)
-    samples = None
+    registered: dict[str, int] = {}
     if example:
-        samples = _register_example(target / DATA_DIR, force=force)
-        staged = target / DATA_DIR / EXAMPLE_DATASET
-        written.append(f"{DATA_DIR}/{EXAMPLE_DATASET}.json")
-        written.extend(p.relative_to(target).as_posix() for p in staged.rglob("*") if p.is_file())
+        registered = _register_example(target / DATA_DIR, force=force)
+        for name in registered:
+            staged = target / DATA_DIR / name
+            written.append(f"{DATA_DIR}/{name}.json")
+            written.extend(p.relative_to(target).as_posix() for p in staged.rglob("*") if p.is_file())
         if DATASET_INFO_PATH in kept:
             kept.remove(DATASET_INFO_PATH)
             written.append(DATASET_INFO_PATH)
-    return ScaffoldResult(target, sorted(set(written), key=natural_key), kept, notes, samples)
+    return ScaffoldResult(target, sorted(set(written), key=natural_key), kept, notes, registered)
 
 
-def _register_example(data_dir: Path, *, force: bool) -> int:
-    """The bundled sample, validated and staged as real copies (links into site-packages would
-    break when glmocr-lf is upgraded)."""
+def _register_example(data_dir: Path, *, force: bool) -> dict[str, int]:
+    """The bundled sample split by image into a training set and a held-out one for `make eval`,
+    both validated and staged as real copies (links into site-packages would break when glmocr-lf
+    is upgraded)."""
+    from glmocr_lf.data.convert import split_samples
     from glmocr_lf.data.registry import register_dataset
+    from glmocr_lf.data.validate import CheckOptions
 
     sample_json, _images = resources.sample_dataset()
-    result = register_dataset(EXAMPLE_DATASET, sample_json, data_dir, link="copy", force=force)
-    return result.samples
+    samples = json.loads(sample_json.read_text(encoding="utf-8"))
+    train, val = split_samples([(sample["images"][0], sample) for sample in samples],
+                               EXAMPLE_VAL_RATIO, EXAMPLE_SEED)
+    # the split files name the images relative to the bundled sample's folder, hence media_dir
+    options = CheckOptions(media_dir=sample_json.parent)
+    registered: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="glmocr-lf-example-") as tmp:
+        for name, split in ((EXAMPLE_DATASET, train), (EXAMPLE_VAL_DATASET, val)):
+            split_json = Path(tmp) / f"{name}.json"
+            split_json.write_text(json.dumps(split, ensure_ascii=False), encoding="utf-8")
+            result = register_dataset(name, split_json, data_dir, options=options, link="copy", force=force)
+            registered[name] = result.samples
+    return registered

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SAMPLE_JSON
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import load_config, preset, render_config
@@ -102,8 +103,9 @@ def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
     check_golden("Makefile", (project / "Makefile").read_text())
     assert lines[:6] == ["project", "├── configs", "│   ├── full.yaml", "│   └── lora.yaml", "├── data",
                          "│   ├── cosyn_chemical"]
-    assert lines[-3:] == ["Registered the example dataset cosyn_chemical (10 samples).",
-                          "Wrote 16 files to project", "Next: cd project && make help"]
+    assert lines[-3:] == ["Registered the example dataset cosyn_chemical (8 samples) and its held-out split "
+                          "cosyn_chemical_val (2 samples).",
+                          "Wrote 17 files to project", "Next: cd project && make help"]
 
 
 def test_init_example_validates_and_registers_the_sample(tmp_path: Path,
@@ -118,16 +120,29 @@ def test_init_example_validates_and_registers_the_sample(tmp_path: Path,
     assert [line for line in result.stderr.splitlines() if line.startswith("OK")] == \
         ["OK: configs/full.yaml", "OK: configs/lora.yaml"]
     info = json.loads((project / "data" / "dataset_info.json").read_text())
-    assert info == {"cosyn_chemical": sharegpt_entry("cosyn_chemical.json")}
-    samples = json.loads((project / "data" / "cosyn_chemical.json").read_text())
-    assert len(samples) == 10
-    for sample in samples:  # every image resolves from data/, LLaMA-Factory's media_dir, as a real file
-        (image,) = sample["images"]
-        path = project / "data" / image
-        assert path.is_file() and not path.is_symlink(), image
-    result = runner.invoke(cli, ["data", "validate", "data/cosyn_chemical.json", "--config", "configs/lora.yaml"],
-                           catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
+    assert info == {"cosyn_chemical": sharegpt_entry("cosyn_chemical.json"),
+                    "cosyn_chemical_val": sharegpt_entry("cosyn_chemical_val.json")}
+    images: dict[str, set[str]] = {}
+    for name, count in (("cosyn_chemical", 8), ("cosyn_chemical_val", 2)):
+        samples = json.loads((project / "data" / f"{name}.json").read_text())
+        assert len(samples) == count, name
+        images[name] = set()
+        for sample in samples:  # every image resolves from data/, LLaMA-Factory's media_dir, as a real file
+            (image,) = sample["images"]
+            path = project / "data" / image
+            assert path.is_file() and not path.is_symlink(), image
+            folder, _, bundled = image.partition("/")
+            assert folder == name
+            assert path.read_bytes() == (SAMPLE_JSON.parent / bundled).read_bytes()
+            images[name].add(bundled)
+        result = runner.invoke(cli, ["data", "validate", f"data/{name}.json", "--config", "configs/lora.yaml"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+    # split by image with seed 0: the same two held out every time, none of them trained on
+    assert images["cosyn_chemical_val"] == {"cosyn_chemical/7.png", "cosyn_chemical/8.png"}
+    assert images["cosyn_chemical"].isdisjoint(images["cosyn_chemical_val"])
+    assert images["cosyn_chemical"] | images["cosyn_chemical_val"] == \
+        {f"cosyn_chemical/{n}.png" for n in range(1, 11)}
 
 
 def test_a_non_empty_dir_is_refused(tmp_path: Path) -> None:
@@ -176,12 +191,19 @@ def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) 
     code, lines, _ = init("project", "--force", "--example")
     assert code == 0
     info = json.loads((project / "data" / "dataset_info.json").read_text())
-    assert info == {**mine, "cosyn_chemical": sharegpt_entry("cosyn_chemical.json")}
+    assert info == {**mine, "cosyn_chemical": sharegpt_entry("cosyn_chemical.json"),
+                    "cosyn_chemical_val": sharegpt_entry("cosyn_chemical_val.json")}
     assert (project / "notes.txt").read_text() == "mine"
     assert "│   └── dataset_info.json" in lines
 
 
 MAKE = shutil.which("make")
+EVAL_LINES = [
+    "glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base",
+    "glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --dataset cosyn_chemical_val --data-dir data "
+    "--out evals/finetuned",
+    "glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl --out evals/report.md",
+]
 
 
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")
@@ -198,8 +220,13 @@ MAKE = shutil.which("make")
     (["export"], ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged"]),
     (["export-full"], ["glmocr-lf export --model saves/glm-ocr/full/sft"]),
     (["smoke"], ["glmocr-lf smoke"]),
-    (["eval"], ["glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --dataset cosyn_chemical "
-                "--data-dir data --out evals/finetuned"]),
+    (["eval"], EVAL_LINES),
+    (["-j4", "eval"], EVAL_LINES),  # one recipe: compare never runs before both evals
+    (["eval", "DATASET=my_ocr", "MODEL=saves/mine"],
+     ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_ocr_val --data-dir data --out evals/base",
+      "glmocr-lf eval run --model saves/mine --dataset my_ocr_val --data-dir data --out evals/finetuned",
+      EVAL_LINES[2]]),
+    (["eval-finetuned"], EVAL_LINES[1:2]),
     (["eval-base", "EVAL_DATASET=my_test"], ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_test "
                                              "--data-dir data --out evals/base"]),
     (["compare"], ["glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl "
@@ -221,6 +248,6 @@ def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
     assert names == ["help", "validate", "train-lora", "train-full", "export", "export-full", "smoke", "eval",
-                     "eval-base", "compare", "GLMOCR_LF", "CONFIG", "GPUS", "NPROC", "NNODES", "NODE_RANK",
+                     "eval-base", "eval-finetuned", "compare", "GLMOCR_LF", "CONFIG", "GPUS", "NPROC", "NNODES", "NODE_RANK",
                      "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS", "DATASET", "ADAPTER", "FULL_RUN",
                      "MERGED", "MODEL", "BASE", "EVAL_DATASET"]

@@ -13,7 +13,8 @@ from glmocr_lf.cli import terminal
 @click.command("init")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--example", is_flag=True,
-              help="Also register the bundled 10-sample dataset (cosyn_chemical) in data/.")
+              help="Also register the bundled 10-sample dataset in data/, split by image into "
+                   "cosyn_chemical (8 samples, to train) and cosyn_chemical_val (2, to evaluate).")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty directory (only the scaffold's files; nothing is deleted).")
 def init(directory: Path, example: bool, force: bool) -> None:
@@ -26,8 +27,10 @@ def init(directory: Path, example: bool, force: bool) -> None:
     terminal.console.print(file_tree(directory, result.written))
     for rel in result.kept:
         terminal.note(f"kept {directory / rel} (already there)")
-    if result.example_samples is not None:
-        terminal.info(f"Registered the example dataset cosyn_chemical ({result.example_samples} samples).")
+    if result.example:
+        (train, train_samples), (val, val_samples) = result.example.items()
+        terminal.info(f"Registered the example dataset {train} ({train_samples} samples) and its "
+                      f"held-out split {val} ({val_samples} samples).")
     terminal.success(f"Wrote {len(result.written)} files to {directory}")
     terminal.info(f"Next: cd {directory} && make help")
 

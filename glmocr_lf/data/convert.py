@@ -91,7 +91,7 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
     if any(rel.startswith("../") for rel, _ in samples):
         warnings.append(f"some image paths leave {output.parent or '.'}; validate with --allow-outside "
                         "or write the output above the images")
-    train, val = _split(samples, val_ratio, seed)
+    train, val = split_samples(samples, val_ratio, seed)
     atomic_write_text(output, _dump(train))
     result = ConvertResult(output, len(train), warnings=warnings)
     if val_ratio > 0:
@@ -100,9 +100,10 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
     return result
 
 
-def _split(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int
-           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split by image, so no image is in both files."""
+def split_samples(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out) from (image key, sample) pairs: about `ratio` of the distinct images are
+    held out, chosen by `seed`, so no image is in both, and the order of the input is kept."""
     if ratio <= 0:
         return [s for _, s in samples], []
     images = sorted({rel for rel, _ in samples})
