@@ -119,7 +119,10 @@ def test_full_sft_freezes_vision_and_projector(tiny: Path) -> None:
     register(Path("data"))
     glmocr("config", "new", "--method", "full", "--model", str(tiny), "-o", "full.yaml",
            "--set", "output_dir=full-run", "--set", "learning_rate=1e-3")
-    glmocr("train", "full.yaml", "max_steps=2", "save_steps=2", *CPU)
+    run = glmocr("train", "full.yaml", "max_steps=2", "save_steps=2", "val_size=0.2", "eval_strategy=steps",
+                 "eval_steps=2", "per_device_eval_batch_size=2", *CPU)
+    eval_line = next(line for line in run.stderr.splitlines() if line.startswith("  eval loss:"))
+    assert float(eval_line.split(":")[1]) > 0  # training-time evaluation reaches the summary
     before, after = weights(tiny), weights(Path("full-run"))
     frozen = [k for k in after if k.startswith(VISION_FROZEN)]
     language = [k for k in after if k.startswith("model.language_model.")]
