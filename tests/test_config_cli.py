@@ -215,3 +215,14 @@ def test_version_lists_stack(runner: CliRunner) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == f"glmocr-lf {__version__}"
     assert lines[1] == f"llamafactory {installed('llamafactory')}" if installed("llamafactory") else "llamafactory not installed"
+
+
+def test_readme_example_unknown_key_and_rule_reported_together(runner: CliRunner) -> None:
+    write(Path("bad.yaml"), "model_name_or_path: zai-org/GLM-OCR\nlora_rnak: 8\nfp16: true\n")
+    result = invoke(runner, "config", "validate", "bad.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: bad.yaml",
+        "  lora_rnak: unknown key; did you mean 'lora_rank'?",
+        "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
+    ]

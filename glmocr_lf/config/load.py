@@ -115,11 +115,9 @@ def from_flat(data: dict[str, Any], source: str) -> TrainConfig:
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
         raise ConfigError(source, problems) from None
+    problems.extend(rule_problems(cfg))
     if problems:
         raise ConfigError(source, problems)
-    rule_errors = rule_problems(cfg)
-    if rule_errors:
-        raise ConfigError(source, rule_errors)
     return cfg
 
 
