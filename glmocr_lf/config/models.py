@@ -72,6 +72,8 @@ class DatasetSection(_Section):
     overwrite_cache: bool | None = Field(None, description="redo preprocessing instead of using the cache")
     preprocessing_num_workers: int | None = Field(None, gt=0, description="processes for tokenising")
     dataloader_num_workers: int | None = Field(None, ge=0, description="processes loading batches")
+    dataloader_persistent_workers: bool | None = Field(
+        None, description="keep loader processes between epochs (no restart stall each epoch)")
     tokenized_path: str | None = Field(None, description="save/load the tokenised dataset here")
 
 
@@ -103,6 +105,8 @@ class TrainSection(_Section):
     ddp_timeout: int | None = Field(None, gt=0, description="seconds before a distributed op times out")
     resume_from_checkpoint: str | None = Field(None, description="checkpoint to resume from")
     seed: int | None = Field(None, ge=0, description="random seed")
+    train_sampling_strategy: Literal["random", "sequential", "group_by_length"] | None = Field(
+        None, description="sample order: random, sequential, or group_by_length (less padding)")
 
 
 class EvalSection(_Section):

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One device call of the GPU benchmark: install the carried wheels, build the model and data, run
+# the phase's configurations, print the table. Usage: bench/gpu_session.sh PHASE
+# Wheels: .gpuwheels/ (git-ignored, passed in `carry`). Results and logs go to $OUT.
+set -uo pipefail
+PHASE=${1:?phase}
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+W=/tmp/bench; mkdir -p $W
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+exec > >(tee -a "$OUT/session.log") 2>&1
+t0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpuwheels/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
+echo "install: $(( $(date +%s) - t0 ))s"
+python3 - <<'PY'
+import importlib, torch
+for m in ("click", "pydantic", "yaml", "rich", "packaging", "filelock", "PIL", "transformers", "tokenizers",
+          "llamafactory", "datasets", "trl", "peft", "accelerate", "omegaconf", "torchvision", "torchaudio"):
+    mod = importlib.import_module(m); print(m, getattr(mod, "__version__", "?"), mod.__file__)
+print("torch", torch.__version__, torch.cuda.device_count(), torch.cuda.get_device_name(0))
+PY
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
+B="python3 bench/gpu_train.py"
+[ -f $W/model/bench_meta.json ] || $B prepare --work $W | tee "$OUT/prepare.json"
+# warm the bytecode once so no run pays for compiling transformers (installed with --no-compile)
+[ "$PHASE" = persist ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
+snap() { $B report --work $W --warmup ${WARMUP:-5} > "$OUT/table.md"; cp $W/summary.json "$OUT/" 2>/dev/null; tar czf "$OUT/results.tgz" -C $W results logs 2>/dev/null; }
+run() { $B run --work $W --logs $W/logs "$@"; snap; }
+ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE=$W/cache/$name "$@"; }
+case $PHASE in
+  smoke)
+    run --name vendor-lora-smoke --vendor lora --steps 12
+    # calibration for fit.py: memory and speed of single levers (raw llamafactory-cli)
+    OMP=(--env OMP_NUM_THREADS=1 --env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)
+    run --name cal-lora-16x1 --vendor lora --steps 30 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=16 gradient_accumulation_steps=1 tokenized_path=$W/tok
+    run --name cal-lora-ckpt-4x4 --vendor lora --steps 12 "${OMP[@]}" -- tokenized_path=$W/tok
+    run --name cal-lora-ckpt-2x8 --vendor lora --steps 12 "${OMP[@]}" -- per_device_train_batch_size=2 gradient_accumulation_steps=8 tokenized_path=$W/tok
+    run --name cal-full-8x1 --vendor full --steps 30 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=8 gradient_accumulation_steps=1 tokenized_path=$W/tok
+    run --name cal-full-ckpt-8x1 --vendor full --steps 12 "${OMP[@]}" -- per_device_train_batch_size=8 gradient_accumulation_steps=1 tokenized_path=$W/tok
+    run --name cal-lora-16x1-compile --vendor lora --steps 30 --timeout 200 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=16 gradient_accumulation_steps=1 tokenized_path=$W/tok torch_compile=true
+    ;;
+  side)  # side by side on one GPU: vendor YAMLs (raw llamafactory-cli) vs glmocr-lf train
+    run --name vendor-lora --vendor lora --steps 55
+    ours ours-lora --ours lora --steps 55
+    run --name vendor-full --vendor full --steps 55
+    ours ours-full --ours full --steps 55
+    ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+    ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
+    ;;
+  multi)  # 2 GPUs: 1-GPU reference, DDP, ZeRO-2, ZeRO-3, two torchrun nodes
+    ours m-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
+    ours m-ours-lora-ddp2 --ours lora --steps 55 -- --gpus 0,1
+    ours m-ours-lora-z2x2 --ours lora --steps 55 -- --gpus 0,1 --deepspeed z2
+    ours m-ours-lora-z3x2 --ours lora --steps 30 -- --gpus 0,1 --deepspeed z3
+    $B nodes --work $W --logs $W/logs --steps 20; snap
+    $B verify --work $W --adapter $W/runs/ours-lora-2nodes-node0 | tee "$OUT/verify.json"
+    ;;
+  persist)  # 2 GPUs again, with persistent dataloader workers
+    ours p-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
+    ours p-ours-lora-z2x2 --ours lora --steps 55 -- --gpus 0,1 --deepspeed z2
+    ours p-ours-lora-ddp2 --ours lora --steps 55 -- --gpus 0,1
+    ;;
+  *) echo "unknown phase $PHASE"; exit 2;;
+esac
+snap; cat "$OUT/table.md"
+echo "session: $(( $(date +%s) - t0 ))s"

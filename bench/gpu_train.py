@@ -1,0 +1,410 @@
+"""GPU benchmark: the vendor's GLM-OCR recipes (raw `llamafactory-cli`) against `glmocr-lf train`.
+
+Runs on a GPU machine with the training stack installed. Weights cannot be downloaded, so it builds
+a randomly initialised GLM-OCR with the real model's dimensions (random weights cost the same
+FLOPs), and a dataset of real images: the 10 sample images replicated plus synthetic document pages
+of several sizes. Each configuration trains a fixed number of optimizer steps; a timing probe
+(bench/gpu_probe/sitecustomize.py, a TrainerCallback) records every step's end time, the samples
+and tokens seen, and peak GPU memory. Steady state skips the first `--warmup` steps.
+
+    python bench/gpu_train.py prepare --work W            # model + data
+    python bench/gpu_train.py run --work W --name vendor-lora --vendor lora
+    python bench/gpu_train.py run --work W --name ours-lora --ours lora -- --memory-budget 8
+    python bench/gpu_train.py report --work W             # table (markdown) + results.json
+
+MFU = model FLOPs per second / 989 TFLOP/s (H100/H200 dense bf16 datasheet). Model FLOPs per
+sample: the frozen vision tower and projector forward (2 x linear params x patches, plus attention
+4 x patches^2 x width per layer) and the language model's forward and backward (forward as above
+with tokens; backward 2x forward for full fine-tuning, 1x for LoRA where frozen weights need no
+weight gradients); recomputation under gradient checkpointing is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE_DIR = Path(__file__).resolve().parent / "gpu_probe"
+PEAK_TFLOPS = 989.0
+
+REAL_TEXT = {"hidden_size": 1536, "intermediate_size": 4608, "num_hidden_layers": 16,
+             "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
+             "vocab_size": 59392, "max_position_embeddings": 131072}
+REAL_VISION = {"hidden_size": 1024, "depth": 24, "num_heads": 16, "intermediate_size": 4096,
+               "out_hidden_size": 1536, "patch_size": 14, "spatial_merge_size": 2,
+               "temporal_patch_size": 2, "image_size": 336}
+
+
+# -- model ---------------------------------------------------------------------------------------
+def build_real_dims_model(out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """A random GLM-OCR with the real dimensions (bf16) and the real processor bounds."""
+    import torch
+    from transformers import (
+        Glm46VImageProcessor,
+        Glm46VProcessor,
+        Glm46VVideoProcessor,
+        GlmOcrConfig,
+        GlmOcrForConditionalGeneration,
+    )
+
+    from glmocr_lf.imaging import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
+    from glmocr_lf.smoke_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(out_dir)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    config = GlmOcrConfig(
+        text_config={**REAL_TEXT,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                         "mrope_section": [16, 24, 24], "partial_rotary_factor": 1.0},
+                     "pad_token_id": ids["<|endoftext|>"]},
+        vision_config=dict(REAL_VISION),
+        image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"], image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"], video_end_token_id=ids["<|end_of_video|>"],
+    )
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = GlmOcrForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model.generation_config.eos_token_id = [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.save_pretrained(out_dir)
+
+    size = {"shortest_edge": PROCESSOR_MIN_PIXELS, "longest_edge": PROCESSOR_MAX_PIXELS}
+    patches = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+    Glm46VProcessor(
+        image_processor=Glm46VImageProcessor(size=size, **patches), tokenizer=tokenizer,
+        video_processor=Glm46VVideoProcessor(size=size, **patches), chat_template=CHAT_TEMPLATE,
+    ).save_pretrained(out_dir)
+
+    def linear_params(prefix: str) -> int:
+        return sum(m.weight.numel() for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and n.startswith(prefix))
+
+    meta = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vision_linear": linear_params("model.visual.blocks"),
+        "merger_linear": linear_params("model.visual.merger"),
+        "text_linear": linear_params("model.language_model"),
+        "lm_head": model.lm_head.weight.numel(),
+        "vision_layers": REAL_VISION["depth"], "vision_width": REAL_VISION["hidden_size"],
+        "text_layers": REAL_TEXT["num_hidden_layers"],
+        "text_attn_width": REAL_TEXT["num_attention_heads"] * REAL_TEXT["head_dim"],
+        "image_token_id": ids["<|image|>"],
+    }
+    (out_dir / "bench_meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+# -- data ----------------------------------------------------------------------------------------
+_WORDS = ("invoice", "total", "amount", "date", "reference", "table", "formula", "sodium", "chloride",
+          "benzene", "ring", "yield", "temperature", "pressure", "sample", "result", "method",
+          "analysis", "figure", "column", "row", "value", "page")
+
+
+def synthetic_page(path: Path, width: int, height: int, rng: random.Random) -> str:
+    """A white page with lines of dark text; returns the text drawn (the OCR target)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    lines, y, step = [], 20, max(14, height // 60)
+    while y < height - step and len(lines) < 40:
+        line = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 9)))
+        draw.text((20, y), line, fill=(rng.randint(0, 60),) * 3)
+        lines.append(line)
+        y += step
+    image.save(path)
+    return "\n".join(lines[: rng.randint(3, 12)])
+
+
+def build_dataset(data_dir: Path, samples: int, pages: int, seed: int = 0) -> dict[str, Any]:
+    """`cosyn_chemical` = the sample data replicated + synthetic pages, registered in dataset_info.json."""
+    rng = random.Random(seed)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sample_images = data_dir / "cosyn_chemical"
+    if sample_images.exists():
+        shutil.rmtree(sample_images)
+    shutil.copytree(ROOT / "examples" / "cosyn_chemical", sample_images)
+    base = json.loads((ROOT / "examples" / "cosyn_chemical.json").read_text())
+    page_dir = data_dir / "pages"
+    page_dir.mkdir(exist_ok=True)
+    # page sizes from ~0.4 to ~8 megapixels: 500 to 4,000+ image tokens before any pixel cap
+    sizes = [(620, 800), (900, 1200), (1240, 1754), (1654, 2339), (2480, 3508)]
+    page_records = []
+    for i in range(pages):
+        width, height = sizes[i % len(sizes)]
+        path = page_dir / f"page_{i:03d}.png"
+        text = synthetic_page(path, width, height, rng)
+        page_records.append({"messages": [{"role": "user", "content": "<image>Text Recognition:"},
+                                          {"role": "assistant", "content": text}],
+                             "images": [f"pages/{path.name}"]})
+    records = [base[i % len(base)] for i in range(samples - pages)] + page_records
+    rng.shuffle(records)
+    (data_dir / "cosyn_chemical.json").write_text(json.dumps(records, ensure_ascii=False))
+    (data_dir / "dataset_info.json").write_text(json.dumps({
+        "cosyn_chemical": {"file_name": "cosyn_chemical.json", "formatting": "sharegpt",
+                           "columns": {"messages": "messages", "images": "images"},
+                           "tags": {"role_tag": "role", "content_tag": "content",
+                                    "user_tag": "user", "assistant_tag": "assistant"}}}, indent=1))
+    return {"samples": len(records), "pages": pages}
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def harness_overrides(work: Path, name: str, steps: int) -> list[str]:
+    """What every run gets on its command line: where things are, and how many steps (no speed knobs)."""
+    return [f"model_name_or_path={work / 'model'}", f"dataset_dir={work / 'data'}",
+            f"output_dir={work / 'runs' / name}", f"max_steps={steps}"]
+
+
+def probe_env(work: Path, name: str, meta: dict[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROBE_DIR), str(ROOT), env.get("PYTHONPATH", "")])
+    env["GLMOCR_BENCH_PROBE"] = str(work / "probe" / f"{name}.json")
+    env["GLMOCR_BENCH_IMAGE_TOKEN_ID"] = str(meta["image_token_id"])
+    env["GLMOCR_BENCH_T0"] = repr(time.time())
+    # cold: no datasets cache shared between runs
+    env["HF_DATASETS_CACHE"] = str(work / "hfcache" / name)
+    env["HF_HUB_OFFLINE"] = "1"
+    env.setdefault("NCCL_NVLS_ENABLE", "0")
+    env.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
+    env.setdefault("NVSHMEM_DISABLE_NVLS", "1")
+    return env
+
+
+def vendor_command(method: str) -> list[str]:
+    beside = Path(sys.executable).parent / "llamafactory-cli"
+    exe = str(beside) if beside.exists() else shutil.which("llamafactory-cli") or "llamafactory-cli"
+    return [exe, "train", str(ROOT / "examples" / "vendor" / f"glm_ocr_{method}_sft.yaml")]
+
+
+def ours_config(work: Path, method: str) -> Path:
+    """Our preset for `method` (the vendor values plus documented differences), as a config file."""
+    from glmocr_lf.config.presets import preset
+    from glmocr_lf.config.render import render_config
+
+    path = work / "configs" / f"ours_{method}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text, _ = render_config(preset(method))  # type: ignore[arg-type]
+    path.write_text(text)
+    return path
+
+
+def ours_command(work: Path, method: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "glmocr_lf", "train", str(ours_config(work, method)), *extra]
+
+
+def run_one(work: Path, name: str, argv: list[str], env_extra: dict[str, str], timeout: int,
+            logs: Path) -> dict[str, Any]:
+    meta = json.loads((work / "model" / "bench_meta.json").read_text())
+    (work / "probe").mkdir(exist_ok=True)
+    probe = work / "probe" / f"{name}.json"
+    probe.unlink(missing_ok=True)
+    env = probe_env(work, name, meta)
+    env.update(env_extra)
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"[bench] {name}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    start = time.time()
+    with open(logs / f"{name}.log", "w") as log:
+        try:
+            rc = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                                cwd=str(work), check=False).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+    wall = time.time() - start
+    record: dict[str, Any] = {"name": name, "argv": argv, "rc": rc, "wall_s": wall}
+    if probe.exists():
+        record.update(json.loads(probe.read_text()))
+    (work / "results").mkdir(exist_ok=True)
+    (work / "results" / f"{name}.json").write_text(json.dumps(record))
+    print(f"[bench] {name}: rc={rc} wall={wall:.0f}s", file=sys.stderr, flush=True)
+    return record
+
+
+# -- figures -------------------------------------------------------------------------------------
+def summarize(record: dict[str, Any], meta: dict[str, Any], warmup: int, method: str) -> dict[str, Any]:
+    steps = record.get("step_end_times") or []
+    out: dict[str, Any] = {"name": record["name"], "rc": record.get("rc"), "steps": len(steps)}
+    if len(steps) <= warmup + 1:
+        return out
+    world = record.get("world_size", 1)
+    per_step = record["per_device_train_batch_size"] * record["gradient_accumulation_steps"] * world
+    timed = len(steps) - warmup
+    seconds = steps[-1] - steps[warmup - 1]
+    samples_s = per_step * timed / seconds
+    samples = max(record.get("rank0_samples", 0), 1)
+    tokens = record.get("rank0_tokens", 0) / samples
+    image_tokens = record.get("rank0_image_tokens", 0) / samples
+    tokens_sq = record.get("rank0_tokens_sq", 0.0) / samples
+    image_sq = record.get("rank0_image_tokens_sq", 0.0) / samples
+    patches, patches_sq = 4 * image_tokens, 16 * image_sq
+    vision = (2 * meta["vision_linear"] * patches
+              + 4 * meta["vision_layers"] * meta["vision_width"] * patches_sq
+              + 2 * meta["merger_linear"] * image_tokens)
+    text_fwd = (2 * (meta["text_linear"] + meta["lm_head"]) * tokens
+                + 2 * meta["text_layers"] * meta["text_attn_width"] * tokens_sq)  # causal: half of 4
+    train_mult = 3.0 if method == "full" else 2.0
+    flops = vision + train_mult * text_fwd
+    out.update({
+        "gpus": world, "batch": f"{record['per_device_train_batch_size']}x{record['gradient_accumulation_steps']}"
+        + (f"x{world}" if world > 1 else ""),
+        "samples_s": samples_s, "tokens_s": samples_s * tokens, "tokens_per_sample": tokens,
+        "image_tokens_per_sample": image_tokens,
+        "padding": 1 - record.get("rank0_tokens", 0) / max(record.get("rank0_padded_tokens", 1), 1),
+        "alloc_gib": record.get("peak_allocated_gib"), "reserved_gib": record.get("peak_reserved_gib"),
+        "mfu": flops * samples_s / world / (PEAK_TFLOPS * 1e12),
+        "launch_to_first_step_s": (record["first_step_begin"] - record["process_start"])
+        if record.get("first_step_begin") and record.get("process_start") else None,
+        "wall_s": record.get("wall_s"), "gpu": record.get("gpu"), "timed_steps": timed,
+    })
+    return out
+
+
+def report(work: Path, warmup: int) -> str:
+    meta = json.loads((work / "model" / "bench_meta.json").read_text())
+    rows = []
+    for path in sorted((work / "results").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        record = json.loads(path.read_text())
+        method = "full" if "full" in record["name"] else "lora"
+        rows.append(summarize(record, meta, warmup, method))
+    (work / "summary.json").write_text(json.dumps(rows, indent=1))
+    head = ("| run | GPUs | batch | samples/s | tokens/s | peak alloc / reserved GiB | MFU | "
+            "launch→1st step s | padding | rc |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if "samples_s" not in r:
+            lines.append(f"| {r['name']} | | | | | | | | | {r['rc']} ({r['steps']} steps) |")
+            continue
+        launch = f"{r['launch_to_first_step_s']:.1f}" if r["launch_to_first_step_s"] else ""
+        lines.append(f"| {r['name']} | {r['gpus']} | {r['batch']} | {r['samples_s']:.1f} | "
+                     f"{r['tokens_s'] / 1000:.1f}k | {r['alloc_gib']:.1f} / {r['reserved_gib']:.1f} | "
+                     f"{100 * r['mfu']:.1f}% | {launch} | {100 * r['padding']:.0f}% | {r['rc']} |")
+    return "\n".join(lines)
+
+
+def verify_checkpoint(work: Path, adapter_dir: Path) -> dict[str, Any]:
+    """Load the base model plus a saved LoRA adapter and run one forward pass."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(work / "model", dtype=torch.bfloat16).cuda()
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5]], device="cuda")
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    return {"adapter": str(adapter_dir), "logits_shape": list(logits.shape),
+            "finite": bool(torch.isfinite(logits).all())}
+
+
+def run_parallel(work: Path, name: str, argvs: list[list[str]], env_extra: list[dict[str, str]],
+                 timeout: int, logs: Path) -> dict[str, Any]:
+    """Several launcher processes at once (e.g. two torchrun "nodes"); the probe reads global rank 0."""
+    meta = json.loads((work / "model" / "bench_meta.json").read_text())
+    (work / "probe").mkdir(exist_ok=True)
+    probe = work / "probe" / f"{name}.json"
+    probe.unlink(missing_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    env = probe_env(work, name, meta)
+    start = time.time()
+    procs = []
+    for i, (argv, extra) in enumerate(zip(argvs, env_extra, strict=True)):
+        print(f"[bench] {name}[{i}]: {' '.join(argv)}", file=sys.stderr, flush=True)
+        log = open(logs / f"{name}-{i}.log", "w")  # noqa: SIM115
+        procs.append(subprocess.Popen(argv, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=str(work)))
+    rcs = []
+    for proc in procs:
+        try:
+            rcs.append(proc.wait(timeout=max(1, timeout - (time.time() - start))))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rcs.append(124)
+    record: dict[str, Any] = {"name": name, "argv": argvs, "rc": max(rcs), "rcs": rcs,
+                              "wall_s": time.time() - start}
+    if probe.exists():
+        record.update(json.loads(probe.read_text()))
+    (work / "results").mkdir(exist_ok=True)
+    (work / "results" / f"{name}.json").write_text(json.dumps(record))
+    print(f"[bench] {name}: rcs={rcs} wall={record['wall_s']:.0f}s", file=sys.stderr, flush=True)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--pages", type=int, default=100)
+    r = sub.add_parser("run")
+    r.add_argument("--work", type=Path, required=True)
+    r.add_argument("--name", required=True)
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--vendor", choices=("lora", "full"))
+    which.add_argument("--ours", choices=("lora", "full"))
+    r.add_argument("--steps", type=int, default=60)
+    r.add_argument("--timeout", type=int, default=400)
+    r.add_argument("--logs", type=Path, default=None)
+    r.add_argument("--env", action="append", default=[], help="KEY=VALUE for this run's environment")
+    r.add_argument("extra", nargs="*", help="after --: more KEY=VALUE overrides / glmocr-lf train options")
+    n = sub.add_parser("nodes", help="two single-GPU torchrun nodes on this host through glmocr-lf train")
+    n.add_argument("--work", type=Path, required=True)
+    n.add_argument("--name", default="ours-lora-2nodes")
+    n.add_argument("--steps", type=int, default=30)
+    n.add_argument("--port", type=int, default=29531)
+    n.add_argument("--timeout", type=int, default=300)
+    n.add_argument("--logs", type=Path, default=None)
+    v = sub.add_parser("verify", help="load base + LoRA adapter from a run's output_dir, one forward")
+    v.add_argument("--work", type=Path, required=True)
+    v.add_argument("--adapter", type=Path, required=True)
+    s = sub.add_parser("report")
+    s.add_argument("--work", type=Path, required=True)
+    s.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+
+    if args.cmd == "prepare":
+        t = time.time()
+        meta = build_real_dims_model(args.work / "model")
+        data = build_dataset(args.work / "data", args.samples, args.pages)
+        print(json.dumps({**meta, **data, "seconds": round(time.time() - t, 1)}))
+    elif args.cmd == "run":
+        overrides = harness_overrides(args.work, args.name, args.steps)
+        if args.vendor:
+            argv = vendor_command(args.vendor) + overrides + list(args.extra)
+        else:
+            argv = ours_command(args.work, args.ours, [*overrides, "--fresh", *args.extra])
+        env = dict(item.split("=", 1) for item in args.env)
+        run_one(args.work, args.name, argv, env, args.timeout, args.logs or args.work / "logs")
+    elif args.cmd == "nodes":
+        argvs, envs = [], []
+        for rank in (0, 1):
+            overrides = harness_overrides(args.work, f"{args.name}-node{rank}", args.steps)
+            argvs.append(ours_command(args.work, "lora", [
+                *overrides, "--fresh", "--gpus", str(rank), "--nproc", "1", "--nnodes", "2",
+                "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(args.port)]))
+            envs.append({"GLMOCR_LF_CACHE": str(args.work / "cache" / f"node{rank}")})
+        run_parallel(args.work, args.name, argvs, envs, args.timeout, args.logs or args.work / "logs")
+    elif args.cmd == "verify":
+        print(json.dumps(verify_checkpoint(args.work, args.adapter)))
+    else:
+        print(report(args.work, args.warmup))
+
+
+if __name__ == "__main__":
+    main()
