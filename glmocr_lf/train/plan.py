@@ -280,19 +280,24 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     if problems:
         raise ConfigError(str(request.config), problems)
 
+    max_tokens = None
+    if request.check_data:
+        from glmocr_lf.train.datacheck import check_datasets
+
+        data = check_datasets(load_config_from_values(values, str(request.config)))
+        notes.extend(data.notes)
+        max_tokens = data.max_tokens
+
     from glmocr_lf.train.fit import fit_to_hardware
 
     fit = fit_to_hardware(cfg, values, gpus=gpus, memory_budget_gib=request.memory_budget_gib,
-                          processes=topology.processes_per_node(len(gpus)) * topology.nnodes)
+                          processes=topology.processes_per_node(len(gpus)) * topology.nnodes,
+                          tokens_per_sample=max_tokens, nodes=topology.nnodes)
     values.update(fit.values)
     notes.extend(fit.reasons)
 
     removals, resume_from = _resume_policy(output_dir, request.resume, values, notes)
     final = load_config_from_values(values, str(request.config))
-    if request.check_data:
-        from glmocr_lf.train.datacheck import check_datasets
-
-        notes.extend(check_datasets(final))
 
     rendered: Rendered = adapt(final, stack)
     notes.extend(rendered.notes)
