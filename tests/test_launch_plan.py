@@ -188,3 +188,9 @@ def test_cutoff_len_below_image_tokens_is_refused_before_launch(project: Path, r
     assert lines[1].startswith(f"  {project / 'data' / 'x.json'}: sample 0: ")
     assert "cutoff_len" in lines[1] and "image" in lines[1]
     assert not (project / "out").exists()
+
+
+def test_resume_and_fresh_exclude_each_other(project: Path, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--resume", "--fresh", "--dry-run"])
+    assert result.exit_code == 2
+    assert "Error: --resume and --fresh exclude each other" in result.stderr

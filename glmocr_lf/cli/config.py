@@ -10,7 +10,7 @@ import click
 from glmocr_lf.cli import terminal
 
 
-@click.group("config")
+@click.group("config", short_help="Create, validate and describe training configs.")
 def config_group() -> None:
     """Create and check LLaMA-Factory training configs for GLM-OCR."""
 

@@ -98,7 +98,7 @@ def _summary(report: ValidationReport) -> str:
             f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
 
 
-@click.group("data")
+@click.group("data", short_help="Validate, register, inspect and convert datasets.")
 def data_group() -> None:
     """Validate, register and inspect GLM-OCR datasets (ShareGPT JSON or JSONL)."""
 

@@ -11,7 +11,7 @@ from glmocr_lf.cli import terminal
 _STYLE = {"ok": "green", "warn": "yellow", "error": "red"}
 
 
-@click.command("doctor")
+@click.command("doctor", short_help="Check versions, GPUs and a model directory.")
 @click.option("--model", metavar="PATH_OR_ID",
               help="Also check a model: a local directory (config and processor are loaded) or a hub id "
                    "(checked only when it is in the Hugging Face cache).")

@@ -11,7 +11,7 @@ from glmocr_lf.cli import terminal
 from glmocr_lf.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
 
 
-@click.group("eval")
+@click.group("eval", short_help="OCR metrics: run, score and compare models.")
 def eval_group() -> None:
     """Score OCR quality: base model vs fine-tuned, with the metrics GLM-OCR's authors use."""
 

@@ -9,7 +9,7 @@ import click
 from glmocr_lf.cli import terminal
 
 
-@click.command("export")
+@click.command("export", short_help="Merge and check a trained model for serving.")
 @click.option("--adapter", type=click.Path(path_type=Path), help="LoRA run dir (output_dir or a checkpoint-N).")
 @click.option("--model", type=click.Path(path_type=Path), help="Full fine-tune output dir (no adapter).")
 @click.option("--base", help="Base model (default: the one the run trained from).")

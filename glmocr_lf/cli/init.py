@@ -10,7 +10,7 @@ import click
 from glmocr_lf.cli import terminal
 
 
-@click.command("init")
+@click.command("init", short_help="Scaffold a fine-tuning project.")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--example", is_flag=True,
               help="Also register the bundled 10-sample dataset in data/, split by image into "

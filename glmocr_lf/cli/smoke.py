@@ -9,7 +9,7 @@ import click
 from glmocr_lf.cli import terminal
 
 
-@click.command("smoke-model")
+@click.command("smoke-model", short_help="Build a tiny random GLM-OCR.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--with-mtp", is_flag=True, help="Also write a multi-token-prediction layer, as the real checkpoint has.")
@@ -25,7 +25,7 @@ def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None
     terminal.success(f"Tiny GLM-OCR written to {path}")
 
 
-@click.command("smoke")
+@click.command("smoke", short_help="Whole pipeline on the CPU with a tiny model.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--steps", type=int, default=4, show_default=True, help="LoRA optimizer steps.")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY (its smoke outputs are replaced).")

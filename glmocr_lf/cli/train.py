@@ -49,19 +49,19 @@ def make_topology(gpus: tuple[int, ...] | None, nproc: int | None, nnodes: int, 
                     master_addr=master_addr, master_port=master_port, deepspeed=deepspeed)
 
 
-@click.command("train")
+@click.command("train", short_help="Check everything, then run llamafactory-cli train.")
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @topology_options
-@click.option("--resume", "resume", flag_value="resume", help="Continue from the last checkpoint in output_dir.")
-@click.option("--fresh", "resume", flag_value="fresh", help="Start over in a non-empty output_dir.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
+@click.option("--fresh", is_flag=True, help="Start over in a non-empty output_dir (removes its checkpoints).")
 @click.option("--memory-budget", type=float, metavar="GiB", help="Fit the run into this much GPU memory.")
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
 def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None, nproc: int | None,
           nnodes: int, node_rank: int, master_addr: str | None, master_port: int | None,
-          deepspeed: str | None, resume: str | None, memory_budget: float | None, hub: str,
+          deepspeed: str | None, resume: bool, fresh: bool, memory_budget: float | None, hub: str,
           dry_run: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
@@ -72,10 +72,12 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
     from glmocr_lf.config.load import parse_overrides
     from glmocr_lf.train.plan import LaunchRequest, prepare
 
+    if resume and fresh:
+        raise click.UsageError("--resume and --fresh exclude each other")
     request = LaunchRequest(
         config=config, overrides=parse_overrides(overrides),
         topology=make_topology(gpus, nproc, nnodes, node_rank, master_addr, master_port, deepspeed),
-        resume=resume,  # type: ignore[arg-type]
+        resume="resume" if resume else ("fresh" if fresh else None),
         memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
         dry_run=dry_run,
     )
