@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from glmocr_lf import constants as C
 from glmocr_lf import machine
+from glmocr_lf.modelfiles import PROCESSOR_CONFIG, PROCESSOR_FILES, processor_sources
 from glmocr_lf.versions import FLASH_ATTN_BROKEN, GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
 
 Status = Literal["ok", "warn", "error"]
@@ -24,11 +25,6 @@ Status = Literal["ok", "warn", "error"]
 # The vendor's figures for one GPU (GLM-OCR examples/finetune): LoRA fits in 8 GB, full in 24 GB.
 LORA_MIN_GIB = 8
 FULL_MIN_GIB = 24
-# A checkpoint keeps each processor config in its own file (the hub's GLM-OCR) or all of them in
-# processor_config.json (what transformers 5 writes on save_pretrained).
-PROCESSOR_FILES = {"image_processor": "preprocessor_config.json",
-                   "video_processor": "video_preprocessor_config.json"}
-PROCESSOR_CONFIG = "processor_config.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _INSTALL_STACK = "`make install` in a glmocr-lf checkout, or README § Install"
 
@@ -235,14 +231,12 @@ def check_model_dir(path: Path, stack: Stack) -> list[Finding]:
         return [Finding("model.config", "error", f"{path} has no config.json: not a model directory",
                         f"pass a GLM-OCR checkpoint directory (e.g. a download of {C.HF_MODEL_ID})")]
     out = [_model_type(config)]
-    bundled = _processor_config(path)
     missing = False
-    for part, file_name in PROCESSOR_FILES.items():
+    for part, source in processor_sources(path).items():
         check = f"model.{part}"
-        if (path / file_name).is_file():
-            out.append(Finding(check, "ok", file_name))
-        elif isinstance(bundled.get(part), dict):
-            out.append(Finding(check, "ok", f"{PROCESSOR_CONFIG}: {part}"))
+        file_name = PROCESSOR_FILES[part]
+        if source is not None:
+            out.append(Finding(check, "ok", source))
         else:
             missing = True
             out.append(Finding(check, "error",
@@ -251,14 +245,6 @@ def check_model_dir(path: Path, stack: Stack) -> list[Finding]:
                                f"copy {file_name} from the base model ({C.HF_MODEL_ID}) into {path}"))
     out.append(_check_processor(path, stack, files_missing=missing))
     return out
-
-
-def _processor_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((path / PROCESSOR_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _model_type(config: Path) -> Finding:

@@ -23,12 +23,23 @@ def _json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def processor_parts(model_dir: Path) -> dict[str, bool]:
-    combined = _json(model_dir / "processor_config.json") or {}
-    return {
-        "image processor": "image_processor" in combined or (model_dir / "preprocessor_config.json").is_file(),
-        "video processor": "video_processor" in combined or (model_dir / "video_preprocessor_config.json").is_file(),
-    }
+PROCESSOR_FILES = {"image_processor": "preprocessor_config.json",
+                   "video_processor": "video_preprocessor_config.json"}
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+def processor_sources(model_dir: Path) -> dict[str, str | None]:
+    """Where each processor part is configured (a file, or an entry of processor_config.json); None if nowhere."""
+    combined = _json(model_dir / PROCESSOR_CONFIG) or {}
+    sources: dict[str, str | None] = {}
+    for part, file_name in PROCESSOR_FILES.items():
+        if (model_dir / file_name).is_file():
+            sources[part] = file_name
+        elif isinstance(combined.get(part), dict):
+            sources[part] = f"{PROCESSOR_CONFIG}: {part}"
+        else:
+            sources[part] = None
+    return sources
 
 
 def has_chat_template(model_dir: Path) -> bool:
@@ -59,9 +70,9 @@ def model_dir_problems(model_dir: Path) -> list[str]:
         problems.append(f"{model_dir} has no weights (*.safetensors)")
     if not ((model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer_config.json").is_file()):
         problems.append(f"{model_dir} has no tokenizer files")
-    for part, present in processor_parts(model_dir).items():
-        if not present:
-            problems.append(f"{model_dir} has no {part} config; LLaMA-Factory fails with 'Processor was not "
+    for part, source in processor_sources(model_dir).items():
+        if source is None:
+            problems.append(f"{model_dir} has no {part.replace('_', ' ')} config; LLaMA-Factory fails with 'Processor was not "
                             "found': copy the processor files from the base model")
     if not has_chat_template(model_dir):
         problems.append(f"{model_dir} has no chat template")
