@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from glmocr_lf import constants as C
 from glmocr_lf.config.check import machine_problems
-from glmocr_lf.config.load import load_config
+from glmocr_lf.config.load import from_flat, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import Rendered, adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
@@ -284,7 +284,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     if request.check_data:
         from glmocr_lf.train.datacheck import check_datasets
 
-        data = check_datasets(load_config_from_values(values, str(request.config)))
+        data = check_datasets(from_flat(values, str(request.config)))
         notes.extend(data.notes)
         max_tokens = data.max_tokens
 
@@ -297,7 +297,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     notes.extend(fit.reasons)
 
     removals, resume_from = _resume_policy(output_dir, request.resume, values, notes)
-    final = load_config_from_values(values, str(request.config))
+    final = from_flat(values, str(request.config))
 
     rendered: Rendered = adapt(final, stack)
     notes.extend(rendered.notes)
@@ -319,9 +319,3 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         removals=removals,
         resume_from=resume_from,
     )
-
-
-def load_config_from_values(values: dict[str, Any], source: str) -> TrainConfig:
-    from glmocr_lf.config.load import from_flat
-
-    return from_flat(values, source)

@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -114,24 +114,12 @@ def write_record(plan: LaunchPlan, **extra: Any) -> None:
     atomic_write_text(plan.output_dir / RUN_RECORD, json.dumps(record, indent=2) + "\n")
 
 
-def read_record(run_dir: Path) -> dict[str, Any] | None:
-    for candidate in (run_dir, run_dir.parent):
-        try:
-            data = json.loads((candidate / RUN_RECORD).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
-
-
 @dataclass
 class Hooks:
     """How the CLI watches a run: child output lines and new trainer-log entries."""
 
     on_line: Callable[[str], None] = lambda _line: None
     on_log: Callable[[dict[str, Any]], None] = lambda _entry: None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
