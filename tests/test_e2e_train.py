@@ -150,23 +150,22 @@ def test_loss_halves_on_two_samples(tiny: Path) -> None:
 def test_resume_continues_to_the_planned_step(tiny: Path, clean_env: dict[str, str]) -> None:
     register(Path("data"))
     glmocr("config", "new", "--method", "lora", "--model", str(tiny), "-o", "r.yaml", "--set", "output_dir=r")
-    argv = [sys.executable, "-m", "glmocr_lf", "train", "r.yaml", "max_steps=12", "save_steps=2", *CPU]
+    argv = [sys.executable, "-m", "glmocr_lf", "train", "r.yaml", "max_steps=20", "save_steps=2", *CPU]
     proc = subprocess.Popen(argv, env=clean_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not Path("r/checkpoint-2/trainer_state.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: reaches llamafactory-cli through glmocr-lf
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Error: training interrupted" in stderr
-    assert not Path("r/checkpoint-12").exists()
+    assert not Path("r/checkpoint-20").exists()
 
-    refused = CliRunner().invoke(cli, ["train", "r.yaml", "max_steps=12", *CPU])
+    refused = CliRunner().invoke(cli, ["train", "r.yaml", "max_steps=20", *CPU])
     assert refused.exit_code == 1 and "--resume" in refused.stderr
-    glmocr("train", "r.yaml", "--resume", "max_steps=12", "save_steps=2", *CPU)
+    glmocr("train", "r.yaml", "--resume", "max_steps=20", "save_steps=2", *CPU)
     state = json.loads(Path("r/trainer_state.json").read_text())
-    assert state["global_step"] == 12
+    assert state["global_step"] == 20
     record = json.loads(Path("r/glmocr_lf_run.json").read_text())
     assert record["status"] == "finished"
 

@@ -115,8 +115,9 @@ def test_multinode_needs_master_addr(project: Path) -> None:
 
 
 def test_non_empty_output_dir_needs_a_policy(project: Path) -> None:
-    (project / "out" / "checkpoint-10").mkdir(parents=True)
-    (project / "out" / "checkpoint-2").mkdir()
+    for step in (2, 10):
+        (project / "out" / f"checkpoint-{step}").mkdir(parents=True)
+        (project / "out" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     with pytest.raises(LaunchError) as err:
         plan_for(project)
     assert err.value.message == f"{project / 'out'} already holds a run (checkpoint checkpoint-10)"
@@ -130,8 +131,17 @@ def test_non_empty_output_dir_needs_a_policy(project: Path) -> None:
 
 
 def test_resume_without_checkpoint_is_an_error(project: Path) -> None:
-    with pytest.raises(LaunchError, match="no checkpoint-N to resume from"):
+    with pytest.raises(LaunchError, match="no complete checkpoint-N to resume from"):
         plan_for(project, resume="resume")
+
+
+def test_resume_skips_a_checkpoint_cut_short(project: Path) -> None:
+    (project / "out" / "checkpoint-8").mkdir(parents=True)
+    (project / "out" / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    (project / "out" / "checkpoint-10").mkdir()  # interrupted while saving: no trainer_state.json
+    plan = plan_for(project, resume="resume")
+    assert plan.resume_from == project / "out" / "checkpoint-8"
+    assert "skipping checkpoint-10: incomplete (the run stopped while saving it)" in plan.notes
 
 
 def test_unregistered_dataset_is_refused_before_launch(project: Path, runner: CliRunner) -> None:

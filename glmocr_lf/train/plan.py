@@ -228,13 +228,17 @@ def _resume_policy(output_dir: Path, mode: ResumeMode | None, values: dict[str, 
     existing = [p for p in output_dir.iterdir() if p.name not in OUR_FILES] if output_dir.is_dir() else []
     found = checkpoints(output_dir) if output_dir.is_dir() else []
     if mode == "resume":
-        if not found:
-            raise LaunchError(f"{output_dir}: no checkpoint-N to resume from",
+        # transformers writes trainer_state.json last: without it a checkpoint was cut short
+        complete = [c for c in found if (c / "trainer_state.json").is_file()]
+        if not complete:
+            raise LaunchError(f"{output_dir}: no complete checkpoint-N to resume from",
                               hint="drop --resume to start a new run")
-        values["resume_from_checkpoint"] = str(found[-1])
+        for partial in found[found.index(complete[-1]) + 1:]:
+            notes.append(f"skipping {partial.name}: incomplete (the run stopped while saving it)")
+        values["resume_from_checkpoint"] = str(complete[-1])
         values["overwrite_output_dir"] = False
-        notes.append(f"resuming from {found[-1]}")
-        return [], found[-1]
+        notes.append(f"resuming from {complete[-1]}")
+        return [], complete[-1]
     if mode == "fresh":
         values["overwrite_output_dir"] = True
         values["resume_from_checkpoint"] = None
