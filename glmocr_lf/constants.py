@@ -33,5 +33,12 @@ IMAGE_PLACEHOLDER = "<image>"
 # LLaMA-Factory defaults we reason about (hparams/model_args.py).
 LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768
 LF_DEFAULT_IMAGE_MIN_PIXELS = 32 * 32
+LF_DEFAULT_CUTOFF_LEN = 2048
 
 DATASET_INFO = "dataset_info.json"
+
+# Files glmocr-lf writes beside a run.
+TRAIN_YAML = "glmocr_lf_train.yaml"
+TRAIN_RECORD = "glmocr_lf_run.json"
+EXPORT_YAML = "glmocr_lf_export.yaml"
+EXPORT_RECORD = "glmocr_lf_export.json"

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import __version__
-from glmocr_lf.constants import LF_DEFAULT_IMAGE_MAX_PIXELS, LF_DEFAULT_IMAGE_MIN_PIXELS, TEMPLATE
-from glmocr_lf.errors import ChildFailedError, GlmocrLfError, LaunchError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf import __version__, launch
+from glmocr_lf import constants as C
+from glmocr_lf.errors import ChildFailedError, ConfigError, GlmocrLfError
+from glmocr_lf.fsutil import atomic_write_text, require_empty_dir
 from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
+from glmocr_lf.launch import Command
 from glmocr_lf.modelfiles import model_dir_problems
-from glmocr_lf.versions import STACK, installed
-
-EXPORT_YAML = "glmocr_lf_export.yaml"
-EXPORT_RECORD = "glmocr_lf_export.json"
 
 
 @dataclass
@@ -34,12 +28,12 @@ class ExportRequest:
     out: Path | None = None
     force: bool = False
     hub: str = "hf"
+    dry_run: bool = False
 
 
 @dataclass
 class ExportPlan:
-    argv: list[str]
-    env: dict[str, str]
+    command: Command
     yaml_path: Path
     yaml_text: str
     out: Path
@@ -47,10 +41,10 @@ class ExportPlan:
     adapter: Path | None
     image_max_pixels: int
     image_min_pixels: int
+    notes: list[str] = field(default_factory=list)
 
     def shell_line(self) -> str:
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
-        return (env + " " if env else "") + " ".join(shlex.quote(a) for a in self.argv)
+        return self.command.shell_line()
 
 
 @dataclass
@@ -67,10 +61,8 @@ def _run_yaml(run_dir: Path) -> dict[str, Any]:
     """The training YAML glmocr-lf wrote for this run (in the run dir, or its parent for a checkpoint)."""
     import yaml
 
-    from glmocr_lf.train.plan import RUN_YAML
-
     for candidate in (run_dir, run_dir.parent):
-        path = candidate / RUN_YAML
+        path = candidate / C.TRAIN_YAML
         if path.is_file():
             data = yaml.safe_load(path.read_text())
             if isinstance(data, dict):
@@ -79,7 +71,7 @@ def _run_yaml(run_dir: Path) -> dict[str, Any]:
 
 
 def plan_export(request: ExportRequest) -> ExportPlan:
-    from glmocr_lf.train.plan import llamafactory_cli
+    from glmocr_lf.versions import Stack
 
     if (request.adapter is None) == (request.model is None):
         raise GlmocrLfError("give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)")
@@ -89,7 +81,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     if not source.is_dir():
         raise GlmocrLfError(f"{source}: no such directory")
     run = _run_yaml(source)
-    values: dict[str, Any] = {"template": TEMPLATE, "trust_remote_code": True}
+    values: dict[str, Any] = {"template": C.TEMPLATE, "trust_remote_code": True}
     if request.adapter is not None:
         adapter_config = source / "adapter_config.json"
         if not adapter_config.is_file():
@@ -111,30 +103,26 @@ def plan_export(request: ExportRequest) -> ExportPlan:
             raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
         base = request.base or run.get("model_name_or_path") or str(source)
         values.update(model_name_or_path=str(source), finetuning_type="full")
-    from glmocr_lf.train.plan import apply_hub
-
-    apply_hub(values, request.hub)
-    image_max = int(run.get("image_max_pixels") or LF_DEFAULT_IMAGE_MAX_PIXELS)
-    image_min = int(run.get("image_min_pixels") or LF_DEFAULT_IMAGE_MIN_PIXELS)
+    values["model_name_or_path"], note = launch.hub_model_id(values["model_name_or_path"], request.hub)
+    image_max = int(run.get("image_max_pixels") or C.LF_DEFAULT_IMAGE_MAX_PIXELS)
+    image_min = int(run.get("image_min_pixels") or C.LF_DEFAULT_IMAGE_MIN_PIXELS)
     out = (request.out or (source / "merged")).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and not request.force:
-        raise GlmocrLfError(f"{out}: already exists and is not empty", hint="pass --force to overwrite it")
-    if any(ch.isspace() for ch in str(out)):
-        raise LaunchError(f"{out}: path contains whitespace; use a path without spaces")
+    require_empty_dir(out, force=request.force, hint="pass --force to overwrite it")
     values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(out),
                   export_size=5, export_device="cpu", export_legacy_format=False)
+    spaced = launch.whitespace_problems(values)
+    if spaced:
+        raise ConfigError("export", spaced)
     lines = [f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file."]
     lines += [f"{k}: {json.dumps(v)}" for k, v in values.items()]
-    env = {"USE_MODELSCOPE_HUB": "1"} if request.hub == "modelscope" else {}
-    from glmocr_lf.versions import Stack
-
-    if Stack.detect().llamafactory_rejects():
-        env["DISABLE_VERSION_CHECK"] = "1"
-    yaml_path = out / EXPORT_YAML
-    return ExportPlan(argv=[llamafactory_cli(), "export", str(yaml_path)], env=env, yaml_path=yaml_path,
-                      yaml_text="\n".join(lines) + "\n", out=out, base=str(base),
+    overlay = launch.common_overlay(Stack.detect(), request.hub)
+    yaml_path = out / C.EXPORT_YAML
+    return ExportPlan(command=launch.command("export", yaml_path, overlay.env, Path(os.getcwd()),
+                                                  dry_run=request.dry_run),
+                      yaml_path=yaml_path, yaml_text="\n".join(lines) + "\n", out=out, base=str(base),
                       adapter=source if request.adapter is not None else None,
-                      image_max_pixels=image_max, image_min_pixels=image_min)
+                      image_max_pixels=image_max, image_min_pixels=image_min,
+                      notes=[*([note] if note else []), *overlay.notes])
 
 
 def record_resolution(out: Path, image_max_pixels: int) -> None:
@@ -215,9 +203,10 @@ def carry_mtp(base_dir: Path, out: Path) -> int:
 def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportResult:
     from glmocr_lf.process import run_child
 
+    cmd = plan.command
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.yaml_path, plan.yaml_text)
-    result = run_child(plan.argv, env_overlay=plan.env, cwd=Path(os.getcwd()), on_line=on_line)
+    result = run_child(cmd.argv, env_overlay=cmd.env, cwd=cmd.cwd, on_line=on_line)
     if result.exit_code != 0:
         cause = result.root_error()
         raise ChildFailedError(f"export failed (exit code {result.exit_code})" + (f": {cause}" if cause else ""),
@@ -228,19 +217,10 @@ def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportRe
     record_resolution(plan.out, plan.image_max_pixels)
     base_dir = _local_model_dir(plan.base)
     carried = carry_mtp(base_dir, plan.out) if base_dir is not None else 0
-    record = {
-        "glmocr_lf": __version__,
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base": plan.base,
-        "adapter": str(plan.adapter) if plan.adapter else None,
-        "image_max_pixels": plan.image_max_pixels,
-        "image_min_pixels": plan.image_min_pixels,
-        "mtp_tensors_carried": carried,
-        "command": plan.shell_line(),
-        "python": sys.version.split()[0],
-        "versions": {name: installed(name) for name in STACK},
-    }
-    atomic_write_text(plan.out / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
+    launch.write_record(plan.out / C.EXPORT_RECORD, cmd, exported=launch.now(), base=plan.base,
+                        adapter=str(plan.adapter) if plan.adapter else None,
+                        image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
+                        mtp_tensors_carried=carried)
     return ExportResult(out=plan.out, base=plan.base, adapter=str(plan.adapter) if plan.adapter else None,
                         image_max_pixels=plan.image_max_pixels, mtp_tensors=carried,
                         files=sorted(p.name for p in plan.out.iterdir()))

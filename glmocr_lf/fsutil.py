@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Reading user files with one-line errors, and atomic writes: a reader sees the old file or the
+new one, never half of either."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from glmocr_lf.errors import GlmocrLfError
+from glmocr_lf.errors import DataError, GlmocrLfError
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
@@ -39,3 +40,39 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
 
 def atomic_write_text(path: Path, text: str, *, overwrite: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def read_bytes(path: Path, what: str = "dataset file") -> bytes:
+    """The file's bytes, or a one-line DataError naming what is wrong with the path."""
+    try:
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory, expected a {what}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot read: permission denied") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
+
+
+def decode_utf8(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}:{column}: not valid UTF-8 (byte 0x{raw[start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def require_empty_dir(path: Path, *, force: bool, what: str = "directory",
+                      hint: str = "pass --force to write into it") -> None:
+    """Refuse to write into a non-empty directory unless `force` (and a file where a directory goes)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GlmocrLfError(f"{path}: is a file, expected a {what}")
+    if path.is_dir() and not force and any(path.iterdir()):
+        raise GlmocrLfError(f"{path}: {what} is not empty", hint=hint)

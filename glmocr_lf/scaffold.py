@@ -17,8 +17,7 @@ from pathlib import Path
 from glmocr_lf import resources
 from glmocr_lf.config import load_config, render_config
 from glmocr_lf.constants import DATASET_INFO
-from glmocr_lf.errors import GlmocrLfError
-from glmocr_lf.fsutil import atomic_write_bytes
+from glmocr_lf.fsutil import atomic_write_bytes, require_empty_dir
 from glmocr_lf.versions import Stack
 
 EXAMPLE_DATASET = "cosyn_chemical"
@@ -66,12 +65,8 @@ def render_templates(stack: Stack, root: Path | None = None) -> tuple[dict[str, 
 
 
 def check_target(target: Path, *, force: bool) -> None:
-    if target.exists() and not target.is_dir():
-        raise GlmocrLfError(f"{target}: exists and is not a directory")
-    if target.is_dir() and not force and any(target.iterdir()):
-        raise GlmocrLfError(f"{target}: directory is not empty",
-                            hint="pass --force to write the scaffold's files into it (nothing else is "
-                                 "touched or deleted)")
+    require_empty_dir(target, force=force, hint="pass --force to write the scaffold's files into it "
+                                                "(nothing else is touched or deleted)")
 
 
 def scaffold(target: Path, *, example: bool = False, force: bool = False,
@@ -106,10 +101,11 @@ def _register_example(data_dir: Path, *, force: bool) -> dict[str, int]:
     is upgraded)."""
     from glmocr_lf.data.convert import split_samples
     from glmocr_lf.data.registry import register_dataset
-    from glmocr_lf.data.validate import CheckOptions
+    from glmocr_lf.data.report import CheckOptions
+    from glmocr_lf.data.samples import read_samples
 
     sample_json, _images = resources.sample_dataset()
-    samples = json.loads(sample_json.read_text(encoding="utf-8"))
+    samples = [raw.data for raw in read_samples(sample_json).samples]
     train, val = split_samples([(sample["images"][0], sample) for sample in samples],
                                EXAMPLE_VAL_RATIO, EXAMPLE_SEED)
     # the split files name the images relative to the bundled sample's folder, hence media_dir

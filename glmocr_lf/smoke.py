@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -11,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.errors import GlmocrLfError
+from glmocr_lf.data.samples import read_samples
+from glmocr_lf.fsutil import require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
 # Small enough for a CPU: <= 64 image tokens per sample, 2-sample micro-batches.
@@ -62,7 +62,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
               on_line: Callable[[str], None] = lambda _s: None) -> SmokeResult:
     from glmocr_lf.config.render import render_config
     from glmocr_lf.data.registry import register_dataset
-    from glmocr_lf.data.validate import CheckOptions
+    from glmocr_lf.data.report import CheckOptions
     from glmocr_lf.export import ExportRequest, execute_export, plan_export
     from glmocr_lf.resources import sample_dataset
     from glmocr_lf.smoke_model import build_tiny_glm_ocr
@@ -73,8 +73,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="glmocr-lf-smoke-"))
     directory = directory.resolve()
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise GlmocrLfError(f"{directory}: not empty", hint="pass --force to reuse it")
+    require_empty_dir(directory, force=force, hint="pass --force to reuse it")
     for stale in ("tiny-glm-ocr", "saves"):
         if (directory / stale).exists():
             shutil.rmtree(directory / stale)
@@ -104,7 +103,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     exported = execute_export(export_plan, on_line=on_line)
 
     on_stage("[5/5] reloading the merged model with transformers and generating")
-    first = json.loads(sample_json.read_text())[0]
+    first = read_samples(sample_json).samples[0].data
     prompt = first["messages"][0]["content"].replace("<image>", "")
     answer = generate_one(exported.out, sample_json.parent / first["images"][0], prompt)
     return SmokeResult(directory, exported.out, answer, time.monotonic() - start)

@@ -79,8 +79,12 @@ class Stack:
         DISABLE_VERSION_CHECK=1). Empty when llamafactory is not installed."""
         if installed("llamafactory") is None:
             return []
+        try:
+            requires = metadata.requires("llamafactory") or []
+        except metadata.PackageNotFoundError:  # its version is known, its metadata is not here
+            return []
         out = []
-        for line in metadata.requires("llamafactory") or []:
+        for line in requires:
             try:
                 req = Requirement(line)
             except InvalidRequirement:

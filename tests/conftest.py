@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
 # The bundled copy of ../shared/data/cosyn_chemical* (10 images from GLM-OCR's fine-tuning example).
 SAMPLE_JSON = REPO / "examples" / "cosyn_chemical.json"
 SAMPLE_IMAGES = REPO / "examples" / "cosyn_chemical"
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+STACK_MISSING = _missing("torch", "transformers", "llamafactory", "peft")
+needs_stack = pytest.mark.skipif(
+    bool(STACK_MISSING), reason=f"needs the training stack ({', '.join(STACK_MISSING)} not installed): make install")
+EVAL_MISSING = _missing("rapidfuzz", "apted", "lxml")
+EVAL_SKIP_REASON = f"needs the eval extra ({', '.join(EVAL_MISSING)} not installed): pip install '.[eval]'"
+
+
+@pytest.fixture(autouse=True)
+def _pinned_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see the pinned stack (constraints.txt) and a fixed llamafactory-cli path, whatever
+    this machine has installed; end-to-end tests use the real ones."""
+    if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("real_stack"):
+        return
+    from glmocr_lf import launch
+    from glmocr_lf.versions import Stack
+
+    monkeypatch.setattr(Stack, "detect", classmethod(lambda cls: cls.pinned()))
+    monkeypatch.setattr(launch, "llamafactory_cli", lambda required=True: "/stack/bin/llamafactory-cli")
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +53,21 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+Invoke = Callable[..., Result]
+
+
+def invoke(*args: str | Path, **kwargs: Any) -> Result:
+    """Run `glmocr-lf ARGS` in-process; exceptions our CLI does not handle propagate (no swallowing)."""
+    from glmocr_lf.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+@pytest.fixture(name="invoke")
+def invoke_fixture() -> Invoke:
+    return invoke
 
 
 def venv_bin(name: str) -> str:

@@ -6,13 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner, Result
-
-from glmocr_lf.cli import cli
-
-
-def invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from conftest import invoke  # noqa: F401  (one CLI runner for every test)
 
 
 def make_png(path: Path, width: int = 64, height: int = 32, color: int = 0) -> Path:

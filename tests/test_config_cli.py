@@ -6,13 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from glmocr_lf.cli import cli
-
-
-def invoke(runner: CliRunner, *args: str, **kwargs: object):  # type: ignore[no-untyped-def]
-    return runner.invoke(cli, list(args), catch_exceptions=False, **kwargs)  # type: ignore[arg-type]
+from conftest import Invoke
 
 
 def write(path: Path, text: str) -> Path:
@@ -23,17 +17,17 @@ def write(path: Path, text: str) -> Path:
 MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"
 
 
-def test_new_then_validate_exits_0(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml")
+def test_new_then_validate_exits_0(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "lora", "-o", "x.yaml")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1] == "Wrote x.yaml"
-    result = invoke(runner, "config", "validate", "x.yaml")
+    result = invoke("config", "validate", "x.yaml")
     assert result.exit_code == 0
     assert "OK: x.yaml" in result.stderr.splitlines()
 
 
-def test_new_prints_yaml_in_llamafactory_section_order(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "new", "--method", "full", "--model", "/models/glm", "--dataset", "mine")
+def test_new_prints_yaml_in_llamafactory_section_order(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "full", "--model", "/models/glm", "--dataset", "mine")
     assert result.exit_code == 0
     headers = [line for line in result.stdout.splitlines() if line.startswith("### ")]
     assert headers == ["### model", "### method", "### dataset", "### output", "### train"]
@@ -42,8 +36,8 @@ def test_new_prints_yaml_in_llamafactory_section_order(runner: CliRunner) -> Non
     assert "finetuning_type: full" in result.stdout
 
 
-def test_new_set_overrides_and_types(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rank=16",
+def test_new_set_overrides_and_types(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "lora", "--set", "lora_rank=16",
                     "--set", "bf16=false", "--set", "learning_rate=2e-4", "-o", "x.yaml")
     assert result.exit_code == 0
     text = Path("x.yaml").read_text()
@@ -52,31 +46,31 @@ def test_new_set_overrides_and_types(runner: CliRunner) -> None:
     assert "learning_rate: 0.0002 " in text
 
 
-def test_new_set_typo_suggests(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+def test_new_set_typo_suggests(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "lora", "--set", "lora_rnak=8")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["Error: override", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
 
 
-def test_new_refuses_to_overwrite_without_force(runner: CliRunner) -> None:
+def test_new_refuses_to_overwrite_without_force(invoke: Invoke) -> None:
     write(Path("x.yaml"), "keep me\n")
-    result = invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml")
+    result = invoke("config", "new", "--method", "lora", "-o", "x.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["Error: x.yaml: already exists", "Hint: pass --force to overwrite it"]
     assert Path("x.yaml").read_text() == "keep me\n"
-    assert invoke(runner, "config", "new", "--method", "lora", "-o", "x.yaml", "--force").exit_code == 0
+    assert invoke("config", "new", "--method", "lora", "-o", "x.yaml", "--force").exit_code == 0
 
 
-def test_typo_names_the_right_key(runner: CliRunner) -> None:
+def test_typo_names_the_right_key(invoke: Invoke) -> None:
     write(Path("bad.yaml"), MINIMAL + "lora_rnak: 8\n")
-    result = invoke(runner, "config", "validate", "bad.yaml")
+    result = invoke("config", "validate", "bad.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["Error: bad.yaml", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
 
 
-def test_fp16_fails_with_reason(runner: CliRunner) -> None:
+def test_fp16_fails_with_reason(invoke: Invoke) -> None:
     write(Path("fp16.yaml"), MINIMAL + "fp16: true\n")
-    result = invoke(runner, "config", "validate", "fp16.yaml")
+    result = invoke("config", "validate", "fp16.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: fp16.yaml",
@@ -84,9 +78,9 @@ def test_fp16_fails_with_reason(runner: CliRunner) -> None:
     ]
 
 
-def test_yaml_syntax_error_reports_line(runner: CliRunner) -> None:
+def test_yaml_syntax_error_reports_line(invoke: Invoke) -> None:
     write(Path("broken.yaml"), "model_name_or_path: x\nlora_rank: [8\ntemplate: glm_ocr\n")
-    result = invoke(runner, "config", "validate", "broken.yaml")
+    result = invoke("config", "validate", "broken.yaml")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: broken.yaml"
@@ -112,17 +106,17 @@ def test_yaml_syntax_error_reports_line(runner: CliRunner) -> None:
         ("do_train: true\n", "  dataset.dataset: training needs a dataset name; register one with `glmocr-lf data register NAME FILE`"),
     ],
 )
-def test_rules(runner: CliRunner, extra: str, expected: str) -> None:
+def test_rules(invoke: Invoke, extra: str, expected: str) -> None:
     body = MINIMAL.replace("template: glm_ocr\n", "") if "template:" in extra else MINIMAL
     write(Path("c.yaml"), body + extra)
-    result = invoke(runner, "config", "validate", "c.yaml")
+    result = invoke("config", "validate", "c.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["Error: c.yaml", expected]
 
 
-def test_every_problem_reported_not_just_the_first(runner: CliRunner) -> None:
+def test_every_problem_reported_not_just_the_first(invoke: Invoke) -> None:
     write(Path("c.yaml"), "lora_rnak: 8\nlogging_steps: -1\n")
-    result = invoke(runner, "config", "validate", "c.yaml")
+    result = invoke("config", "validate", "c.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: c.yaml",
@@ -133,10 +127,10 @@ def test_every_problem_reported_not_just_the_first(runner: CliRunner) -> None:
     assert "pydantic" not in result.stderr
 
 
-def test_validate_several_files_exit_1_if_any_bad(runner: CliRunner) -> None:
+def test_validate_several_files_exit_1_if_any_bad(invoke: Invoke) -> None:
     write(Path("good.yaml"), MINIMAL)
     write(Path("bad.yaml"), MINIMAL + "fp16: true\n")
-    result = invoke(runner, "config", "validate", "good.yaml", "bad.yaml", "missing.yaml")
+    result = invoke("config", "validate", "good.yaml", "bad.yaml", "missing.yaml")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert "OK: good.yaml" in lines
@@ -148,17 +142,17 @@ def test_validate_several_files_exit_1_if_any_bad(runner: CliRunner) -> None:
     ("content", "message"),
     [("", "  file is empty"), ("- a\n- b\n", "  must be a mapping of key: value, got a list")],
 )
-def test_validate_non_mapping(runner: CliRunner, content: str, message: str) -> None:
+def test_validate_non_mapping(invoke: Invoke, content: str, message: str) -> None:
     write(Path("c.yaml"), content)
-    result = invoke(runner, "config", "validate", "c.yaml")
+    result = invoke("config", "validate", "c.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["Error: c.yaml", message]
 
 
-def test_validate_directory_and_non_utf8(runner: CliRunner) -> None:
+def test_validate_directory_and_non_utf8(invoke: Invoke) -> None:
     Path("adir").mkdir()
     Path("latin.yaml").write_bytes(b"model_name_or_path: caf\xe9\n")
-    result = invoke(runner, "config", "validate", "adir", "latin.yaml")
+    result = invoke("config", "validate", "adir", "latin.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: adir", "  is a directory, not a YAML file",
@@ -166,12 +160,12 @@ def test_validate_directory_and_non_utf8(runner: CliRunner) -> None:
     ]
 
 
-def test_bf16_warns_without_bf16_gpu(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_warns_without_bf16_gpu(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
     from glmocr_lf import machine
 
     monkeypatch.setattr(machine, "gpus", lambda: ())
     write(Path("c.yaml"), MINIMAL + "bf16: true\n")
-    result = invoke(runner, "config", "validate", "c.yaml")
+    result = invoke("config", "validate", "c.yaml")
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
         "OK: c.yaml",
@@ -180,8 +174,8 @@ def test_bf16_warns_without_bf16_gpu(runner: CliRunner, monkeypatch: pytest.Monk
     ]
 
 
-def test_schema_is_json_with_every_key(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "schema")
+def test_schema_is_json_with_every_key(invoke: Invoke) -> None:
+    result = invoke("config", "schema")
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["additionalProperties"] is False
@@ -191,35 +185,36 @@ def test_schema_is_json_with_every_key(runner: CliRunner) -> None:
     assert schema["properties"]["lora_rank"]["x-section"] == "method"
 
 
-def test_usage_error_exits_2(runner: CliRunner) -> None:
-    result = invoke(runner, "config", "new", "--method", "qlora")
+def test_usage_error_exits_2(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "qlora")
     assert result.exit_code == 2
 
 
-def test_debug_shows_traceback(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_shows_traceback(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
     from glmocr_lf.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        invoke(runner, "--debug", "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+        invoke("--debug", "config", "new", "--method", "lora", "--set", "lora_rnak=8")
     monkeypatch.setenv("GLMOCR_LF_DEBUG", "1")
     with pytest.raises(ConfigError):
-        invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rnak=8")
+        invoke("config", "new", "--method", "lora", "--set", "lora_rnak=8")
 
 
-def test_version_lists_stack(runner: CliRunner) -> None:
+def test_version_lists_stack(invoke: Invoke) -> None:
     from glmocr_lf import __version__
     from glmocr_lf.versions import installed
 
-    result = invoke(runner, "--version")
+    result = invoke("--version")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == f"glmocr-lf {__version__}"
-    assert lines[1] == f"llamafactory {installed('llamafactory')}" if installed("llamafactory") else "llamafactory not installed"
+    version = installed("llamafactory")
+    assert lines[1] == (f"llamafactory {version}" if version else "llamafactory not installed")
 
 
-def test_readme_example_unknown_key_and_rule_reported_together(runner: CliRunner) -> None:
+def test_readme_example_unknown_key_and_rule_reported_together(invoke: Invoke) -> None:
     write(Path("bad.yaml"), "model_name_or_path: zai-org/GLM-OCR\nlora_rnak: 8\nfp16: true\n")
-    result = invoke(runner, "config", "validate", "bad.yaml")
+    result = invoke("config", "validate", "bad.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: bad.yaml",

@@ -206,7 +206,7 @@ def test_remove_unknown_name_suggests(tmp_path: Path) -> None:
     before = (tmp_path / "data" / "dataset_info.json").read_bytes()
     result = invoke("data", "remove", "cosin")
     assert (result.exit_code, result.stderr) == (1, (
-        "Error: 'cosin' is not registered in data/dataset_info.json\nHint: did you mean 'cosyn'?\n"))
+        "Error: dataset 'cosin' is not registered in data/dataset_info.json\nHint: did you mean 'cosyn'?\n"))
     assert (tmp_path / "data" / "dataset_info.json").read_bytes() == before
     result = invoke("data", "remove", "x", "--data-dir", "elsewhere")
     assert (result.exit_code, result.stderr) == (1, (

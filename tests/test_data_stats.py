@@ -40,4 +40,4 @@ def test_stats_unknown_name(tmp_path: Path) -> None:
     invoke("data", "register", "mine", "src/ds.json")
     result = invoke("data", "stats", "mien")
     assert (result.exit_code, result.stderr) == (
-        1, "Error: 'mien' is not registered in data/dataset_info.json\nHint: did you mean 'mine'?\n")
+        1, "Error: dataset 'mien' is not registered in data/dataset_info.json\nHint: did you mean 'mine'?\n")

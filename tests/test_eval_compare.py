@@ -7,9 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from conftest import EVAL_SKIP_REASON
 
-from glmocr_lf.cli import cli
+pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
+pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
+from conftest import Invoke
+
 from glmocr_lf.evaluation.compare import decide, sign_test
 
 TABLE = "<table><tr><td>Name</td><td>Qty</td></tr><tr><td>apple</td><td>3</td></tr></table>"
@@ -34,10 +37,6 @@ TUNED = [
 ]
 
 
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), catch_exceptions=False)
-
-
 def write_jsonl(path: Path, records: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
@@ -48,8 +47,8 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     return write_jsonl(tmp_path / "base.jsonl", BASE), write_jsonl(tmp_path / "tuned.jsonl", TUNED)
 
 
-def test_markdown_report(runner: CliRunner, two_runs: tuple[Path, Path]) -> None:
-    result = invoke(runner, "eval", "compare", "base.jsonl", "tuned.jsonl")
+def test_markdown_report(invoke: Invoke, two_runs: tuple[Path, Path]) -> None:
+    result = invoke("eval", "compare", "base.jsonl", "tuned.jsonl")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:4] == ["# Evaluation report", "", "- A: `base.jsonl` (3 samples)",
@@ -66,9 +65,8 @@ def test_markdown_report(runner: CliRunner, two_runs: tuple[Path, Path]) -> None
     assert "````text" in lines
 
 
-def test_report_file_and_numbers_equal_eval_score(runner: CliRunner,
-                                                  two_runs: tuple[Path, Path]) -> None:
-    result = invoke(runner, "eval", "compare", "base.jsonl", "tuned.jsonl", "--out", "report.md")
+def test_report_file_and_numbers_equal_eval_score(invoke: Invoke, two_runs: tuple[Path, Path]) -> None:
+    result = invoke("eval", "compare", "base.jsonl", "tuned.jsonl", "--out", "report.md")
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
@@ -77,15 +75,15 @@ def test_report_file_and_numbers_equal_eval_score(runner: CliRunner,
         "Wrote report.md",
     ]
     report = Path("report.md").read_text(encoding="utf-8")
-    assert_markdown_matches_score(runner, report, "base.jsonl", "tuned.jsonl")
+    assert_markdown_matches_score(invoke, report, "base.jsonl", "tuned.jsonl")
 
 
-def assert_markdown_matches_score(runner: CliRunner, report: str, a: str, b: str) -> None:
+def assert_markdown_matches_score(invoke: Invoke, report: str, a: str, b: str) -> None:
     """Every A and B number in the per-task table equals `eval score`'s printed value."""
     printed: dict[str, dict[tuple[str, str], str]] = {}
     for name in (a, b):
         rows = [re.split(r"\s{2,}", line.strip())
-                for line in invoke(runner, "eval", "score", name).stdout.splitlines()]
+                for line in invoke("eval", "score", name).stdout.splitlines()]
         header = rows[0]
         printed[name] = {(row[0], metric): value for row in rows[1:]
                          for metric, value in zip(header[2:], row[2:], strict=True)}
@@ -96,12 +94,12 @@ def assert_markdown_matches_score(runner: CliRunner, report: str, a: str, b: str
         assert printed[b][(task, metric)] == value_b
 
 
-def test_json_report_equals_score_json(runner: CliRunner, two_runs: tuple[Path, Path]) -> None:
-    result = invoke(runner, "eval", "compare", "base.jsonl", "tuned.jsonl", "--json", "--top", "5")
+def test_json_report_equals_score_json(invoke: Invoke, two_runs: tuple[Path, Path]) -> None:
+    result = invoke("eval", "compare", "base.jsonl", "tuned.jsonl", "--json", "--top", "5")
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert report["a"] == json.loads(invoke(runner, "eval", "score", "base.jsonl", "--json").stdout)
-    assert report["b"] == json.loads(invoke(runner, "eval", "score", "tuned.jsonl", "--json").stdout)
+    assert report["a"] == json.loads(invoke("eval", "score", "base.jsonl", "--json").stdout)
+    assert report["b"] == json.loads(invoke("eval", "score", "tuned.jsonl", "--json").stdout)
     assert report["verdict"]["outcome"] == "no clear change"
     assert report["regressions"] == [{
         "id": "tb", "task": "table", "quality_a": 1.0, "quality_b": 0.925926, "reference": TABLE,
@@ -110,19 +108,19 @@ def test_json_report_equals_score_json(runner: CliRunner, two_runs: tuple[Path, 
     assert delta == {"task": "text", "metric": "ned", "a": 0.214286, "b": 0.0, "delta": -0.214286}
 
 
-def test_different_references_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+def test_different_references_are_refused(invoke: Invoke, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "a.jsonl", BASE)
     write_jsonl(tmp_path / "b.jsonl", [sample("t1", "text", "Other", "Other")])
-    result = invoke(runner, "eval", "compare", "a.jsonl", "b.jsonl")
+    result = invoke("eval", "compare", "a.jsonl", "b.jsonl")
     assert (result.exit_code, result.stderr) == (
         1, "Error: sample 't1' has different references in a.jsonl and b.jsonl: compare "
            "predictions made on the same dataset\n")
 
 
-def test_no_shared_ids_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+def test_no_shared_ids_are_refused(invoke: Invoke, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "a.jsonl", BASE)
     write_jsonl(tmp_path / "b.jsonl", [sample("zz", "text", "x", "x")])
-    result = invoke(runner, "eval", "compare", "a.jsonl", "b.jsonl")
+    result = invoke("eval", "compare", "a.jsonl", "b.jsonl")
     assert (result.exit_code, result.stderr) == (
         1, "Error: a.jsonl and b.jsonl share no sample ids: compare predictions made on the same "
            "dataset\n")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import EVAL_SKIP_REASON
+
+pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
+pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
 
 from glmocr_lf.evaluation import metrics as m
 

@@ -9,9 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from conftest import EVAL_SKIP_REASON
 
-from glmocr_lf.cli import cli
+pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
+pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
+from conftest import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
+
 from glmocr_lf.errors import DataError
 from glmocr_lf.evaluation.generate import (
     EvalSample,
@@ -21,14 +24,8 @@ from glmocr_lf.evaluation.generate import (
     resolve_image_max_pixels,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE_JSON = SHARED_DATA / "cosyn_chemical.json"
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                "assistant_tag": "assistant"}
-
-
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 @pytest.fixture
@@ -37,7 +34,7 @@ def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(SAMPLE_JSON, data / "chem.json")
-    shutil.copytree(SHARED_DATA / "cosyn_chemical", data / "cosyn_chemical")
+    shutil.copytree(SAMPLE_IMAGES, data / "cosyn_chemical")
     info = {"chem": {"file_name": "chem.json", "formatting": "sharegpt",
                      "columns": {"messages": "messages", "images": "images"}, "tags": OPENAI_TAGS}}
     (data / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
@@ -60,13 +57,13 @@ def test_registered_dataset_and_direct_file_give_the_same_samples(data_dir: Path
     assert registered[0].images == [data_dir / "cosyn_chemical" / "1.png"]
     assert [(s.user_text, s.reference) for s in registered] == [
         (s.user_text, s.reference) for s in direct]
-    assert direct[0].images == [SHARED_DATA / "cosyn_chemical" / "1.png"]
+    assert direct[0].images == [SAMPLE_IMAGES / "1.png"]
 
 
-def test_unknown_dataset_names_the_registered_ones(runner: CliRunner, data_dir: Path) -> None:
-    result = invoke(runner, "eval", "run", "--model", "m", "--dataset", "nope")
+def test_unknown_dataset_names_the_registered_ones(invoke: Invoke, data_dir: Path) -> None:
+    result = invoke("eval", "run", "--model", "m", "--dataset", "nope")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: data/dataset_info.json: no dataset named 'nope'\n"
+    assert result.stderr == ("Error: dataset 'nope' is not registered in data/dataset_info.json\n"
                              "Hint: registered: chem\n")
 
 
@@ -76,14 +73,15 @@ def test_image_count_mismatch_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(DataError) as err:
         load_samples(resolve_dataset(str(tmp_path / "bad.json"), tmp_path))
-    assert err.value.message == (f"{tmp_path / 'bad.json'}: sample 0: 1 image(s) but 0 <image> "
-                                 "placeholder(s)")
+    assert err.value.message == (f"{tmp_path / 'bad.json'}: 1 error(s)\n"
+                                 f"  {tmp_path / 'bad.json'}: sample 0: images: 1 image but 0 <image> "
+                                 "placeholders in messages; they must be equal")
 
 
-def test_existing_predictions_need_force(runner: CliRunner, tmp_path: Path) -> None:
+def test_existing_predictions_need_force(invoke: Invoke, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "predictions.jsonl").write_text("{}\n", encoding="utf-8")
-    result = invoke(runner, "eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON),
+    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON),
                     "--out", "out")
     assert result.exit_code == 1
     assert result.stderr == ("Error: out/predictions.jsonl: already exists\n"
@@ -136,7 +134,7 @@ def test_prompt_and_pixels_match_llamafactory(tiny_models: tuple[Path, Path]) ->
     from glmocr_lf.imaging import lf_preprocess_image
 
     max_pixels, min_pixels = 200_000, 1024
-    image = SHARED_DATA / "cosyn_chemical" / "1.png"
+    image = SAMPLE_IMAGES / "1.png"
     processor = AutoProcessor.from_pretrained(tiny_models[0])
     template = get_template_and_fix_tokenizer(processor.tokenizer, DataArguments(template="glm_ocr"))
     for name, value in {"image_max_pixels": max_pixels, "image_min_pixels": min_pixels,
@@ -159,11 +157,11 @@ def test_prompt_and_pixels_match_llamafactory(tiny_models: tuple[Path, Path]) ->
 
 
 @pytest.mark.e2e
-def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path],
+def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
                                 data_dir: Path) -> None:
     seed0, seed1 = tiny_models
     common = ["--dataset", "chem", "--max-samples", "3", "--max-new-tokens", "8", "--device", "cpu"]
-    result = invoke(runner, "eval", "run", "--model", str(seed0), "--out", "base", *common)
+    result = invoke("eval", "run", "--model", str(seed0), "--out", "base", *common)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[:4] == [
         f"model: {seed0}",
@@ -173,7 +171,7 @@ def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path
     ]
     assert result.stderr.splitlines()[-1] == "Wrote base/predictions.jsonl and base/scores.json"
     # stdout is exactly what `eval score` prints for the file
-    assert result.stdout == invoke(runner, "eval", "score", "base/predictions.jsonl").stdout
+    assert result.stdout == invoke("eval", "score", "base/predictions.jsonl").stdout
 
     records = [json.loads(line) for line in Path("base/predictions.jsonl").read_text().splitlines()]
     assert [(r["id"], r["task"], r["prompt"]) for r in records] == [
@@ -181,10 +179,10 @@ def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path
     assert records[0]["reference"] == "```rdkit\nClC1=CC=C(C(C2=CC=C(Cl)C=C2)C(Cl)(Cl)Cl)C=C1\n```"
     assert all(isinstance(r["prediction"], str) and r["prediction"] for r in records)
     assert json.loads(Path("base/scores.json").read_text()) == json.loads(
-        invoke(runner, "eval", "score", "base/predictions.jsonl", "--json").stdout)
+        invoke("eval", "score", "base/predictions.jsonl", "--json").stdout)
 
     # batched generation (left padding) gives the same answers as one at a time
-    result = invoke(runner, "eval", "run", "--model", str(seed0), "--out", "batched",
+    result = invoke("eval", "run", "--model", str(seed0), "--out", "batched",
                     "--batch-size", "3", "--repetition-penalty", "1.0", *common)
     assert result.exit_code == 0, result.stderr
     assert Path("batched/predictions.jsonl").read_text() == Path("base/predictions.jsonl").read_text()
@@ -195,17 +193,17 @@ def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path
 
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(AutoModelForImageTextToText.from_pretrained(seed0), lora).save_pretrained("lora")
-    result = invoke(runner, "eval", "run", "--model", str(seed0), "--adapter", "lora",
+    result = invoke("eval", "run", "--model", str(seed0), "--adapter", "lora",
                     "--out", "adapted", *common)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[0] == f"model: {seed0} + adapter lora"
     assert Path("adapted/predictions.jsonl").read_text() != Path("base/predictions.jsonl").read_text()
 
-    result = invoke(runner, "eval", "run", "--model", str(seed1), "--out", "tuned",
+    result = invoke("eval", "run", "--model", str(seed1), "--out", "tuned",
                     "--repetition-penalty", "1.1", *common)
     assert result.exit_code == 0, result.stderr
 
-    result = invoke(runner, "eval", "compare", "base/predictions.jsonl",
+    result = invoke("eval", "compare", "base/predictions.jsonl",
                     "tuned/predictions.jsonl", "--out", "report.md")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[-1] == "Wrote report.md"
@@ -216,7 +214,7 @@ def test_run_twice_then_compare(runner: CliRunner, tiny_models: tuple[Path, Path
     printed = {}
     for name in ("base/predictions.jsonl", "tuned/predictions.jsonl"):
         rows = [re.split(r"\s{2,}", line.strip())
-                for line in invoke(runner, "eval", "score", name).stdout.splitlines()]
+                for line in invoke("eval", "score", name).stdout.splitlines()]
         printed[name] = {(row[0], metric): value for row in rows[1:]
                          for metric, value in zip(rows[0][2:], row[2:], strict=True)}
     table = re.findall(r"^\| (.+?) \| (\S+) [↑↓] \| (\S+) \| (\S+) \| \S+ \|$", report, re.M)

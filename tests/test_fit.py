@@ -31,12 +31,11 @@ def _sixteen_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
 def run(method: str, *, gpus: tuple[Gpu, ...] = (H100,), budget: float | None = None,
         processes: int = 1, env: dict[str, str] | None = None, **overrides: Any) -> tuple[dict[str, Any], Any]:
     cfg = preset(method, overrides=overrides or None)  # type: ignore[arg-type]
-    values = cfg.flat()
-    before = dict(values)
-    result = fit_to_hardware(cfg, values, gpus=gpus, memory_budget_gib=budget, processes=processes,
+    before = cfg.model_copy(deep=True)
+    result = fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=budget, processes=processes,
                              environ=NO_ENV if env is None else env)
-    assert values == before, "fit must not modify its input"
-    return {**values, **result.values}, result
+    assert cfg == before, "fit must not modify its input"
+    return {**cfg.flat(), **result.values}, result
 
 
 def effective(values: dict[str, Any], processes: int = 1) -> int:
@@ -153,8 +152,8 @@ def test_no_tokenized_cache_across_nodes(tmp_path: Path) -> None:
     (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json"}}))
     (data / "ocr.json").write_text("[]")
     cfg = preset("lora", dataset="ocr", overrides={"dataset_dir": str(data)})
-    one = fit_to_hardware(cfg, cfg.flat(), gpus=(H100,), memory_budget_gib=None, processes=1, environ=NO_ENV)
-    two = fit_to_hardware(cfg, cfg.flat(), gpus=(H100,), memory_budget_gib=None, processes=2,
+    one = fit_to_hardware(cfg, gpus=(H100,), memory_budget_gib=None, processes=1, environ=NO_ENV)
+    two = fit_to_hardware(cfg, gpus=(H100,), memory_budget_gib=None, processes=2,
                           environ=NO_ENV, nodes=2)
     assert "tokenized_path" in one.values
     assert "tokenized_path" not in two.values

@@ -161,7 +161,7 @@ def test_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "project").write_text("")
     code, lines, _ = init("project", "--force")
     assert code == 1
-    assert lines == ["Error: project: exists and is not a directory"]
+    assert lines == ["Error: project: is a file, expected a directory"]
 
 
 def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from glmocr_lf import launch
 from glmocr_lf.cli import cli
 from glmocr_lf.errors import ConfigError, LaunchError
+from glmocr_lf.launch import Topology
 from glmocr_lf.machine import Gpu
-from glmocr_lf.train.plan import LaunchRequest, Topology, launch_env, prepare
+from glmocr_lf.train.plan import LaunchRequest, prepare
 from glmocr_lf.versions import Stack
 
 H100 = tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 81559, (9, 0)) for i in range(4))
@@ -20,7 +22,7 @@ PINNED = Stack({"transformers": "5.6.0"})
 
 
 def env_for(topology: Topology, visible: int = 4) -> dict[str, str]:
-    return launch_env(topology, visible_gpus=visible, stack=PINNED)[0]
+    return {**launch.common_overlay(PINNED, "hf").env, **launch.torchrun_overlay(topology, visible).env}
 
 
 def test_one_gpu_runs_in_process() -> None:
@@ -58,8 +60,7 @@ def test_single_gpu_from_list_stays_in_process() -> None:
 
 
 def test_modelscope_hub() -> None:
-    env, _ = launch_env(Topology(), visible_gpus=1, stack=PINNED, hub="modelscope")
-    assert env == {"USE_MODELSCOPE_HUB": "1"}
+    assert launch.common_overlay(PINNED, "modelscope").env == {"USE_MODELSCOPE_HUB": "1"}
 
 
 @pytest.fixture

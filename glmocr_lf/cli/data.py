@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,8 @@ import click
 from glmocr_lf.cli import terminal
 
 if TYPE_CHECKING:
-    from glmocr_lf.data.validate import CheckOptions, Progress, ValidationReport
+    from glmocr_lf.data.report import CheckOptions, ValidationReport
+    from glmocr_lf.data.validate import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +28,7 @@ N counts samples from 0 (as `jq '.[N]'`), LINE counts lines from 1; warnings rea
 
 
 def _budget_options(func: F) -> F:
+    """The options that shape a CheckOptions, handed to the command as one `options` argument."""
     options = [
         click.option("--media-dir", type=click.Path(path_type=Path),
                      help="Base of relative image paths (default: the dataset file's folder)."),
@@ -42,29 +45,18 @@ def _budget_options(func: F) -> F:
         click.option("--allow-outside", is_flag=True,
                      help="Accept absolute image paths and paths outside the media dir."),
     ]
+    names = ("media_dir", "cutoff_len", "image_max_pixels", "image_min_pixels", "config_file", "model",
+             "allow_outside")
+
+    @functools.wraps(func)
+    def with_options(*args: Any, **kwargs: Any) -> Any:
+        from glmocr_lf.data.report import check_options
+
+        return func(*args, options=check_options(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _check_options(media_dir: Path | None, cutoff_len: int | None, image_max_pixels: int | None,
-                   image_min_pixels: int | None, config_file: Path | None, model: Path | None,
-                   allow_outside: bool) -> CheckOptions:
-    from glmocr_lf.data.validate import CheckOptions
-
-    defaults = CheckOptions()
-    if config_file is not None:
-        from glmocr_lf.config import load_config
-
-        cfg = load_config(config_file)
-        cutoff_len = cutoff_len or cfg.cutoff_len
-        image_max_pixels = image_max_pixels or cfg.image_max_pixels
-        image_min_pixels = image_min_pixels or cfg.image_min_pixels
-    return CheckOptions(
-        media_dir=media_dir, cutoff_len=cutoff_len,
-        image_max_pixels=image_max_pixels or defaults.image_max_pixels,
-        image_min_pixels=image_min_pixels or defaults.image_min_pixels,
-        model=model, allow_outside=allow_outside)
+        with_options = option(with_options)
+    return with_options  # type: ignore[return-value]
 
 
 @contextmanager
@@ -107,15 +99,10 @@ def data_group() -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @_budget_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
-def data_validate(file: Path, media_dir: Path | None, cutoff_len: int | None,
-                  image_max_pixels: int | None, image_min_pixels: int | None,
-                  config_file: Path | None, model: Path | None, allow_outside: bool,
-                  as_json: bool) -> None:
+def data_validate(file: Path, options: CheckOptions, as_json: bool) -> None:
     """Check every sample of FILE; exit 0 when there are no errors, 1 otherwise."""
     from glmocr_lf.data.validate import validate_file
 
-    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
-                             config_file, model, allow_outside)
     with _progress("checking images") as progress:
         report = validate_file(file, options, progress=progress)
     if as_json:
@@ -144,9 +131,7 @@ def _data_dir_options(func: F) -> F:
 @click.option("--force", is_flag=True, help="Replace a dataset registered under NAME with different content.")
 @_budget_options
 def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | None, link: str, force: bool,
-                  media_dir: Path | None, cutoff_len: int | None, image_max_pixels: int | None,
-                  image_min_pixels: int | None, config_file: Path | None, model: Path | None,
-                  allow_outside: bool) -> None:
+                  options: CheckOptions) -> None:
     """Validate FILE, stage it and its images into the data dir as NAME, add it to dataset_info.json.
 
     Nothing is written when FILE has errors. Image paths in the staged copy become NAME/<path>,
@@ -155,8 +140,6 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
     from glmocr_lf.data.registry import InvalidDatasetError, register_dataset, resolve_data_dir
 
     target = resolve_data_dir(data_dir, lf_dir)
-    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
-                             config_file, model, allow_outside)
     try:
         with _progress("checking images") as progress:
             result = register_dataset(name, file, target, options=options, link=link,  # type: ignore[arg-type]
@@ -218,16 +201,13 @@ def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bo
 @_data_dir_options
 @_budget_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, media_dir: Path | None,
-               cutoff_len: int | None, image_max_pixels: int | None, image_min_pixels: int | None,
-               config_file: Path | None, model: Path | None, allow_outside: bool, as_json: bool) -> None:
+def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options: CheckOptions,
+               as_json: bool) -> None:
     """Samples per task prompt, image sizes and downsizing, tokens per sample against cutoff_len
     (default 2048) and how many samples would be cut."""
     from glmocr_lf.data.registry import resolve_data_dir
     from glmocr_lf.data.stats import dataset_stats
 
-    options = _check_options(media_dir, cutoff_len, image_max_pixels, image_min_pixels,
-                             config_file, model, allow_outside)
     with _progress("checking images") as progress:
         stats = dataset_stats(source, resolve_data_dir(data_dir, lf_dir), options, progress=progress)
     if as_json:

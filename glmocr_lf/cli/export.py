@@ -15,7 +15,8 @@ from glmocr_lf.cli import terminal
 @click.option("--base", help="Base model (default: the one the run trained from).")
 @click.option("--out", type=click.Path(path_type=Path), help="Where the merged model goes (default RUN/merged).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
-@click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True)
+@click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
+              help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the export command and YAML; run nothing.")
 def export(adapter: Path | None, model: Path | None, base: str | None, out: Path | None, force: bool,
            hub: str, dry_run: bool) -> None:
@@ -24,7 +25,8 @@ def export(adapter: Path | None, model: Path | None, base: str | None, out: Path
     resolution in the processor config; carry the base's MTP layer for vLLM."""
     from glmocr_lf.export import ExportRequest, execute_export, plan_export
 
-    plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub))
+    plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub,
+                                      dry_run=dry_run))
     if dry_run:
         terminal.out(plan.shell_line() + "\n")
         terminal.out(plan.yaml_text)

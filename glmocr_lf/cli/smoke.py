@@ -11,16 +11,15 @@ from glmocr_lf.cli import terminal
 
 @click.command("smoke-model", short_help="Build a tiny random GLM-OCR.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for the weights.")
 @click.option("--with-mtp", is_flag=True, help="Also write a multi-token-prediction layer, as the real checkpoint has.")
 @click.option("--force", is_flag=True, help="Write into a non-empty directory.")
 def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None:
     """Build a tiny randomly initialised GLM-OCR (same classes and files as zai-org/GLM-OCR) in DIRECTORY."""
-    from glmocr_lf.errors import GlmocrLfError
+    from glmocr_lf.fsutil import require_empty_dir
     from glmocr_lf.smoke_model import build_tiny_glm_ocr
 
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise GlmocrLfError(f"{directory}: not empty", hint="pass --force to write into it")
+    require_empty_dir(directory, force=force)
     path = build_tiny_glm_ocr(directory, seed=seed, with_mtp=with_mtp)
     terminal.success(f"Tiny GLM-OCR written to {path}")
 

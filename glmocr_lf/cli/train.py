@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ import click
 from glmocr_lf.cli import terminal
 
 if TYPE_CHECKING:
-    from glmocr_lf.train.plan import Topology
+    from glmocr_lf.launch import Topology
     from glmocr_lf.train.run import TrainSummary
 
 
@@ -27,6 +28,7 @@ def _gpu_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 
 
 def topology_options(func: Any) -> Any:
+    """The launch-shape options, handed to the command as one `topology` argument."""
     options = [
         click.option("--gpus", callback=_gpu_list, metavar="0,1", help="GPUs to use (sets CUDA_VISIBLE_DEVICES)."),
         click.option("--nproc", type=int, help="Processes per node (default: one per GPU)."),
@@ -36,17 +38,17 @@ def topology_options(func: Any) -> Any:
         click.option("--master-port", type=int, help="Rendezvous port (multi-node default 29500)."),
         click.option("--deepspeed", metavar="z2|z3|z3-offload|PATH", help="DeepSpeed ZeRO config."),
     ]
+    names = ("gpus", "nproc", "nnodes", "node_rank", "master_addr", "master_port", "deepspeed")
+
+    @functools.wraps(func)
+    def with_topology(*args: Any, **kwargs: Any) -> Any:
+        from glmocr_lf.launch import Topology
+
+        return func(*args, topology=Topology(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def make_topology(gpus: tuple[int, ...] | None, nproc: int | None, nnodes: int, node_rank: int,
-                  master_addr: str | None, master_port: int | None, deepspeed: str | None) -> Topology:
-    from glmocr_lf.train.plan import Topology
-
-    return Topology(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank,
-                    master_addr=master_addr, master_port=master_port, deepspeed=deepspeed)
+        with_topology = option(with_topology)
+    return with_topology
 
 
 @click.command("train", short_help="Check everything, then run llamafactory-cli train.")
@@ -59,10 +61,8 @@ def make_topology(gpus: tuple[int, ...] | None, nproc: int | None, nnodes: int, 
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
-def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None, nproc: int | None,
-          nnodes: int, node_rank: int, master_addr: str | None, master_port: int | None,
-          deepspeed: str | None, resume: bool, fresh: bool, memory_budget: float | None, hub: str,
-          dry_run: bool) -> None:
+def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
+          memory_budget: float | None, hub: str, dry_run: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
 
@@ -76,7 +76,7 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
         raise click.UsageError("--resume and --fresh exclude each other")
     request = LaunchRequest(
         config=config, overrides=parse_overrides(overrides),
-        topology=make_topology(gpus, nproc, nnodes, node_rank, master_addr, master_port, deepspeed),
+        topology=topology,
         resume="resume" if resume else ("fresh" if fresh else None),
         memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
         dry_run=dry_run,
@@ -93,34 +93,14 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
     _render_summary(summary)
 
 
-def _stats(entry: dict[str, Any]) -> list[str]:
-    """loss, eval loss, lr and ETA of one trainer_log.jsonl entry, as short labelled figures."""
-    stats = []
-    if "loss" in entry:
-        stats.append(f"loss {entry['loss']:.4f}")
-    if "eval_loss" in entry:
-        stats.append(f"eval_loss {entry['eval_loss']:.4f}")
-    if "lr" in entry:
-        stats.append(f"lr {entry['lr']:.2e}")
-    if entry.get("remaining_time"):
-        stats.append(f"eta {entry['remaining_time']}")
-    return stats
-
-
-def _log_line(entry: dict[str, Any]) -> str | None:
-    if "loss" not in entry and "eval_loss" not in entry:
-        return None
-    return "  ".join([f"step {entry.get('current_steps')}/{entry.get('total_steps')}", *_stats(entry)])
-
-
 def _run_with_progress(plan: Any) -> TrainSummary:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from glmocr_lf.train.run import Hooks, execute
+    from glmocr_lf.train.run import Hooks, execute, log_line, log_stats
 
     if not terminal.is_interactive():
         def on_log(entry: dict[str, Any]) -> None:
-            line = _log_line(entry)
+            line = log_line(entry)
             if line:
                 terminal.info(line)
 
@@ -133,7 +113,7 @@ def _run_with_progress(plan: Any) -> TrainSummary:
 
     def on_log_live(entry: dict[str, Any]) -> None:
         # the closing summary entry has no loss: keep showing the last one
-        stats = _stats(entry) if "loss" in entry or "eval_loss" in entry else []
+        stats = log_stats(entry) if "loss" in entry or "eval_loss" in entry else []
         progress.update(task, completed=entry.get("current_steps", 0), total=entry.get("total_steps"),
                         stats="  ".join(stats) or progress.tasks[0].fields["stats"])
 

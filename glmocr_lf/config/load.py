@@ -121,6 +121,17 @@ def from_flat(data: dict[str, Any], source: str) -> TrainConfig:
     return cfg
 
 
+def apply_changes(cfg: TrainConfig, changes: dict[str, Any], source: str) -> TrainConfig:
+    """`cfg` with flat `key: value` changes applied; a value of None unsets the key."""
+    merged = cfg.flat()
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return from_flat(merged, source)
+
+
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     data = read_config_file(path)
     if overrides:

@@ -157,7 +157,9 @@ class TrainConfig(BaseModel):
 
     @property
     def cutoff_len(self) -> int:
-        return self.dataset.cutoff_len or 2048
+        from glmocr_lf.constants import LF_DEFAULT_CUTOFF_LEN
+
+        return self.dataset.cutoff_len or LF_DEFAULT_CUTOFF_LEN
 
     def flat(self) -> dict[str, Any]:
         """The keys that were set, in section order, as LLaMA-Factory reads them (one flat mapping)."""
@@ -168,14 +170,6 @@ class TrainConfig(BaseModel):
 
     def sectioned(self) -> dict[str, dict[str, Any]]:
         return {name: getattr(self, name).model_dump(exclude_unset=True) for name in SECTION_ORDER}
-
-    def with_values(self, values: dict[str, Any]) -> TrainConfig:
-        """A copy with flat `key: value` pairs applied (validated like a loaded file)."""
-        from glmocr_lf.config.load import from_flat
-
-        merged = self.flat()
-        merged.update(values)
-        return from_flat(merged, source="<config>")
 
 
 KEY_SECTION: dict[str, str] = {

@@ -19,12 +19,6 @@ class Rendered:
     sections: dict[str, dict[str, Any]]
     notes: list[str] = field(default_factory=list)
 
-    def flat(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for values in self.sections.values():
-            out.update(values)
-        return out
-
 
 def adapt(cfg: TrainConfig, stack: Stack) -> Rendered:
     """Apply the version rules: what we write must be accepted by the versions in `stack`."""

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
-from glmocr_lf.data.samples import decode_utf8, read_bytes
+from glmocr_lf.data import jsonl
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TARGET_TASKS = {".txt": "text", ".md": "text", ".html": "table", ".tex": "formula"}
@@ -144,18 +144,10 @@ def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    text = decode_utf8(path, read_bytes(path, "JSONL or CSV file"))
-    records = []
-    for lineno, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+    records = jsonl.read(path, "JSONL or CSV file")
+    for lineno, item in records:
         if not isinstance(item, dict):
             raise DataError(f"{path}:{lineno}: expected an object with image and text")
-        records.append((lineno, item))
     return records
 
 

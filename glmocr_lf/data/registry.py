@@ -11,33 +11,25 @@ registrations never lose an entry, and any error leaves the file byte-for-byte a
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from glmocr_lf.constants import DATASET_INFO
-from glmocr_lf.data.samples import decode_utf8, read_bytes, read_samples
-from glmocr_lf.data.validate import (
-    CheckOptions,
-    Progress,
-    ValidationReport,
-    resolve_media_dir,
-    validate_file,
-)
+from glmocr_lf.data.info import entries, info_lock, read_info, unknown_name, write_info
+from glmocr_lf.data.report import CheckOptions, ValidationReport
+from glmocr_lf.data.samples import read_samples
+from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.errors import DataError
 from glmocr_lf.fsutil import atomic_write_text
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
 Status = Literal["added", "unchanged", "replaced"]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-LOCK_NAME = ".dataset_info.json.lock"
-LOCK_TIMEOUT_S = 120
 
 SHAREGPT_COLUMNS = {"messages": "messages", "images": "images"}
 SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
@@ -101,39 +93,6 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise DataError(f"{name!r}: invalid dataset name; use letters, digits, '_', '-' and '.'")
     return name
-
-
-def read_info(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / DATASET_INFO
-    if not path.exists():
-        return {}
-    text = decode_utf8(path, read_bytes(path, "JSON file"))
-    if not text.strip():
-        return {}
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}",
-                        hint="fix or remove it by hand; glmocr-lf never overwrites a file it cannot read") from None
-    if not isinstance(info, dict):
-        raise DataError(f"{path}: top level must be an object of dataset entries")
-    return info
-
-
-def _write_info(data_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write_text(data_dir / DATASET_INFO, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-
-
-@contextlib.contextmanager
-def info_lock(data_dir: Path) -> Iterator[None]:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(data_dir / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
-    try:
-        with lock:
-            yield
-    except Timeout:
-        raise DataError(f"{data_dir / LOCK_NAME}: still locked after {LOCK_TIMEOUT_S} s by another glmocr-lf") from None
 
 
 @dataclass(frozen=True)
@@ -252,7 +211,7 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
                                     hint="pick another name, or pass --force to overwrite it")
         _swap_in(data_dir, name, plan, link)
         info[name] = entry
-        _write_info(data_dir, info)
+        write_info(data_dir, info)
     return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report)
 
 
@@ -292,36 +251,21 @@ def _remove(path: Path) -> None:
 
 
 def list_datasets(data_dir: Path) -> list[DatasetListing]:
-    info = read_info(data_dir)
     listing = []
-    for name, entry in info.items():
-        if not isinstance(entry, dict):
-            listing.append(DatasetListing(name, "?", None, None))
-            continue
-        file_name = entry.get("file_name")
-        if not isinstance(file_name, str):
-            source = next((str(entry[k]) for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url",
-                                                    "cloud_file_name") if k in entry), "?")
-            listing.append(DatasetListing(name, source, None, None))
+    for entry in entries(data_dir):
+        if entry.file_name is None:
+            listing.append(DatasetListing(entry.name, entry.source, None, None))
             continue
         samples: int | None = None
         images: int | None = None
-        path = data_dir / file_name
+        path = data_dir / entry.file_name
         if path.is_file() and path.suffix.lower() in {".json", ".jsonl"}:
             with contextlib.suppress(DataError):
-                rows = read_samples(path).samples
+                rows = read_samples(path, entry.layout()).samples
                 samples = len(rows)
-                column = (entry.get("columns") or {}).get("images")
-                images = sum(len(r.data.get(column) or []) for r in rows if isinstance(r.data, dict)) \
-                    if column else 0
-        listing.append(DatasetListing(name, file_name, samples, images))
+                images = sum(len(r.data.get("images") or []) for r in rows if isinstance(r.data, dict))
+        listing.append(DatasetListing(entry.name, entry.file_name, samples, images))
     return listing
-
-
-def _unknown(name: str, info: dict[str, Any], info_path: Path) -> DataError:
-    close = difflib.get_close_matches(name, list(info), n=1)
-    return DataError(f"{name!r} is not registered in {info_path}",
-                     hint=f"did you mean {close[0]!r}?" if close else "see `glmocr-lf data list`")
 
 
 @dataclass(frozen=True)
@@ -338,9 +282,9 @@ def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveR
     with info_lock(data_dir):
         info = read_info(data_dir)
         if name not in info:
-            raise _unknown(name, info, info_path)
+            raise unknown_name(name, info, info_path)
         entry = info.pop(name)
-        _write_info(data_dir, info)
+        write_info(data_dir, info)
         purged: list[Path] = []
         kept: list[Path] = []
         file_name = entry.get("file_name") if isinstance(entry, dict) else None
@@ -353,16 +297,3 @@ def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveR
             else:
                 kept.append(data_dir / file_name)
     return RemoveResult(name, purged, kept)
-
-
-def registered_file(name: str, data_dir: Path) -> Path:
-    """The local file behind a registered name (for `stats NAME`)."""
-    info_path = data_dir / DATASET_INFO
-    info = read_info(data_dir)
-    if name not in info:
-        raise _unknown(name, info, info_path)
-    entry = info[name]
-    file_name = entry.get("file_name") if isinstance(entry, dict) else None
-    if not isinstance(file_name, str):
-        raise DataError(f"{name!r} in {info_path} is not a local file dataset")
-    return data_dir / file_name

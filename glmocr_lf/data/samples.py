@@ -7,11 +7,14 @@ File-level mistakes (missing file, a directory, not UTF-8, invalid JSON, not a l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from glmocr_lf.data import jsonl
+from glmocr_lf.data.info import Layout
 from glmocr_lf.errors import DataError
+from glmocr_lf.fsutil import decode_utf8, read_bytes
 
 FileFormat = Literal["json", "jsonl"]
 
@@ -30,32 +33,7 @@ class SampleFile:
     path: Path
     format: FileFormat
     samples: list[RawSample]
-
-
-def read_bytes(path: Path, what: str = "dataset file") -> bytes:
-    """The file's bytes, or a one-line DataError naming what is wrong with the path."""
-    try:
-        if path.is_dir():
-            raise DataError(f"{path}: is a directory, expected a {what}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except PermissionError:
-        raise DataError(f"{path}: cannot read: permission denied") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
-
-
-def decode_utf8(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        start = err.start
-        line = raw.count(b"\n", 0, start) + 1
-        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise DataError(
-            f"{path}:{line}:{column}: not valid UTF-8 (byte 0x{raw[start]:02x}); save the file as UTF-8"
-        ) from None
+    layout: Layout = field(default_factory=Layout)
 
 
 def _guess_format(path: Path, text: str) -> FileFormat:
@@ -72,9 +50,12 @@ def _guess_format(path: Path, text: str) -> FileFormat:
     return "json"
 
 
-def read_samples(path: Path) -> SampleFile:
-    """Parse every sample; the first syntax error stops with its line and column."""
+def read_samples(path: Path, layout: Layout | None = None) -> SampleFile:
+    """Parse every sample, in our layout (`layout`: how a registered entry names the keys).
+
+    The first syntax error stops with its line and column."""
     path = Path(path)
+    layout = layout or Layout()
     text = decode_utf8(path, read_bytes(path))
     if not text.strip():
         raise DataError(f"{path}: empty file; expected a JSON list of samples or JSON Lines")
@@ -87,43 +68,12 @@ def read_samples(path: Path) -> SampleFile:
             raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: top level is {json_type(data)}; expected a list of samples")
-        samples = [RawSample(i, None, item) for i, item in enumerate(data)]
+        samples = [RawSample(i, None, layout.canonical(item)) for i, item in enumerate(data)]
     else:
-        samples = _read_jsonl_fast(text) or _read_jsonl(path, text)
+        samples = [RawSample(i, n, layout.canonical(item)) for i, (n, item) in enumerate(jsonl.parse(path, text))]
     if not samples:
         raise DataError(f"{path}: no samples")
-    return SampleFile(path, fmt, samples)
-
-
-def _lines(text: str) -> list[str]:
-    # not str.splitlines(): JSON strings may hold a raw U+2028, which is not a JSONL line break
-    return text.replace("\r\n", "\n").split("\n")
-
-
-def _read_jsonl_fast(text: str) -> list[RawSample] | None:
-    """One C-speed parse of all lines as an array; None (use the line by line reader) on any doubt."""
-    numbered = [(n, line) for n, line in enumerate(_lines(text), start=1) if line.strip()]
-    try:
-        items = json.loads("[" + ",".join(line for _, line in numbered) + "]")
-    except json.JSONDecodeError:
-        return None
-    if len(items) != len(numbered):  # a line like `1, 2` holds two values: let the slow path say so
-        return None
-    return [RawSample(i, n, item) for i, ((n, _), item) in enumerate(zip(numbered, items, strict=True))]
-
-
-def _read_jsonl(path: Path, text: str) -> list[RawSample]:
-    samples: list[RawSample] = []
-    decode = json.JSONDecoder().decode
-    for lineno, line in enumerate(_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = decode(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{lineno}:{err.colno}: invalid JSON: {err.msg}") from None
-        samples.append(RawSample(len(samples), lineno, item))
-    return samples
+    return SampleFile(path, fmt, samples, layout)
 
 
 def json_type(value: Any) -> str:

@@ -8,12 +8,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER
-from glmocr_lf.data.registry import registered_file
-from glmocr_lf.data.validate import CheckOptions, Progress, validate_file
+from glmocr_lf.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_CUTOFF_LEN
+from glmocr_lf.data.info import local_file
+from glmocr_lf.data.report import CheckOptions
+from glmocr_lf.data.validate import Progress, validate_file
 from glmocr_lf.errors import DataError
 
-DEFAULT_CUTOFF_LEN = 2048  # LLaMA-Factory's default
+DEFAULT_CUTOFF_LEN = LF_DEFAULT_CUTOFF_LEN
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,13 @@ def dataset_stats(source: str, data_dir: Path, options: CheckOptions | None = No
     path = Path(source)
     if not path.is_file():  # a name (a folder of the same name, e.g. the images, is not the dataset)
         try:
-            path = registered_file(source, data_dir)
+            path, layout = local_file(data_dir, source)
         except DataError:
             if path.exists():
                 raise DataError(f"{source}: is a directory and not a registered dataset name") from None
             raise
         # registered copies resolve from the data dir and link to the user's images
-        options = replace(options, media_dir=options.media_dir or data_dir, allow_outside=True)
+        options = replace(options, media_dir=options.media_dir or data_dir, allow_outside=True, layout=layout)
     if options.cutoff_len is None:
         options = replace(options, cutoff_len=DEFAULT_CUTOFF_LEN)
     report = validate_file(path, options, progress=progress, collect_records=True)

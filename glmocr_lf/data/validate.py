@@ -6,22 +6,26 @@ N counted from 0 (`jq '.[N]'`), LINE from 1. Warnings read `... FIELD: warning: 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from glmocr_lf.constants import (
-    DATASET_INFO,
     IMAGE_PLACEHOLDER,
-    LF_DEFAULT_IMAGE_MAX_PIXELS,
-    LF_DEFAULT_IMAGE_MIN_PIXELS,
     TASK_PROMPTS,
 )
 from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
-from glmocr_lf.data.samples import FileFormat, RawSample, SampleFile, json_type, read_samples
+from glmocr_lf.data.info import is_registered_file
+from glmocr_lf.data.report import (
+    CheckOptions,
+    SampleProblem,
+    SampleRecord,
+    Severity,
+    ValidationReport,
+)
+from glmocr_lf.data.samples import RawSample, SampleFile, json_type, read_samples
 from glmocr_lf.data.tokens import (
     TextCounter,
     budget,
@@ -32,94 +36,9 @@ from glmocr_lf.data.tokens import (
 from glmocr_lf.errors import DataError
 from glmocr_lf.imaging import image_tokens
 
-Severity = Literal["error", "warning"]
 ROLES = ("system", "user", "assistant")
 TASK_PROMPT_SET = frozenset(TASK_PROMPTS.values())
 Progress = Callable[[int, int], None]  # (done, total) image checks
-
-
-@dataclass(frozen=True)
-class SampleProblem:
-    file: str
-    index: int
-    line: int | None
-    field: str
-    message: str
-    severity: Severity = "error"
-
-    def render(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        text = self.message if self.severity == "error" else f"warning: {self.message}"
-        return f"{where}: sample {self.index}: {self.field}: {text}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "sample": self.index, "line": self.line,
-                "field": self.field, "message": self.message, "text": self.render()}
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    media_dir: Path | None = None  # default: the dataset file's folder (as LLaMA-Factory's dataset_dir)
-    cutoff_len: int | None = None
-    image_max_pixels: int = LF_DEFAULT_IMAGE_MAX_PIXELS
-    image_min_pixels: int = LF_DEFAULT_IMAGE_MIN_PIXELS
-    model: Path | None = None
-    allow_outside: bool = False
-    workers: int | None = None
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """What `stats` needs to know of one sample (only for samples without structural errors)."""
-
-    index: int
-    prompt: str
-    image_sizes: tuple[tuple[int, int], ...]
-    image_tokens: int | None  # None when an image could not be read
-    tokens: int | None
-    image_cut: bool
-    answer_cut: bool
-
-
-@dataclass
-class ValidationReport:
-    file: str
-    format: FileFormat
-    media_dir: str
-    samples: int
-    options: CheckOptions
-    token_count: Literal["exact", "estimated"]
-    problems: list[SampleProblem] = field(default_factory=list)
-    records: list[SampleRecord] = field(default_factory=list)
-    sample_file: SampleFile | None = field(default=None, repr=False)
-
-    @property
-    def errors(self) -> list[SampleProblem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[SampleProblem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def ok(self) -> int:
-        return self.samples - len({p.index for p in self.errors})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "format": self.format,
-            "media_dir": self.media_dir,
-            "samples": self.samples,
-            "ok": self.ok,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "cutoff_len": self.options.cutoff_len,
-            "image_max_pixels": self.options.image_max_pixels,
-            "image_min_pixels": self.options.image_min_pixels,
-            "token_count": self.token_count,
-            "problems": [p.to_dict() for p in self.problems],
-        }
 
 
 @dataclass
@@ -143,27 +62,17 @@ def resolve_media_dir(dataset: Path, media_dir: Path | None) -> Path:
     return root
 
 
-def is_staged(path: Path) -> bool:
-    """Whether `path` is a dataset file registered in the dataset_info.json beside it."""
-    try:
-        info = json.loads((Path(path).parent / DATASET_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and any(
-        isinstance(entry, dict) and entry.get("file_name") == Path(path).name for entry in info.values())
-
-
 def validate_file(path: Path, options: CheckOptions | None = None, *,
                   progress: Progress | None = None, collect_records: bool = False) -> ValidationReport:
     """Every problem of every sample; raises DataError only when the file itself is unusable.
 
     `collect_records` also keeps per-sample sizes and token counts (for `stats`)."""
     options = options or CheckOptions()
-    if not options.allow_outside and options.media_dir is None and is_staged(path):
+    if not options.allow_outside and options.media_dir is None and is_registered_file(path):
         # `data register` staged this file; its image links point where the images live, by design
         options = replace(options, allow_outside=True)
     root = resolve_media_dir(path, options.media_dir)
-    sample_file = read_samples(path)
+    sample_file = read_samples(path, options.layout)
     counter: TextCounter = estimate_text_tokens
     if options.model is not None:
         counter = tokenizer_counter(options.model)
@@ -192,6 +101,7 @@ class _Validator:
             token_count="exact" if options.model is not None else "estimated", sample_file=sample_file)
 
     def problem(self, raw: RawSample, where: str, message: str, severity: Severity = "error") -> None:
+        where = self.file.layout.field(where)
         self.problems.append(SampleProblem(self.name, raw.index, raw.line, where, message, severity))
 
     # -- structure ------------------------------------------------------------------------------
@@ -206,13 +116,14 @@ class _Validator:
         contents: list[str] = []
         if "messages" not in sample:
             hint = " (this looks like the conversations/from/value layout; use messages/role/content)" \
-                if "conversations" in sample else ""
+                if "conversations" in sample and self.file.layout.is_ours else ""
             self.problem(raw, "messages", f"missing{hint}")
         elif not isinstance(messages, list):
             self.problem(raw, "messages", f"expected a list of messages, got {json_type(messages)}")
         elif not messages:
             self.problem(raw, "messages", "empty list; a sample needs a user prompt and an assistant answer")
         else:
+            tags = self.file.layout
             for i, message in enumerate(messages):
                 where = f"messages[{i}]"
                 if not isinstance(message, dict):
@@ -224,7 +135,8 @@ class _Validator:
                 elif not isinstance(role, str):
                     self.problem(raw, f"{where}.role", f"expected a string, got {json_type(role)}")
                 elif role not in ROLES:
-                    self.problem(raw, f"{where}.role", f"unknown role {role!r}; use user or assistant (or system first)")
+                    self.problem(raw, f"{where}.role", f"unknown role {role!r}; use {tags.user} or {tags.assistant} "
+                                 f"(or {tags.system} first)")
                 if "content" not in message:
                     self.problem(raw, f"{where}.content", "missing")
                 elif not isinstance(content, str):

@@ -10,28 +10,33 @@ torch, transformers and peft are imported only inside `run_evaluation`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glmocr_lf.constants import (
-    DATASET_INFO,
+    EXPORT_RECORD,
     IMAGE_PLACEHOLDER,
     LF_DEFAULT_IMAGE_MAX_PIXELS,
     LF_DEFAULT_IMAGE_MIN_PIXELS,
 )
+from glmocr_lf.data.info import Layout, local_file
+from glmocr_lf.data.report import CheckOptions
+from glmocr_lf.data.validate import validate_file
 from glmocr_lf.errors import DataError, GlmocrLfError, MissingDependencyError
 from glmocr_lf.evaluation.predictions import Prediction, detect_task, write_predictions
-from glmocr_lf.evaluation.score import Scores, score_predictions
 from glmocr_lf.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from glmocr_lf.evaluation.score import Scores
 
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"
 RUN_RECORD_FILE = "eval_run.json"
-EXPORT_RECORD_FILE = "glmocr_lf_export.json"
 
 # LLaMA-Factory's glm_ocr template (data/template.py) and glm4v plugin's image expansion; the
 # processor expands the single `<|image|>` to one token per 28x28 block.
@@ -40,13 +45,6 @@ SYSTEM_FORMAT = "<|system|>\n{content}"
 USER_FORMAT = "<|user|>\n{content}<|assistant|>"
 IMAGE_TOKENS = "<|begin_of_image|><|image|><|end_of_image|>"
 STOP_TOKENS = ("<|user|>", "<|observation|>")
-
-# ShareGPT keys LLaMA-Factory assumes when dataset_info.json does not name them.
-SHAREGPT_DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
-                         "assistant_tag": "gpt", "system_tag": "system"}
-OPENAI_STYLE_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                     "assistant_tag": "assistant", "system_tag": "system"}
-
 
 @dataclass(frozen=True)
 class EvalSample:
@@ -61,9 +59,7 @@ class EvalSample:
 class DatasetSource:
     file: Path
     media_dir: Path
-    messages_key: str
-    images_key: str
-    tags: dict[str, str] | None  # None: detect from the file (a file given directly)
+    layout: Layout  # how the registered entry (or our default, for a file) names the keys
 
 
 @dataclass(frozen=True)
@@ -109,106 +105,33 @@ def resolve_dataset(dataset: str, data_dir: Path) -> DatasetSource:
     if path.suffix in (".json", ".jsonl") or path.is_file():
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        return DatasetSource(path, path.parent, "", "images", None)
-    info_path = data_dir / DATASET_INFO
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{info_path}: no such file, so dataset {dataset!r} cannot be found",
-                        hint="pass --data-dir, or a dataset file path") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{info_path}: cannot read ({err})") from None
-    entry = info.get(dataset) if isinstance(info, dict) else None
-    if not isinstance(entry, dict):
-        names = ", ".join(sorted(info)) if isinstance(info, dict) else ""
-        raise DataError(f"{info_path}: no dataset named {dataset!r}",
-                        hint=f"registered: {names}" if names else None)
-    if entry.get("formatting", "alpaca") != "sharegpt" or "file_name" not in entry:
-        raise DataError(f"{info_path}: {dataset}: eval reads local sharegpt datasets "
-                        "(formatting: sharegpt, file_name)")
-    columns = entry.get("columns") or {}
-    tags = {**SHAREGPT_DEFAULT_TAGS, **(entry.get("tags") or {})}
-    return DatasetSource(data_dir / entry["file_name"], data_dir,
-                         columns.get("messages", "conversations"), columns.get("images") or "images",
-                         tags)
-
-
-def _read_records(path: Path) -> list[Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
-    if path.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        return records
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, "
-                        f"column {err.colno})") from None
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of samples")
-    return data
-
-
-def _detect_layout(record: Any) -> tuple[str, dict[str, str]]:
-    """Messages key and tags of a file given directly: OpenAI-style `messages` or ShareGPT default."""
-    if isinstance(record, dict) and "messages" in record:
-        return "messages", OPENAI_STYLE_TAGS
-    return "conversations", SHAREGPT_DEFAULT_TAGS
+        return DatasetSource(path, path.parent, Layout())
+    file, layout = local_file(data_dir, dataset)
+    return DatasetSource(file, data_dir, layout)
 
 
 def load_samples(source: DatasetSource, max_samples: int | None = None) -> list[EvalSample]:
-    """Single-turn samples (optional system, one user turn, one answer) with resolved image paths."""
-    records = _read_records(source.file)
+    """Single-turn samples (optional system, one user turn, one answer) with resolved image paths,
+    checked by the data validator (structure, every image readable) before any model loads."""
+    options = CheckOptions(media_dir=source.media_dir, allow_outside=True, layout=source.layout)
+    report = validate_file(source.file, options)
+    report.raise_for_errors(f"{source.file}", limit_to=max_samples,
+                            hint=f"glmocr-lf data validate {source.file}")
+    assert report.sample_file is not None
+    records = report.sample_file.samples
     if max_samples is not None:
         records = records[:max_samples]  # LLaMA-Factory's max_samples: the first N
-    messages_key, tags = source.messages_key, source.tags
-    if tags is None:
-        messages_key, tags = _detect_layout(records[0] if records else None)
     samples = []
-    for index, record in enumerate(records):
-        where = f"{source.file}: sample {index}"
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected a JSON object")
-        messages = record.get(messages_key)
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise DataError(f"{where}: {messages_key}: expected a list of messages")
-        roles = [m.get(tags["role_tag"]) for m in messages]
-        system = None
-        if roles and roles[0] == tags["system_tag"]:
-            system = str(messages[0].get(tags["content_tag"], ""))
-            messages, roles = messages[1:], roles[1:]
-        if roles != [tags["user_tag"], tags["assistant_tag"]]:
-            raise DataError(f"{where}: {messages_key}: eval needs one {tags['user_tag']} turn then "
-                            f"one {tags['assistant_tag']} answer, found roles {roles}")
-        user_text, reference = (m.get(tags["content_tag"]) for m in messages)
-        if not isinstance(user_text, str) or not isinstance(reference, str):
-            raise DataError(f"{where}: {messages_key}: {tags['content_tag']} must be a string")
-        raw_images = record.get(source.images_key) or []
-        if not isinstance(raw_images, list) or not all(isinstance(i, str) for i in raw_images):
-            raise DataError(f"{where}: {source.images_key}: expected a list of image paths")
-        if user_text.count(IMAGE_PLACEHOLDER) != len(raw_images):
-            raise DataError(f"{where}: {len(raw_images)} image(s) but "
-                            f"{user_text.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} placeholder(s)")
-        images = []
-        for image in raw_images:
-            # LLaMA-Factory's lookup: media_dir/image when that file exists, else the path as given
-            candidate = source.media_dir / image
-            path = candidate if candidate.is_file() else Path(image)
-            if not path.is_file():
-                raise DataError(f"{where}: {source.images_key}: {image}: no such file")
-            images.append(path)
-        samples.append(EvalSample(str(record.get("id", index)), system, user_text, images,
-                                  reference))
-    if not samples:
-        raise DataError(f"{source.file}: no samples")
+    for raw in records:
+        messages = raw.data["messages"]
+        system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        turns = messages[1:] if system is not None else messages
+        if len(turns) != 2:
+            raise DataError(f"{source.file}: sample {raw.index}: eval needs one user turn and one "
+                            f"assistant answer, found {len(turns)} messages")
+        images = [Path(os.path.join(source.media_dir, image)) for image in raw.data.get("images") or []]
+        samples.append(EvalSample(str(raw.data.get("id", raw.index)), system, turns[0]["content"], images,
+                                  turns[1]["content"]))
     return samples
 
 
@@ -221,7 +144,7 @@ def build_prompt(sample: EvalSample) -> str:
 
 def _recorded_max_pixels(directory: Path) -> tuple[int, str] | None:
     """`image_max_pixels` from our export record, a processor config hint, or a run's YAML."""
-    candidates: list[Path] = [directory / EXPORT_RECORD_FILE, directory / "preprocessor_config.json",
+    candidates: list[Path] = [directory / EXPORT_RECORD, directory / "preprocessor_config.json",
                               directory / "processor_config.json"]
     candidates += sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     for path in candidates:
@@ -389,6 +312,8 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
               "samples": len(samples), "seconds": round(time.monotonic() - started, 2),
               "device": str(model.device)}
     atomic_write_text(options.out_dir / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    from glmocr_lf.evaluation.score import score_predictions
+
     scores = score_predictions(predictions, source=str(predictions_path))
     scores_path = options.out_dir / SCORES_FILE
     atomic_write_text(scores_path, json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")

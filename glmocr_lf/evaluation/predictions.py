@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from glmocr_lf.constants import TASK_PROMPTS
+from glmocr_lf.data import jsonl
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text
 
 OUR_KEYS = ("reference", "prediction")
 LF_KEYS = ("label", "predict")
@@ -89,22 +88,8 @@ def _parse_line(record: object, index: int, where: str) -> Prediction:
 def read_predictions(path: Path) -> list[Prediction]:
     """Every prediction in a JSONL file; answers are compared without surrounding whitespace."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
-    predictions: list[Prediction] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-        predictions.append(_parse_line(record, len(predictions), where))
+    predictions = [_parse_line(record, index, f"{path}:{lineno}")
+                   for index, (lineno, record) in enumerate(jsonl.read(path, "predictions file"))]
     if not predictions:
         raise DataError(f"{path}: no predictions in the file")
     seen: set[str] = set()
@@ -116,5 +101,4 @@ def read_predictions(path: Path) -> list[Prediction]:
 
 
 def write_predictions(path: Path, predictions: Iterable[Prediction]) -> None:
-    lines = [json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in predictions]
-    atomic_write_text(path, "".join(lines))
+    jsonl.write(path, (asdict(p) for p in predictions))

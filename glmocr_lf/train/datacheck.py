@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.constants import DATASET_INFO
+from glmocr_lf.data.info import get_entry
 from glmocr_lf.errors import DataError
-
-MAX_LINES = 20
 
 
 def dataset_names(cfg: TrainConfig) -> list[str]:
@@ -29,43 +27,39 @@ class DataCheck:
 
 def check_datasets(cfg: TrainConfig) -> DataCheck:
     """Validate every named dataset with the token budget; raise DataError on errors."""
-    from glmocr_lf.data.validate import CheckOptions, validate_file
+    from glmocr_lf.data.report import CheckOptions
+    from glmocr_lf.data.validate import validate_file
 
     result = DataCheck()
     names = dataset_names(cfg)
     if not names:
         return result
-    dataset_dir = Path(cfg.dataset.dataset_dir or "data")
+    dataset_dir = Path(cfg.dataset.dataset_dir or "data").expanduser().resolve()
     info_path = dataset_dir / DATASET_INFO
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not info_path.is_file():
         raise DataError(f"{info_path}: not found; register a dataset with "
-                        "`glmocr-lf data register NAME FILE --data-dir DIR`") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{info_path}: unreadable ({exc})") from None
-    media_dir = Path(cfg.dataset.media_dir) if cfg.dataset.media_dir else dataset_dir
+                        "`glmocr-lf data register NAME FILE --data-dir DIR`")
+    media_dir = Path(cfg.dataset.media_dir).expanduser().resolve() if cfg.dataset.media_dir else dataset_dir
     for name in names:
-        entry = info.get(name)
-        if not isinstance(entry, dict):
-            raise DataError(f"dataset {name!r} is not registered in {info_path}",
-                            hint=f"glmocr-lf data register {name} FILE --data-dir {dataset_dir}")
-        if "file_name" not in entry:
-            result.notes.append(f"dataset {name}: not a local file, not checked")
+        entry = get_entry(dataset_dir, name)
+        problem = entry.problem()
+        if problem:
+            raise DataError(f"{info_path}: dataset {name} {problem}; LLaMA-Factory cannot load it",
+                            hint=f"glmocr-lf data register {name} FILE --data-dir {dataset_dir} --force")
+        if entry.file_name is None:
+            result.notes.append(f"dataset {name}: not a local file ({entry.source}), not checked")
             continue
-        path = dataset_dir / entry["file_name"]
+        if entry.formatting != "sharegpt":
+            raise DataError(f"{info_path}: dataset {name}: formatting {entry.formatting!r}; GLM-OCR "
+                            "trains on sharegpt data", hint='set "formatting": "sharegpt" in the entry')
+        path = dataset_dir / entry.file_name
         options = CheckOptions(media_dir=media_dir, cutoff_len=cfg.cutoff_len,
                                image_max_pixels=cfg.image_max_pixels, image_min_pixels=cfg.image_min_pixels,
-                               allow_outside=True)  # staging links images to where they live
+                               allow_outside=True,  # staging links images to where they live
+                               layout=entry.layout())
         report = validate_file(path, options, collect_records=True)
-        if report.errors:
-            lines = ["  " + p.render() for p in report.errors[:MAX_LINES]]
-            more = len(report.errors) - MAX_LINES
-            if more > 0:
-                lines.append(f"  ... and {more} more")
-            raise DataError(f"dataset {name}: {len(report.errors)} error(s); training would fail or "
-                            "silently drop samples\n" + "\n".join(lines),
-                            hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
+        report.raise_for_errors(f"dataset {name}", why="training would fail or silently drop samples",
+                                hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
         result.notes.append(f"dataset {name}: {report.samples} samples OK"
                             + (f", {len(report.warnings)} warning(s)" if report.warnings else ""))
         longest = max((r.tokens for r in report.records if r.tokens is not None), default=None)

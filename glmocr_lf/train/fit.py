@@ -1,8 +1,9 @@
 """Fit a run to the machine: settings that change speed and memory, never the maths of training.
 
-`fit_to_hardware()` is a pure function of the config, the GPUs (or `--memory-budget`) and the
-process count; it returns the keys to change, an environment overlay and one reason per change,
-which `train --dry-run` prints.
+`fit_to_hardware()` reads the typed config, the GPUs (or `--memory-budget`), the process count, the
+CPUs this process may use, the caller's environment and the dataset files' sizes (for the
+tokenised-data cache key); it changes nothing itself and returns the keys to change, an environment
+overlay and one reason per change, which `train --dry-run` prints.
 
 The rule: the config's values are the starting point. The effective batch size
 (per_device_train_batch_size x gradient_accumulation_steps x processes) and the learning rate
@@ -32,13 +33,17 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from glmocr_lf.config.models import TrainConfig
+from glmocr_lf.constants import ENV_OMP_NUM_THREADS as OMP_NUM_THREADS
+from glmocr_lf.data.info import read_info
+from glmocr_lf.errors import DataError
 from glmocr_lf.imaging import image_tokens
 from glmocr_lf.machine import Gpu
+from glmocr_lf.train.changes import Changes
 
 # -- memory model (GiB), calibrated on an H100 with a real-dimension GLM-OCR, bf16 --------------
 # Peak allocated = base + micro_batch x padded tokens x per-token activations; reserved is a few
@@ -57,16 +62,12 @@ TEXT_ALLOWANCE = 640  # tokens of prompt and answer assumed beside the image
 SATURATION_BATCH = 3.5
 CHECKPOINTING_SPEED = 0.75
 
-ENV_OMP = "OMP_NUM_THREADS"
+ENV_OMP = OMP_NUM_THREADS
 ENV_ALLOC = "PYTORCH_CUDA_ALLOC_CONF"
 ENV_CACHE = "GLMOCR_LF_CACHE"
 
 
-@dataclass
-class Fit:
-    values: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    reasons: list[str] = field(default_factory=list)
+Fit = Changes
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,13 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
         return None
     dataset_dir = Path(str(values.get("dataset_dir") or "data"))
     try:
-        info = json.loads((dataset_dir / "dataset_info.json").read_text(encoding="utf-8"))
+        info = read_info(dataset_dir)
         files = []
         for name in names:
             path = dataset_dir / info[name]["file_name"]
             stat = path.stat()
             files.append([name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, info[name]])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, DataError, KeyError, TypeError):
         return None
     shaping = ("model_name_or_path", "template", "cutoff_len", "max_samples", "image_max_pixels",
                "image_min_pixels", "train_on_prompt", "val_size", "eval_dataset", "media_dir", "stage",
@@ -170,17 +171,18 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
     return Path(root).expanduser() / "tokenized" / digest
 
 
-def fit_to_hardware(cfg: TrainConfig, values: dict[str, Any], *, gpus: tuple[Gpu, ...],
+def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
                     memory_budget_gib: float | None, processes: int,
                     environ: Mapping[str, str] | None = None,
                     tokens_per_sample: int | None = None, nodes: int = 1) -> Fit:
-    """Speed and memory settings for this machine; `values` (flat config keys) is not modified.
+    """Speed and memory settings for this machine, as changes to `cfg` with their reasons.
 
     `tokens_per_sample`: the longest sample's tokens if known (e.g. from the data check); else
     an upper estimate from `image_max_pixels` and `cutoff_len`. `nodes` > 1: no tokenised-data
     cache (another node could read it half-written from a shared home directory).
     """
     environ = os.environ if environ is None else environ
+    values = cfg.flat()
     fit = Fit()
     cpus = cpu_count()
     per_process = max(1, cpus // max(processes, 1))

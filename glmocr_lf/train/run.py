@@ -4,50 +4,52 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import __version__
+from glmocr_lf import constants as C
+from glmocr_lf import launch
+from glmocr_lf.data import jsonl
 from glmocr_lf.errors import ChildFailedError
 from glmocr_lf.fsutil import atomic_write_text
 from glmocr_lf.process import ChildResult, run_child
-from glmocr_lf.train.plan import RUN_RECORD, LaunchPlan, checkpoints
-from glmocr_lf.versions import STACK, installed
+from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
 
 class TrainerLog:
     """Follows `trainer_log.jsonl`, which LLaMA-Factory appends one JSON object per log step to."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
+        self.follower = jsonl.Follower(path)
         self.entries: list[dict[str, Any]] = []
 
     def poll(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        new = []
-        for raw in data[: end + 1].splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                new.append(entry)
+        new = self.follower.poll()
         self.entries.extend(new)
         return new
+
+
+def log_stats(entry: dict[str, Any]) -> list[str]:
+    """loss, eval loss, lr and ETA of one trainer_log.jsonl entry, as short labelled figures."""
+    stats = []
+    if "loss" in entry:
+        stats.append(f"loss {entry['loss']:.4f}")
+    if "eval_loss" in entry:
+        stats.append(f"eval_loss {entry['eval_loss']:.4f}")
+    if "lr" in entry:
+        stats.append(f"lr {entry['lr']:.2e}")
+    if entry.get("remaining_time"):
+        stats.append(f"eta {entry['remaining_time']}")
+    return stats
+
+
+def log_line(entry: dict[str, Any]) -> str | None:
+    """A progress line for a trainer_log.jsonl entry that carries a loss; None for others."""
+    if "loss" not in entry and "eval_loss" not in entry:
+        return None
+    return "  ".join([f"step {entry.get('current_steps')}/{entry.get('total_steps')}", *log_stats(entry)])
 
 
 @dataclass
@@ -96,22 +98,11 @@ def summarise(output_dir: Path, log: TrainerLog, exit_code: int) -> TrainSummary
 
 
 def write_record(plan: LaunchPlan, **extra: Any) -> None:
-    record = {
-        "glmocr_lf": __version__,
-        "versions": {name: installed(name) for name in STACK},
-        "python": sys.version.split()[0],
-        "command": plan.shell_line(),
-        "argv": plan.argv,
-        "env": plan.env,
-        "yaml": str(plan.yaml_path),
-        "model_name_or_path": plan.config.model.model_name_or_path,
-        "finetuning_type": plan.config.finetuning_type,
-        "image_max_pixels": plan.config.image_max_pixels,
-        "image_min_pixels": plan.config.image_min_pixels,
-        "template": plan.config.dataset.template,
-        **extra,
-    }
-    atomic_write_text(plan.output_dir / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+    launch.write_record(
+        plan.output_dir / C.TRAIN_RECORD, plan.command, yaml=str(plan.yaml_path),
+        model_name_or_path=plan.config.model.model_name_or_path,
+        finetuning_type=plan.config.finetuning_type, image_max_pixels=plan.config.image_max_pixels,
+        image_min_pixels=plan.config.image_min_pixels, template=plan.config.dataset.template, **extra)
 
 
 @dataclass
@@ -132,7 +123,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
             path.unlink()
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.yaml_path, plan.yaml_text)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = launch.now()
     write_record(plan, started=started, status="running")
 
     log = TrainerLog(plan.output_dir / "trainer_log.jsonl")
@@ -144,12 +135,12 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         for entry in log.poll():
             hooks.on_log(entry)
 
-    result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.cwd,
+    result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.command.cwd,
                                     on_line=hooks.on_line, on_tick=tick)
     summary = summarise(plan.output_dir, log, result.exit_code)
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
     write_record(plan, started=started, status=status,
-                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 finished=launch.now(),
                  exit_code=result.exit_code, summary=summary.to_dict())
     if result.exit_code != 0:
         cause = result.root_error()

@@ -1,0 +1,183 @@
+"""How glmocr-lf starts LLaMA-Factory, for `train` and `export` alike: the executable, the argv, the
+environment overlay (hub, version check, torchrun variables), the printable command, the
+whitespace rule and the run record. Processes themselves are run by `process.run_child`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from glmocr_lf import __version__, versions
+from glmocr_lf import constants as C
+from glmocr_lf.errors import LaunchError, Problem
+from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.versions import STACK, Stack, installed
+
+DEFAULT_MASTER_PORT = 29500
+# Values LLaMA-Factory passes on as paths; its torchrun relaunch joins its argv and re-splits it
+# on whitespace, so a path with a space breaks there.
+PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "media_dir", "output_dir",
+             "tokenized_path", "deepspeed", "resume_from_checkpoint", "export_dir")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the processes go: GPUs on this node, processes per node, nodes."""
+
+    gpus: tuple[int, ...] | None = None
+    nproc: int | None = None
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+    deepspeed: str | None = None
+
+    def processes_per_node(self, visible_gpus: int) -> int:
+        if self.nproc is not None:
+            return self.nproc
+        if self.gpus is not None:
+            return len(self.gpus)
+        return max(visible_gpus, 1)
+
+    def needs_torchrun(self, visible_gpus: int) -> bool:
+        return self.processes_per_node(visible_gpus) > 1 or self.deepspeed is not None or self.nnodes > 1
+
+    def problems(self) -> list[Problem]:
+        out = []
+        if self.nnodes < 1:
+            out.append(Problem("--nnodes", "must be at least 1"))
+        if not 0 <= self.node_rank < max(self.nnodes, 1):
+            out.append(Problem("--node-rank", f"must be between 0 and {self.nnodes - 1} for --nnodes {self.nnodes}"))
+        if self.nnodes > 1 and not self.master_addr:
+            out.append(Problem("--master-addr", "multi-node training needs the address of node 0 on every node"))
+        if self.nproc is not None and self.nproc < 1:
+            out.append(Problem("--nproc", "must be at least 1"))
+        if self.gpus is not None and self.nproc is not None and self.nproc > len(self.gpus):
+            out.append(Problem("--nproc", f"{self.nproc} processes but only {len(self.gpus)} GPUs in --gpus"))
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            out.append(Problem("--master-port", "must be a TCP port (1-65535)"))
+        return out
+
+
+@dataclass
+class Command:
+    """One llamafactory-cli invocation: what runs, with which environment overlay, where."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+    def shell_line(self) -> str:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return f"cd {shlex.quote(str(self.cwd))} && {env + ' ' if env else ''}{shlex.join(self.argv)}"
+
+
+@dataclass
+class Overlay:
+    """Environment variables for the child and what to tell the user about them."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def llamafactory_cli(*, required: bool = True) -> str:
+    """The llamafactory-cli of the environment we run in (beside our interpreter), else on PATH;
+    its bare name when it is not installed and only a dry run will show it."""
+    beside = Path(sys.executable).parent / "llamafactory-cli"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("llamafactory-cli")
+    if found:
+        return found
+    if not required:
+        return "llamafactory-cli"
+    raise LaunchError("llamafactory-cli is not installed",
+                      hint="install the training stack: `make install`, or see README § Install")
+
+
+def command(verb: str, yaml_path: Path, env: dict[str, str], cwd: Path, *, dry_run: bool = False) -> Command:
+    return Command([llamafactory_cli(required=not dry_run), verb, str(yaml_path)], env, cwd)
+
+
+def common_overlay(stack: Stack, hub: str) -> Overlay:
+    """What every llamafactory-cli call needs: the version-check bypass (only when the installed
+    versions are outside llamafactory's ranges) and the ModelScope switch."""
+    overlay = Overlay()
+    rejects = stack.llamafactory_rejects()
+    if rejects:
+        overlay.env[C.ENV_DISABLE_VERSION_CHECK] = "1"
+        overlay.notes.append("DISABLE_VERSION_CHECK=1: llamafactory would refuse " + "; ".join(rejects))
+    if hub == "modelscope":
+        overlay.env[C.ENV_USE_MODELSCOPE_HUB] = "1"
+    return overlay
+
+
+def torchrun_overlay(topology: Topology, visible_gpus: int) -> Overlay:
+    """LLaMA-Factory's launcher variables for this topology (none for one in-process run)."""
+    overlay = Overlay()
+    env = overlay.env
+    if topology.gpus is not None:
+        env[C.ENV_CUDA_VISIBLE_DEVICES] = ",".join(str(g) for g in topology.gpus)
+    if topology.needs_torchrun(visible_gpus):
+        env[C.ENV_FORCE_TORCHRUN] = "1"
+        env[C.ENV_NNODES] = str(topology.nnodes)
+        env[C.ENV_NODE_RANK] = str(topology.node_rank)
+        env[C.ENV_NPROC_PER_NODE] = str(topology.processes_per_node(visible_gpus))
+        if topology.master_addr:
+            env[C.ENV_MASTER_ADDR] = topology.master_addr
+        if topology.master_port is not None:
+            env[C.ENV_MASTER_PORT] = str(topology.master_port)
+        elif topology.nnodes > 1:
+            # LLaMA-Factory picks a random free port on each node otherwise: nodes never meet
+            env[C.ENV_MASTER_PORT] = str(DEFAULT_MASTER_PORT)
+    return overlay
+
+
+def hub_model_id(model: str, hub: str) -> tuple[str, str | None]:
+    """The model id for `hub`, and a note when it changed. ModelScope needs its package and knows
+    GLM-OCR as ZhipuAI/GLM-OCR, not zai-org/GLM-OCR."""
+    if hub != "modelscope":
+        return model, None
+    if versions.installed("modelscope") is None:
+        raise LaunchError("--hub modelscope needs the modelscope package",
+                          hint="pip install 'modelscope>=1.14.0'")
+    if model == C.HF_MODEL_ID:
+        return C.MODELSCOPE_MODEL_ID, f"model_name_or_path: {C.HF_MODEL_ID} -> {C.MODELSCOPE_MODEL_ID} (its ModelScope id)"
+    return model, None
+
+
+def whitespace_problems(values: dict[str, Any]) -> list[Problem]:
+    """Path values LLaMA-Factory's launcher would split on whitespace."""
+    out = []
+    for key in PATH_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and re.search(r"\s", value):
+            out.append(Problem(key, f"{value!r} contains whitespace; LLaMA-Factory's launcher splits "
+                                    "arguments on whitespace: use a path without spaces"))
+    return out
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_record(path: Path, cmd: Command, **fields: Any) -> None:
+    """The run record beside a run's output: versions, the exact command, and `fields`."""
+    record = {
+        "glmocr_lf": __version__,
+        "versions": {name: installed(name) for name in STACK},
+        "python": sys.version.split()[0],
+        "command": cmd.shell_line(),
+        "argv": cmd.argv,
+        "env": cmd.env,
+        **fields,
+    }
+    atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
