@@ -158,6 +158,8 @@ _LATEX_DROPPED = frozenset({
     "\\scriptstyle", "\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\bigl", "\\bigr",
     "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\Biggl", "\\Biggr", "\\limits", "\\nolimits",
 })
+_NULL_DELIMITER_OWNERS = frozenset({"\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
+                                    "\\biggl", "\\biggr", "\\Biggl", "\\Biggr"})
 _LATEX_ALIASES = {"\\dfrac": "\\frac", "\\tfrac": "\\frac", "\\le": "\\leq", "\\ge": "\\geq",
                   "\\neq": "\\ne", "\\to": "\\rightarrow", "\\gets": "\\leftarrow"}
 
@@ -183,12 +185,18 @@ def normalize_latex(latex: str) -> str:
     """Canonical LaTeX for comparison: no math delimiters, whitespace, spacing/sizing commands;
     aliases unified (`\\dfrac` -> `\\frac`); single-token scripts unbraced (`x^{2}` -> `x^2`)."""
     tokens = [_LATEX_ALIASES.get(t, t) for t in _LATEX_TOKEN.findall(strip_math_delimiters(latex))]
-    tokens = [t for t in tokens if not t.isspace() and t not in _LATEX_DROPPED]
+    tokens = [t for t in tokens if not t.isspace()]
+    # `\left.` / `\right.` is the null delimiter: the "." goes with the sizing command
+    tokens = [t for i, t in enumerate(tokens)
+              if not (t == "." and i and tokens[i - 1] in _NULL_DELIMITER_OWNERS)]
+    tokens = [t for t in tokens if t not in _LATEX_DROPPED]
     out: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token in ("^", "_") and tokens[i + 1:i + 4:2] == ["{", "}"]:
+        # unbrace a one-token script only: in `x^{}` the next "}" closes something else
+        if (token in ("^", "_") and tokens[i + 1:i + 4:2] == ["{", "}"]
+                and tokens[i + 2] not in ("{", "}")):
             out += [token, tokens[i + 2]]
             i += 4
             continue

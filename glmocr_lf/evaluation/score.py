@@ -1,8 +1,9 @@
 """Scores per sample, per task (grouped by task prompt) and overall.
 
-Every sample gets the text metrics (ned, cer, exact) and the repetition flag. On top, by what the
-reference is: a table (`<table>`) gets teds and teds_s; a formula (formula prompt or a LaTeX-wrapped
-reference) gets latex_ned and latex_exact; a JSON reference gets json_valid and json_f1. `quality`
+Every sample gets the text metrics (ned, cer, exact) and the repetition flag. On top, by its task:
+GLM-OCR's table prompt gets teds and teds_s, its formula prompt latex_ned and latex_exact; a custom
+prompt is classified by its reference (`<table>`: table, LaTeX-wrapped: formula, JSON: json_valid
+and json_f1). `quality`
 is the one higher-is-better number per sample used for verdicts: teds, 1 - latex_ned, json_f1 or
 1 - ned. Task and overall values are means over the samples that have the metric.
 """
@@ -20,6 +21,7 @@ from glmocr_lf.evaluation.predictions import Prediction, read_predictions
 
 SampleKind = Literal["text", "table", "formula", "json"]
 OVERALL = "overall"
+BUILTIN_KINDS: dict[str, SampleKind] = {"text": "text", "table": "table", "formula": "formula"}
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,14 @@ class Scores:
 
 
 def sample_kind(prediction: Prediction) -> SampleKind:
+    """GLM-OCR's own prompts name the kind (a text sample whose reference reads `$a$ and $b$` is
+    still text); a custom prompt is classified by what its reference looks like."""
+    if prediction.task in BUILTIN_KINDS:
+        return BUILTIN_KINDS[prediction.task]
     reference = prediction.reference
     if m.is_table(reference):
         return "table"
-    if prediction.task == "formula" or m.looks_like_latex(reference):
+    if m.looks_like_latex(reference):
         return "formula"
     if m.is_json_answer(reference):
         return "json"
