@@ -133,14 +133,20 @@ def teds(prediction: str, reference: str, *, structure_only: bool = False) -> fl
     pred_table, ref_table = _parse_table(prediction), _parse_table(reference)
     if pred_table is None or ref_table is None:
         return 0.0
+    distance, n_nodes = table_tree_distance(pred_table, ref_table, structure_only=structure_only)
+    if n_nodes == 0:  # two empty <table></table>
+        return 1.0 if distance == 0 else 0.0
+    return max(0.0, 1.0 - distance / n_nodes)
+
+
+def table_tree_distance(pred_table: Any, ref_table: Any, *, structure_only: bool = False) -> tuple[float, int]:
+    """(tree edit distance, the larger node count) of two lxml `<table>` elements, as TEDS counts them."""
     from apted import APTED
 
     n_nodes = max(len(pred_table.xpath(".//*")), len(ref_table.xpath(".//*")))
     distance = APTED(_build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only),
                      _apted_config()).compute_edit_distance()
-    if n_nodes == 0:  # two empty <table></table>
-        return 1.0 if distance == 0 else 0.0
-    return max(0.0, 1.0 - float(distance) / n_nodes)
+    return float(distance), n_nodes
 
 
 def is_table(reference: str) -> bool:
