@@ -106,17 +106,34 @@ def _apted_config() -> Any:
     from apted import Config
 
     class TedsConfig(Config):  # type: ignore[misc]
+        def __init__(self) -> None:
+            # APTED asks for the same pair many times (~6x on a 20x10 table): keep each answer
+            self._costs: dict[tuple[int, int], float] = {}
+
         def rename(self, node1: _TableNode, node2: _TableNode) -> float:
-            if (node1.tag, node1.colspan, node1.rowspan) != (node2.tag, node2.colspan, node2.rowspan):
-                return 1.0
-            if node1.tag in CELL_TAGS and (node1.content or node2.content):
-                return _sequence_ned(node1.content, node2.content)
-            return 0.0
+            key = (id(node1), id(node2))
+            cost = self._costs.get(key)
+            if cost is None:
+                cost = self._costs[key] = _rename_cost(node1, node2)
+            return cost
 
         def children(self, node: _TableNode) -> list[_TableNode]:
             return node.children
 
     return TedsConfig()
+
+
+def _rename_cost(node1: _TableNode, node2: _TableNode) -> float:
+    if (node1.tag, node1.colspan, node1.rowspan) != (node2.tag, node2.colspan, node2.rowspan):
+        return 1.0
+    if node1.tag in CELL_TAGS and (node1.content or node2.content):
+        return _sequence_ned(node1.content, node2.content)
+    return 0.0
+
+
+def _shape(node: _TableNode) -> tuple[Any, ...]:
+    """Everything rename compares, for the whole tree: equal shapes are at distance 0."""
+    return (node.tag, node.colspan, node.rowspan, tuple(node.content), tuple(_shape(c) for c in node.children))
 
 
 def _sequence_ned(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
@@ -144,9 +161,10 @@ def table_tree_distance(pred_table: Any, ref_table: Any, *, structure_only: bool
     from apted import APTED
 
     n_nodes = max(len(pred_table.xpath(".//*")), len(ref_table.xpath(".//*")))
-    distance = APTED(_build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only),
-                     _apted_config()).compute_edit_distance()
-    return float(distance), n_nodes
+    pred_tree, ref_tree = _build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only)
+    if _shape(pred_tree) == _shape(ref_tree):  # the common TEDS-S case; APTED would also say 0
+        return 0.0, n_nodes
+    return float(APTED(pred_tree, ref_tree, _apted_config()).compute_edit_distance()), n_nodes
 
 
 def is_table(reference: str) -> bool:
