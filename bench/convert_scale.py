@@ -1,9 +1,10 @@
 """Convert, validate and register a Parquet file of N rows with embedded PNG bytes; report the time
 and peak memory (max RSS) of each step and check that a re-run writes no new file.
 
-    .venv/bin/python bench/convert_scale.py [-n 10000] [--row-group 1000] [--keep DIR]
+    .venv/bin/python bench/convert_scale.py [-n 10000] [--row-group 1000] [--noise SIDE] [--keep DIR]
 
-Each row gets its own PNG (a text line drawn by PIL, 400x48 or so, a few KB), as OCR sets do.
+Each row gets its own PNG: a text line drawn by PIL (about 400x48, ~1 KB), as OCR line sets have,
+or with --noise 160 incompressible 160x160 pixels (~77 KB; 10,000 rows make a ~750 MB file).
 Target: peak memory of the conversion under 1 GiB, whatever N.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import random
 import resource
 import shutil
 import subprocess
@@ -30,7 +32,17 @@ def png_line(i: int) -> bytes:
     return buffer.getvalue()
 
 
-def generate(path: Path, count: int, row_group: int) -> int:
+def png_noise(i: int, side: int) -> bytes:
+    """Incompressible pixels: a PNG of about 3 x side^2 bytes (side 160: ~77 KB)."""
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (side, side), random.Random(i).randbytes(3 * side * side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def generate(path: Path, count: int, row_group: int, noise: int = 0) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -40,7 +52,7 @@ def generate(path: Path, count: int, row_group: int) -> int:
         for start in range(0, count, row_group):
             part = range(start, min(count, start + row_group))
             writer.write_table(pa.table({
-                "image": [{"bytes": png_line(i), "path": None} for i in part],
+                "image": [{"bytes": png_noise(i, noise) if noise else png_line(i), "path": None} for i in part],
                 "text": [f"row {i}: the quick brown fox {i * 7919 % 100003}" for i in part]}, schema=schema))
     return path.stat().st_size
 
@@ -68,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10000)
     parser.add_argument("--row-group", type=int, default=1000)
+    parser.add_argument("--noise", type=int, default=0, metavar="SIDE",
+                        help="random-pixel images of SIDE x SIDE instead of text lines (a large file)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="glmocr-convert-"))
@@ -75,7 +89,7 @@ def main() -> None:
     try:
         source = root / "rows.parquet"
         start = time.perf_counter()
-        size = generate(source, args.n, args.row_group)
+        size = generate(source, args.n, args.row_group, args.noise)
         print(f"generated {args.n} rows, {size / 2**20:.1f} MiB, in {time.perf_counter() - start:.1f} s")
         out = root / "out" / "ocr.json"
         _, peak = run("convert", "data", "convert", str(source), "-o", str(out), "--force")

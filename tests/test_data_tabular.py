@@ -135,3 +135,15 @@ def test_a_hub_id_not_in_the_cache_says_so_offline(tmp_path: Path) -> None:
 def test_a_missing_path_that_is_no_hub_id(tmp_path: Path) -> None:
     result = invoke("data", "convert", "nope/rows.jsonl", "-o", "o.json")
     assert (result.exit_code, result.stderr) == (1, "Error: nope/rows.jsonl: no such file or directory\n")
+
+
+@pytest.mark.parametrize("writer", ["stream", "file"])
+def test_arrow_files_in_both_ipc_formats(tmp_path: Path, writer: str) -> None:
+    table = pa.table({"image": [png(30, 20, 1), png(31, 20, 2)], "text": ["a", "b"]})
+    with pa.OSFile("rows.arrow", "wb") as sink:
+        new = pa.ipc.new_stream if writer == "stream" else pa.ipc.new_file
+        with new(sink, table.schema) as out:
+            out.write_table(table)
+    result = invoke("data", "convert", "rows.arrow", "-o", "o.json")
+    assert result.exit_code == 0, result.stderr
+    assert [s["messages"][1]["content"] for s in json.loads(Path("o.json").read_text())] == ["a", "b"]
