@@ -147,3 +147,22 @@ def test_arrow_files_in_both_ipc_formats(tmp_path: Path, writer: str) -> None:
     result = invoke("data", "convert", "rows.arrow", "-o", "o.json")
     assert result.exit_code == 0, result.stderr
     assert [s["messages"][1]["content"] for s in json.loads(Path("o.json").read_text())] == ["a", "b"]
+
+
+def test_a_cached_hub_id_is_read_through_load_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the hub is out of reach in tests: stand in for the cache lookup, keep everything after it real
+    datasets = pytest.importorskip("datasets", reason="hub sources need datasets (the train extra)")
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    cached = datasets.Dataset.from_list([{"image": {"bytes": png(30, 20, 5), "path": None}, "text": "hub"}],
+                                        features=features)
+    calls: list[tuple[str, str | None]] = []
+
+    def load_dataset(path: str, split: str | None = None) -> object:
+        calls.append((path, split))
+        return cached if split else datasets.DatasetDict({"train": cached})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    assert invoke("data", "convert", "someone/lines", "-o", "a.json").exit_code == 0
+    assert invoke("data", "convert", "someone/lines", "-o", "b.json", "--split", "train").exit_code == 0
+    assert calls == [("someone/lines", None), ("someone/lines", "train")]
+    assert json.loads(Path("b.json").read_text())[0]["messages"][1]["content"] == "hub"
