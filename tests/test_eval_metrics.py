@@ -133,3 +133,12 @@ def test_repetition() -> None:
     assert m.is_repetitive("Intro" + "." * 50, "Intro" + "." * 50 + " 1") == 0.0
     assert m.is_repetitive("short text", "short text") == 0.0
     assert m.is_repetitive("", "") == 0.0
+
+
+def test_empty_script_keeps_its_braces_and_null_delimiters_vanish() -> None:
+    # the "}" after an empty script closes the \frac argument, it is not the script's
+    assert m.normalize_latex(r"\frac{x^{}}{2}") == r"\frac{x^{}}{2}"
+    assert m.normalize_latex(r"x_{}^{2}") == r"x_{}^2"
+    assert m.normalize_latex(r"\left. \frac{a}{b} \right|_{0}") == r"\frac{a}{b}|_0"
+    assert m.normalize_latex(r"\left( x \right.") == r"(x"
+    assert m.normalize_latex(r"a . b") == r"a.b"  # a plain full stop stays

@@ -234,9 +234,10 @@ def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options:
 
 
 @data_group.command("convert")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="ShareGPT JSON to write (with --val-ratio also OUTPUT_val.json).")
+              help="ShareGPT JSON to write (with --val-ratio also OUTPUT_val.json); extracted images go "
+                   "to OUTPUT_images/.")
 @click.option("--task", type=click.Choice(["text", "table", "formula"]),
               help="Task prompt for rows without one (default: from the target's extension, else text).")
 @click.option("--prompt", help="A custom prompt instead of the task prompts.")
@@ -244,15 +245,48 @@ def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options:
               help="Hold out this fraction of images in a validation file.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--image-col", default="image", show_default=True,
+              help="Parquet/Arrow/hub: column of image bytes, {bytes, path} structs or paths.")
+@click.option("--text-col", default="text", show_default=True, help="Parquet/Arrow/hub: column of target texts.")
+@click.option("--task-col", help="Parquet/Arrow/hub: column of task names [default: `task` if present].")
+@click.option("--split", help="Arrow folder or hub id with several splits: which one [default: train].")
+@click.option("--layout", "layout_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Page annotations (COCO or OmniDocBench JSON); SOURCE is the folder of page images. "
+                   "Writes one crop per region.")
+@click.option("--margin", type=click.IntRange(min=0), default=4, show_default=True,
+              help="--layout: pixels added around each box (clamped to the page).")
+@click.option("--category-map", "category_map", multiple=True, metavar="CATEGORY=TASK",
+              help="--layout: map a category to text, table, formula or skip (repeatable).")
 def data_convert(source: Path, output: Path, task: str | None, prompt: str | None, val_ratio: float,
-                 seed: int, force: bool) -> None:
-    """Convert SOURCE to GLM-OCR ShareGPT: a folder of images with same-stem .txt/.md/.html/.tex
-    targets, or a JSONL/CSV file with image,text[,task] columns."""
-    from glmocr_lf.data.convert import convert
+                 seed: int, force: bool, image_col: str, text_col: str, task_col: str | None,
+                 split: str | None, layout_file: Path | None, margin: int,
+                 category_map: tuple[str, ...]) -> None:
+    """Convert SOURCE to GLM-OCR ShareGPT. SOURCE is one of:
 
-    result = convert(source, output, task=task, prompt=prompt, val_ratio=val_ratio, seed=seed, force=force)
+    \b
+      a folder of images with same-stem .txt/.md/.html/.tex targets
+      a JSONL/CSV file with image,text[,task] columns
+      a Parquet or Arrow file, a datasets.save_to_disk folder, or a hub
+        dataset id in the local cache (image cells: bytes, {bytes, path}, paths)
+      with --layout FILE: the folder of the pages FILE annotates
+    """
+    from glmocr_lf.data.convert import convert
+    from glmocr_lf.data.layout import LayoutOptions, parse_category_map
+    from glmocr_lf.data.tabular import TabularOptions
+
+    tabular = TabularOptions(image_col=image_col, text_col=text_col, task_col=task_col, split=split)
+    layout = (LayoutOptions(file=layout_file, margin=margin, category_map=parse_category_map(category_map))
+              if layout_file is not None else None)
+    with _progress("converting") as progress:
+        result = convert(source, output, task=task, prompt=prompt, val_ratio=val_ratio, seed=seed,
+                         force=force, tabular=tabular, layout=layout, progress=progress)
     for line in result.warnings:
         terminal.warning(line)
+    if result.counts:
+        terminal.info("converted: " + ", ".join(f"{name} {n}" for name, n in result.counts.items()))
+    if result.skipped:
+        terminal.info("skipped: " + ", ".join(f"{name} {n}" for name, n in result.skipped.items()))
     terminal.success(f"Wrote {result.train} ({result.train_samples} samples)")
     if result.val is not None:
         terminal.success(f"Wrote {result.val} ({result.val_samples} samples)")
+

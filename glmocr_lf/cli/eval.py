@@ -75,12 +75,23 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
 @eval_group.command("score")
 @click.argument("predictions", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_score(predictions: Path, as_json: bool) -> None:
+@click.option("--protocol", type=click.Choice(["ours", "omnidocbench"]), default="ours", show_default=True,
+              help="omnidocbench: OmniDocBench's normalisations and totals (edit, edit_total, teds), "
+                   "comparable with its published element scores.")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes scoring samples [default: every core].")
+def eval_score(predictions: Path, as_json: bool, protocol: str, workers: int | None) -> None:
     """Score a predictions file (ours, or LLaMA-Factory's generated_predictions.jsonl) per task and
     overall."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from glmocr_lf.evaluation.score import render_scores, score_file
 
-    scores = score_file(predictions)
+    bar = Progress("scoring", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=terminal.console, disable=not terminal.is_interactive(), transient=True)
+    with bar:
+        task = bar.add_task("score", total=None)
+        scores = score_file(predictions, protocol=protocol, workers=workers,  # type: ignore[arg-type]
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         terminal.out(json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:

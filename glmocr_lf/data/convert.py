@@ -2,7 +2,8 @@
 
 Sources: a folder of images with same-stem targets (`.txt`/`.md` text, `.html` table, `.tex`
 formula), or a JSONL / CSV file with `image`, `text` and optional `task` columns (image paths
-relative to that file). Output image paths are relative to the output file's folder, so
+relative to that file); Parquet, Arrow and hub datasets (`tabular.py`); page annotations cut into
+region crops (`layout.py`). Output image paths are relative to the output file's folder, so
 `glmocr-lf data validate OUT` finds them without `--media-dir`.
 """
 
@@ -13,17 +14,26 @@ import io
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
 from glmocr_lf.data import jsonl
 from glmocr_lf.errors import DataError
 from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
 
+if TYPE_CHECKING:
+    from glmocr_lf.data.layout import LayoutOptions
+    from glmocr_lf.data.tabular import TabularOptions
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TARGET_TASKS = {".txt": "text", ".md": "text", ".html": "table", ".tex": "formula"}
+
+
+Progress = Callable[[int, int], None]  # (done, total) rows or pages
+Pair = tuple[str, dict[str, Any]]  # (image path as written in the sample, sample)
 
 
 @dataclass
@@ -33,6 +43,20 @@ class ConvertResult:
     val: Path | None = None
     val_samples: int = 0
     warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # converted, per task or layout category
+    skipped: dict[str, int] = field(default_factory=dict)  # layout regions left out, per category
+
+
+@dataclass
+class Collected:
+    """What one source reader found: samples in order, and every problem (with its row or region)."""
+
+    samples: list[Pair] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    images_dir: Path | None = None  # where this run extracted images (kept when nothing else is written)
 
 
 @dataclass(frozen=True)
@@ -47,8 +71,21 @@ def val_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_val{output.suffix or '.json'}")
 
 
+def images_dir(output: Path) -> Path:
+    """Where extracted images (Parquet cells, layout crops) go: OUT_images/ beside OUT."""
+    return output.with_name(f"{output.stem}_images")
+
+
+def sharegpt(image: str, prompt: str, answer: str) -> Pair:
+    return (image, {"messages": [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}{prompt}"},
+                                 {"role": "assistant", "content": answer}],
+                    "images": [image]})
+
+
 def convert(source: Path, output: Path, *, task: str | None = None, prompt: str | None = None,
-            val_ratio: float = 0.0, seed: int = 0, force: bool = False) -> ConvertResult:
+            val_ratio: float = 0.0, seed: int = 0, force: bool = False,
+            tabular: TabularOptions | None = None, layout: LayoutOptions | None = None,
+            progress: Progress | None = None) -> ConvertResult:
     if task is not None and task not in TASK_PROMPTS:
         raise DataError(f"unknown task {task!r}; use one of {', '.join(TASK_PROMPTS)}")
     if not 0 <= val_ratio < 1:
@@ -57,16 +94,47 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
     for target in targets:
         if target.exists() and not force:
             raise DataError(f"{target}: already exists", hint="pass --force to overwrite it")
-    warnings: list[str] = []
+    if layout is not None:
+        from glmocr_lf.data.layout import collect_layout
+
+        collected = collect_layout(source, layout, output, prompt=prompt, progress=progress)
+    elif _is_tabular(source):
+        from glmocr_lf.data.tabular import TabularOptions, collect_tabular
+
+        collected = collect_tabular(source, tabular or TabularOptions(), output, task=task,
+                                    prompt=prompt, progress=progress)
+    else:
+        if not source.exists():
+            raise DataError(f"{source}: no such file or directory")
+        _refuse_column_options(tabular)
+        collected = _collect_files(source, output, task, prompt)
+    return _write(source, output, collected, val_ratio, seed)
+
+
+def _refuse_column_options(tabular: TabularOptions | None) -> None:
+    from glmocr_lf.data.tabular import TabularOptions
+
+    if tabular is not None and tabular != TabularOptions():
+        raise DataError("--image-col, --text-col, --task-col and --split apply to Parquet, Arrow and hub "
+                        "sources; a folder or JSONL/CSV file uses image, text[, task]")
+
+
+def _is_tabular(source: Path) -> bool:
+    from glmocr_lf.data.tabular import is_tabular_source
+
+    return is_tabular_source(source)
+
+
+def _collect_files(source: Path, output: Path, task: str | None, prompt: str | None) -> Collected:
+    collected = Collected()
     if source.is_dir():
-        rows = _folder_rows(source, warnings)
+        rows = _folder_rows(source, collected.warnings)
     elif source.suffix.lower() == ".csv":
         rows = _table_rows(source, _csv_records(source))
     else:
         rows = _table_rows(source, _jsonl_records(source))
-    problems: list[str] = []
+    problems = collected.problems
     out_dir = os.path.abspath(output.parent)
-    samples: list[tuple[str, dict[str, Any]]] = []
     for row in rows:
         row_task = row.task or task or "text"
         if row_task not in TASK_PROMPTS:
@@ -79,12 +147,16 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
             problems.append(f"{row.where}: text: empty target text")
             continue
         rel = os.path.relpath(os.path.abspath(row.image), out_dir).replace(os.sep, "/")
-        text_prompt = prompt if prompt is not None else TASK_PROMPTS[row_task]
-        samples.append((rel, {"messages": [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}{text_prompt}"},
-                                           {"role": "assistant", "content": row.text}],
-                              "images": [rel]}))
+        collected.samples.append(sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[row_task], row.text))
+    return collected
+
+
+def _write(source: Path | str, output: Path, collected: Collected, val_ratio: float, seed: int) -> ConvertResult:
+    problems, samples, warnings = collected.problems, collected.samples, collected.warnings
     if problems:
-        raise DataError(f"{source}: {len(problems)} problem{'s' * (len(problems) != 1)}; nothing written\n"
+        kept = (f"; {output} not written (images already extracted stay in {collected.images_dir})"
+                if collected.images_dir is not None and collected.images_dir.is_dir() else "; nothing written")
+        raise DataError(f"{source}: {len(problems)} problem{'s' * (len(problems) != 1)}{kept}\n"
                         + "\n".join(f"  {p}" for p in problems))
     if not samples:
         raise DataError(f"{source}: nothing to convert")
@@ -92,12 +164,23 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
         warnings.append(f"some image paths leave {output.parent or '.'}; validate with --allow-outside "
                         "or write the output above the images")
     train, val = split_samples(samples, val_ratio, seed)
-    atomic_write_text(output, _dump(train))
-    result = ConvertResult(output, len(train), warnings=warnings)
+    _write_if_changed(output, _dump(train))
+    result = ConvertResult(output, len(train), warnings=warnings, counts=collected.counts,
+                           skipped=collected.skipped)
     if val_ratio > 0:
-        result.val, result.val_samples = targets[1], len(val)
-        atomic_write_text(targets[1], _dump(val))
+        result.val, result.val_samples = val_path(output), len(val)
+        _write_if_changed(result.val, _dump(val))
     return result
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    # a re-run over the same source leaves every file as it was (mtime included)
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
 
 
 def split_samples(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int

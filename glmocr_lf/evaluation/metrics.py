@@ -106,17 +106,34 @@ def _apted_config() -> Any:
     from apted import Config
 
     class TedsConfig(Config):  # type: ignore[misc]
+        def __init__(self) -> None:
+            # APTED asks for the same pair many times (~6x on a 20x10 table): keep each answer
+            self._costs: dict[tuple[int, int], float] = {}
+
         def rename(self, node1: _TableNode, node2: _TableNode) -> float:
-            if (node1.tag, node1.colspan, node1.rowspan) != (node2.tag, node2.colspan, node2.rowspan):
-                return 1.0
-            if node1.tag in CELL_TAGS and (node1.content or node2.content):
-                return _sequence_ned(node1.content, node2.content)
-            return 0.0
+            key = (id(node1), id(node2))
+            cost = self._costs.get(key)
+            if cost is None:
+                cost = self._costs[key] = _rename_cost(node1, node2)
+            return cost
 
         def children(self, node: _TableNode) -> list[_TableNode]:
             return node.children
 
     return TedsConfig()
+
+
+def _rename_cost(node1: _TableNode, node2: _TableNode) -> float:
+    if (node1.tag, node1.colspan, node1.rowspan) != (node2.tag, node2.colspan, node2.rowspan):
+        return 1.0
+    if node1.tag in CELL_TAGS and (node1.content or node2.content):
+        return _sequence_ned(node1.content, node2.content)
+    return 0.0
+
+
+def _shape(node: _TableNode) -> tuple[Any, ...]:
+    """Everything rename compares, for the whole tree: equal shapes are at distance 0."""
+    return (node.tag, node.colspan, node.rowspan, tuple(node.content), tuple(_shape(c) for c in node.children))
 
 
 def _sequence_ned(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
@@ -133,14 +150,21 @@ def teds(prediction: str, reference: str, *, structure_only: bool = False) -> fl
     pred_table, ref_table = _parse_table(prediction), _parse_table(reference)
     if pred_table is None or ref_table is None:
         return 0.0
+    distance, n_nodes = table_tree_distance(pred_table, ref_table, structure_only=structure_only)
+    if n_nodes == 0:  # two empty <table></table>
+        return 1.0 if distance == 0 else 0.0
+    return max(0.0, 1.0 - distance / n_nodes)
+
+
+def table_tree_distance(pred_table: Any, ref_table: Any, *, structure_only: bool = False) -> tuple[float, int]:
+    """(tree edit distance, the larger node count) of two lxml `<table>` elements, as TEDS counts them."""
     from apted import APTED
 
     n_nodes = max(len(pred_table.xpath(".//*")), len(ref_table.xpath(".//*")))
-    distance = APTED(_build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only),
-                     _apted_config()).compute_edit_distance()
-    if n_nodes == 0:  # two empty <table></table>
-        return 1.0 if distance == 0 else 0.0
-    return max(0.0, 1.0 - float(distance) / n_nodes)
+    pred_tree, ref_tree = _build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only)
+    if _shape(pred_tree) == _shape(ref_tree):  # the common TEDS-S case; APTED would also say 0
+        return 0.0, n_nodes
+    return float(APTED(pred_tree, ref_tree, _apted_config()).compute_edit_distance()), n_nodes
 
 
 def is_table(reference: str) -> bool:
@@ -158,6 +182,8 @@ _LATEX_DROPPED = frozenset({
     "\\scriptstyle", "\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\bigl", "\\bigr",
     "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\Biggl", "\\Biggr", "\\limits", "\\nolimits",
 })
+_NULL_DELIMITER_OWNERS = frozenset({"\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
+                                    "\\biggl", "\\biggr", "\\Biggl", "\\Biggr"})
 _LATEX_ALIASES = {"\\dfrac": "\\frac", "\\tfrac": "\\frac", "\\le": "\\leq", "\\ge": "\\geq",
                   "\\neq": "\\ne", "\\to": "\\rightarrow", "\\gets": "\\leftarrow"}
 
@@ -183,12 +209,18 @@ def normalize_latex(latex: str) -> str:
     """Canonical LaTeX for comparison: no math delimiters, whitespace, spacing/sizing commands;
     aliases unified (`\\dfrac` -> `\\frac`); single-token scripts unbraced (`x^{2}` -> `x^2`)."""
     tokens = [_LATEX_ALIASES.get(t, t) for t in _LATEX_TOKEN.findall(strip_math_delimiters(latex))]
-    tokens = [t for t in tokens if not t.isspace() and t not in _LATEX_DROPPED]
+    tokens = [t for t in tokens if not t.isspace()]
+    # `\left.` / `\right.` is the null delimiter: the "." goes with the sizing command
+    tokens = [t for i, t in enumerate(tokens)
+              if not (t == "." and i and tokens[i - 1] in _NULL_DELIMITER_OWNERS)]
+    tokens = [t for t in tokens if t not in _LATEX_DROPPED]
     out: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token in ("^", "_") and tokens[i + 1:i + 4:2] == ["{", "}"]:
+        # unbrace a one-token script only: in `x^{}` the next "}" closes something else
+        if (token in ("^", "_") and tokens[i + 1:i + 4:2] == ["{", "}"]
+                and tokens[i + 2] not in ("{", "}")):
             out += [token, tokens[i + 2]]
             i += 4
             continue

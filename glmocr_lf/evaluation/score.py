@@ -1,15 +1,19 @@
 """Scores per sample, per task (grouped by task prompt) and overall.
 
-Every sample gets the text metrics (ned, cer, exact) and the repetition flag. On top, by what the
-reference is: a table (`<table>`) gets teds and teds_s; a formula (formula prompt or a LaTeX-wrapped
-reference) gets latex_ned and latex_exact; a JSON reference gets json_valid and json_f1. `quality`
+Every sample gets the text metrics (ned, cer, exact) and the repetition flag. On top, by its task:
+GLM-OCR's table prompt gets teds and teds_s, its formula prompt latex_ned and latex_exact; a custom
+prompt is classified by its reference (`<table>`: table, LaTeX-wrapped: formula, JSON: json_valid
+and json_f1). `quality`
 is the one higher-is-better number per sample used for verdicts: teds, 1 - latex_ned, json_f1 or
 1 - ned. Task and overall values are means over the samples that have the metric.
+`--protocol omnidocbench` swaps in OmniDocBench's normalisations and totals (`omnidocbench.py`).
+Samples are scored in a process pool over every core (TEDS is pure Python, ~0.5 s a table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +23,12 @@ from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
 
 SampleKind = Literal["text", "table", "formula", "json"]
+Protocol = Literal["ours", "omnidocbench"]
+PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")
 OVERALL = "overall"
+POOL_THRESHOLD = 16  # fewer samples score faster than a pool starts
+POOL_CHUNK = 4
+BUILTIN_KINDS: dict[str, SampleKind] = {"text": "text", "table": "table", "formula": "formula"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("json_valid", True, "prediction is valid JSON"),
     Metric("json_f1", True, "field-level F1 against the reference JSON"),
     Metric("repetition", False, "prediction ends in a loop the reference does not have"),
+    # --protocol omnidocbench
+    Metric("edit", False, "OmniDocBench: edit distance / max length after its normalisation, mean"),
+    Metric("edit_total", False, "OmniDocBench: sum of edit distances / sum of max lengths"),
 )
 METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
 
@@ -82,10 +94,14 @@ class Scores:
 
 
 def sample_kind(prediction: Prediction) -> SampleKind:
+    """GLM-OCR's own prompts name the kind (a text sample whose reference reads `$a$ and $b$` is
+    still text); a custom prompt is classified by what its reference looks like."""
+    if prediction.task in BUILTIN_KINDS:
+        return BUILTIN_KINDS[prediction.task]
     reference = prediction.reference
     if m.is_table(reference):
         return "table"
-    if prediction.task == "formula" or m.looks_like_latex(reference):
+    if m.looks_like_latex(reference):
         return "formula"
     if m.is_json_answer(reference):
         return "json"
@@ -135,18 +151,64 @@ def task_order(task: str) -> tuple[int, str]:
     return (builtin.index(task), "") if task in builtin else (len(builtin), task)
 
 
-def score_predictions(predictions: Sequence[Prediction], source: str = "") -> Scores:
-    samples = [score_sample(p) for p in predictions]
+def _protocol(name: Protocol) -> tuple[Callable[[Prediction], SampleScore],
+                                        Callable[[str, Sequence[SampleScore]], TaskScore]]:
+    if name == "omnidocbench":
+        from glmocr_lf.evaluation import omnidocbench
+
+        return omnidocbench.score_sample, omnidocbench.summarize
+    return score_sample, summarize
+
+
+def score_predictions(predictions: Sequence[Prediction], source: str = "", *, protocol: Protocol = "ours",
+                      workers: int | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Scores:
+    """Score every prediction; `workers` processes (default: every core) once there are enough of them."""
+    scorer, summary = _protocol(protocol)
+    samples = _map(scorer, predictions, workers, progress)
     by_task: dict[str, list[SampleScore]] = {}
     for sample in samples:
         by_task.setdefault(sample.task, []).append(sample)
-    tasks = [summarize(name, by_task[name]) for name in sorted(by_task, key=task_order)]
-    tasks.append(summarize(OVERALL, samples))
+    tasks = [summary(name, by_task[name]) for name in sorted(by_task, key=task_order)]
+    tasks.append(summary(OVERALL, samples))
     return Scores(source=source, tasks=tasks, samples=samples)
 
 
-def score_file(path: Path) -> Scores:
-    return score_predictions(read_predictions(path), source=str(path))
+def _map(scorer: Callable[[Prediction], SampleScore], predictions: Sequence[Prediction],
+         workers: int | None, progress: Callable[[int, int], None] | None) -> list[SampleScore]:
+    workers = workers if workers is not None else available_cores()
+    total = len(predictions)
+    if workers <= 1 or total < POOL_THRESHOLD:
+        samples = []
+        for prediction in predictions:
+            samples.append(scorer(prediction))
+            if progress:
+                progress(len(samples), total)
+        return samples
+    import multiprocessing
+
+    # fork: workers inherit the loaded code; a TEDS costs ~0.5 s, so small chunks keep the cores even
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(min(workers, total)) as pool:
+        samples = []
+        for sample in pool.imap(scorer, predictions, chunksize=POOL_CHUNK):
+            samples.append(sample)
+            if progress:
+                progress(len(samples), total)
+    return samples
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def score_file(path: Path, *, protocol: Protocol = "ours", workers: int | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Scores:
+    return score_predictions(read_predictions(path), source=str(path), protocol=protocol, workers=workers,
+                             progress=progress)
 
 
 # --------------------------------------------------------------------------------------------------
