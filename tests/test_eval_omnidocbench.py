@@ -27,7 +27,7 @@ from glmocr_lf.evaluation.predictions import Prediction
 for _module in ("rapidfuzz", "apted", "lxml", "bs4", "pylatexenc"):
     pytest.importorskip(_module, reason="the omnidocbench protocol needs the eval extra")
 
-from glmocr_lf.evaluation import omnidocbench  # noqa: E402
+from glmocr_lf.evaluation import omnidocbench
 
 CASES = [  # task, reference, prediction, edit_len, max_len, teds, teds_s (None: not a table)
     ('text', 'Hello world', 'Hello world', 0, 10, None, None),

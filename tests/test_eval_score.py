@@ -182,13 +182,13 @@ def test_score_and_compare_do_not_import_the_stack(tmp_path: Path) -> None:
     assert done.stdout == "\n"
 
 
-def test_the_prompt_decides_the_kind_not_the_reference(runner: CliRunner, tmp_path: Path) -> None:
+def test_the_prompt_decides_the_kind_not_the_reference(invoke: Invoke, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "p.jsonl", [
         {"id": "t", "prompt": "<image>Text Recognition:", "reference": "$a$ and $b$",
          "prediction": "$a$ and $b$"},
         {"id": "c", "prompt": "<image>Read the formula:", "reference": "$a+b$", "prediction": "$a+b$"},
     ])
-    result = invoke(runner, "eval", "score", "p.jsonl", "--json")
+    result = invoke("eval", "score", "p.jsonl", "--json")
     assert result.exit_code == 0, result.stderr
     tasks = {t["task"]: t["metrics"] for t in json.loads(result.stdout)["tasks"]}
     assert "latex_ned" not in tasks["text"] and tasks["text"]["ned"] == 0.0

@@ -14,13 +14,13 @@ import io
 import json
 import os
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
+from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.data import jsonl
+from glmocr_lf.data.collected import Collected, Progress, sharegpt
 from glmocr_lf.errors import DataError
 from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
 
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TARGET_TASKS = {".txt": "text", ".md": "text", ".html": "table", ".tex": "formula"}
-
-
-Progress = Callable[[int, int], None]  # (done, total) rows or pages
-Pair = tuple[str, dict[str, Any]]  # (image path as written in the sample, sample)
 
 
 @dataclass
@@ -47,18 +43,6 @@ class ConvertResult:
     skipped: dict[str, int] = field(default_factory=dict)  # layout regions left out, per category
 
 
-@dataclass
-class Collected:
-    """What one source reader found: samples in order, and every problem (with its row or region)."""
-
-    samples: list[Pair] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
-    images_dir: Path | None = None  # where this run extracted images (kept when nothing else is written)
-
-
 @dataclass(frozen=True)
 class _Row:
     where: str  # FILE:LINE or the image path, for messages
@@ -69,17 +53,6 @@ class _Row:
 
 def val_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_val{output.suffix or '.json'}")
-
-
-def images_dir(output: Path) -> Path:
-    """Where extracted images (Parquet cells, layout crops) go: OUT_images/ beside OUT."""
-    return output.with_name(f"{output.stem}_images")
-
-
-def sharegpt(image: str, prompt: str, answer: str) -> Pair:
-    return (image, {"messages": [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}{prompt}"},
-                                 {"role": "assistant", "content": answer}],
-                    "images": [image]})
 
 
 def convert(source: Path, output: Path, *, task: str | None = None, prompt: str | None = None,

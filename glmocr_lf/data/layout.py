@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.constants import TASK_PROMPTS
-from glmocr_lf.data.convert import Collected, Progress, images_dir, sharegpt
+from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import store
-from glmocr_lf.data.samples import decode_utf8, read_bytes
 from glmocr_lf.errors import DataError
+from glmocr_lf.fsutil import decode_utf8, read_bytes
 from glmocr_lf.imaging import PROCESSOR_MIN_PIXELS
 
 SKIP = "skip"

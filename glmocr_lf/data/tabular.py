@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.constants import TASK_PROMPTS
-from glmocr_lf.data.convert import Collected, Progress, images_dir, sharegpt
+from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import decode_check, store
 from glmocr_lf.errors import DataError
 
