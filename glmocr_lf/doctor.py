@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,14 @@ from typing import Any, Literal
 
 from glmocr_lf import constants as C
 from glmocr_lf import machine
-from glmocr_lf.modelfiles import PROCESSOR_CONFIG, PROCESSOR_FILES, processor_sources
+from glmocr_lf.modelfiles import (
+    PROCESSOR_CONFIG,
+    PROCESSOR_FILES,
+    cached_snapshot,
+    not_cached_fix,
+    processor_sources,
+    uncached_hub_model,
+)
 from glmocr_lf.versions import FLASH_ATTN_BROKEN, GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
 
 Status = Literal["ok", "warn", "error"]
@@ -168,8 +174,9 @@ def _check_version_gate(stack: Stack) -> Finding:
 def check_gpus(found: tuple[machine.Gpu, ...]) -> list[Finding]:
     if not found:
         return [Finding("gpu", "warn", "no NVIDIA GPU found (nvidia-smi): CPU-only, bf16 false",
-                        "train on a machine with a GPU of compute capability >= 8.0; here only "
-                        "`glmocr-lf smoke` (tiny model, bf16: false) runs")]
+                        "train on a machine with a GPU of compute capability >= 8.0; here, training "
+                        "runs in fp32 on the CPU (bf16: false): slow, for small models and dry runs such as "
+                        "`glmocr-lf smoke`")]
     out = []
     for gpu in found:
         name = f"gpu {gpu.index}"
@@ -199,26 +206,17 @@ def check_model(model: str, stack: Stack) -> list[Finding]:
     if not _HUB_ID.match(model):
         return [Finding("model", "error", f"{model}: no such directory, and not a hub id (owner/name)",
                         f"pass a local model directory or a hub id such as {C.HF_MODEL_ID}")]
-    snapshot = _cached_snapshot(model)
+    snapshot = cached_snapshot(model)
     if snapshot is None:
+        missing = uncached_hub_model(model)
+        if missing:
+            return [Finding("model", "error", f"{missing}; training would fail to load its tokenizer",
+                            not_cached_fix(model))]
         return [Finding("model", "warn",
-                        f"{model}: hub id not checked (doctor works offline and it is not in the "
-                        "Hugging Face cache)",
+                        f"{model}: hub id not checked (not in the Hugging Face cache; training downloads it)",
                         f"download it first (`hf download {model}`) and run doctor again, or pass a local directory")]
     findings = check_model_dir(snapshot, stack)
     return [Finding("model", "ok", f"{model}: found in the Hugging Face cache at {snapshot}"), *findings]
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    # read the environment now, not when huggingface_hub was first imported
-    cache = os.environ.get("HF_HUB_CACHE") or (
-        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
-    hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache)
-    return Path(hit).parent if isinstance(hit, str) else None
 
 
 def check_model_dir(path: Path, stack: Stack) -> list[Finding]:

@@ -47,11 +47,14 @@ class LaunchError(GlmocrLfError):
 
 
 class ChildFailedError(GlmocrLfError):
-    """A child process (llamafactory-cli) failed; its exit code becomes ours."""
+    """A child process (llamafactory-cli) failed; its exit code becomes ours. `output_tail` holds
+    its last lines (shown above the error) and `log` the file with all of them."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, exit_code: int, *, output_tail: Sequence[str] = (),
+                 log: object | None = None) -> None:
+        super().__init__(message, hint=f"full output: {log}" if log is not None else None)
         self.exit_code = exit_code
+        self.output_tail = list(output_tail)
 
 
 class MissingDependencyError(GlmocrLfError):

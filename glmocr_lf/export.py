@@ -206,11 +206,21 @@ def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportRe
     cmd = plan.command
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.yaml_path, plan.yaml_text)
-    result = run_child(cmd.argv, env_overlay=cmd.env, cwd=cmd.cwd, on_line=on_line)
+    log_path = plan.out / C.EXPORT_LOG
+    with log_path.open("w", encoding="utf-8") as log_file:
+        log_file.write(f"$ {cmd.shell_line()}\n")
+
+        def log_line(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+            on_line(line)
+
+        result = run_child(cmd.argv, env_overlay=cmd.env, cwd=cmd.cwd, on_line=log_line)
     if result.exit_code != 0:
         cause = result.root_error()
         raise ChildFailedError(f"export failed (exit code {result.exit_code})" + (f": {cause}" if cause else ""),
-                               result.exit_code)
+                               result.exit_code, output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:],
+                               log=log_path)
     problems = model_dir_problems(plan.out)
     if problems:
         raise GlmocrLfError("the exported model is incomplete\n  " + "\n  ".join(problems))

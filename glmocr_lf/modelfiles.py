@@ -9,10 +9,15 @@ when the image or video part is missing.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from glmocr_lf.constants import MODEL_TYPE
+
+HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -77,3 +82,48 @@ def model_dir_problems(model_dir: Path) -> list[str]:
     if not has_chat_template(model_dir):
         problems.append(f"{model_dir} has no chat template")
     return problems
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot of `repo_id` (by its config.json), never downloading."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    # read the environment now, not when huggingface_hub was first imported
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache)
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def not_cached_fix(model: str) -> str:
+    return (f"download it on a connected machine (`hf download {model}`) and bring its cache (HF_HOME) "
+            "or the folder here, then pass that folder; to try the pipeline here without it: "
+            "`glmocr-lf smoke-model tiny`, then `glmocr-lf train CONFIG model_name_or_path=tiny bf16=false`")
+
+
+def uncached_hub_model(model: str) -> str | None:
+    """Why LLaMA-Factory could not load hub id `model` here (not cached, and no hub), or None."""
+    if cached_snapshot(model) is not None:
+        return None
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable():
+        why = "the hub is unreachable from here"
+    else:
+        return None
+    return f"{model} is not in the Hugging Face cache and {why}"

@@ -55,6 +55,18 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+def put_in_hf_cache(repo_id: str, files: dict[str, str]) -> Path:
+    """A snapshot of `repo_id` in the Hugging Face cache under $HF_HOME (as a download leaves it)."""
+    repo = Path(os.environ["HF_HOME"]) / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (snapshot / name).write_text(text, encoding="utf-8")
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    return snapshot
+
+
 Invoke = Callable[..., Result]
 
 

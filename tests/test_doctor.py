@@ -138,8 +138,8 @@ def test_cpu_only_machine(stack: dict[str, str | None], monkeypatch: pytest.Monk
     assert code == 0
     assert lines[-3:] == [
         "warn  gpu: no NVIDIA GPU found (nvidia-smi): CPU-only, bf16 false",
-        "      fix: train on a machine with a GPU of compute capability >= 8.0; here only `glmocr-lf smoke` "
-        "(tiny model, bf16: false) runs",
+        "      fix: train on a machine with a GPU of compute capability >= 8.0; here, training runs in fp32 "
+        "on the CPU (bf16: false): slow, for small models and dry runs such as `glmocr-lf smoke`",
         "ready: 0 errors, 1 warning",
     ]
 
@@ -246,13 +246,15 @@ def test_model_wrong_type_adapter_missing_and_hub_id(tmp_path: Path, stack: dict
     ]
 
     pytest.importorskip("huggingface_hub")
-    code, lines, _ = run("--model", "zai-org/GLM-OCR")
-    assert code == 0
+    code, lines, _ = run("--model", "zai-org/GLM-OCR")  # offline (conftest), not in the cache
+    assert code == 1
     assert lines[len(GOOD_LINES):] == [
-        "warn  model: zai-org/GLM-OCR: hub id not checked (doctor works offline and it is not in the "
-        "Hugging Face cache)",
-        "      fix: download it first (`hf download zai-org/GLM-OCR`) and run doctor again, or pass a local directory",
-        "ready: 0 errors, 1 warning",
+        "error model: zai-org/GLM-OCR is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+        "training would fail to load its tokenizer",
+        "      fix: download it on a connected machine (`hf download zai-org/GLM-OCR`) and bring its cache "
+        "(HF_HOME) or the folder here, then pass that folder; to try the pipeline here without it: "
+        "`glmocr-lf smoke-model tiny`, then `glmocr-lf train CONFIG model_name_or_path=tiny bf16=false`",
+        "Error: 1 error, 0 warnings",
     ]
 
 

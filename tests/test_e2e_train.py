@@ -80,6 +80,11 @@ def test_init_validate_train_export_generate(tiny: Path) -> None:
     assert "Training finished" in train.stderr
     assert any(line.startswith("step 3/3  loss ") for line in train.stderr.splitlines())
     run = Path("saves/glm-ocr/lora/sft").resolve()
+    # our lines only (progress, summary); llamafactory-cli's own output goes to train.log
+    assert len(train.stderr.splitlines()) <= 25, train.stderr
+    assert f"  full log:         {run / 'train.log'}" in train.stderr.splitlines()
+    full_log = (run / "train.log").read_text(encoding="utf-8").splitlines()
+    assert len(full_log) > 100 and full_log[0].startswith("$ cd ")
     record = json.loads((run / "glmocr_lf_run.json").read_text())
     assert record["status"] == "finished" and record["exit_code"] == 0
     assert record["versions"]["llamafactory"] and record["command"].endswith("glmocr_lf_train.yaml")
@@ -163,7 +168,9 @@ def test_resume_continues_to_the_planned_step(tiny: Path, clean_env: dict[str, s
 
     refused = CliRunner().invoke(cli, ["train", "r.yaml", "max_steps=20", *CPU])
     assert refused.exit_code == 1 and "--resume" in refused.stderr
-    glmocr("train", "r.yaml", "--resume", "max_steps=20", "save_steps=2", *CPU)
+    resumed = glmocr("train", "r.yaml", "--resume", "max_steps=20", "save_steps=2", *CPU)
+    assert any(line.startswith("  mean train loss (steps 3-20, after the resume):")
+               for line in resumed.stderr.splitlines()), resumed.stderr
     state = json.loads(Path("r/trainer_state.json").read_text())
     assert state["global_step"] == 20
     record = json.loads(Path("r/glmocr_lf_run.json").read_text())
@@ -171,12 +178,18 @@ def test_resume_continues_to_the_planned_step(tiny: Path, clean_env: dict[str, s
 
 
 def test_failing_child_ends_with_one_error_line_and_its_code(clean_env: dict[str, str], tiny: Path) -> None:
+    import shutil
+
     register(Path("data"))
+    broken = shutil.copytree(tiny, "broken")  # passes every file check; its weights do not load
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
     glmocr("config", "new", "--method", "lora", "-o", "bad.yaml", "--set", "output_dir=bad",
-           "--set", "model_name_or_path=no-such-org/no-such-model")
+           "--set", f"model_name_or_path={broken.resolve()}")
     proc = subprocess.run([sys.executable, "-m", "glmocr_lf", "train", "bad.yaml", "max_steps=1", *CPU],
                           env=clean_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: training failed (exit code 1): "), last
-    assert "Traceback" not in last
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("Error: training failed (exit code 1): "), lines[-2]
+    assert lines[-1] == f"Hint: full output: {Path('bad/train.log').resolve()}"
+    tail = lines[lines.index("last 30 lines of its output:") + 1:-2]
+    assert len(tail) == 30 and all(line.startswith("  ") for line in tail)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import put_in_hf_cache
 
 from glmocr_lf import launch
 from glmocr_lf.cli import cli
@@ -61,6 +62,11 @@ def test_single_gpu_from_list_stays_in_process() -> None:
 
 def test_modelscope_hub() -> None:
     assert launch.common_overlay(PINNED, "modelscope").env == {"USE_MODELSCOPE_HUB": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _glm_ocr_in_the_hf_cache() -> None:
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
 
 
 @pytest.fixture

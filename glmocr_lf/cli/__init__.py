@@ -27,6 +27,11 @@ class _UserError(click.ClickException):
         self.exit_code = err.exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
+        tail = getattr(self.err, "output_tail", None)
+        if tail:
+            terminal.note(f"last {len(tail)} lines of its output:")
+            for line in tail:
+                terminal.note(f"  {line}")
         terminal.error(self.err.message)
         if self.err.hint:
             terminal.info(f"Hint: {self.err.hint}")

@@ -18,11 +18,14 @@ from glmocr_lf.cli import terminal
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the export command and YAML; run nothing.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Stream llamafactory-cli's own output (it always goes to OUT/glmocr_lf_export.log).")
 def export(adapter: Path | None, model: Path | None, base: str | None, out: Path | None, force: bool,
-           hub: str, dry_run: bool) -> None:
+           hub: str, dry_run: bool, verbose: bool) -> None:
     """Merge a LoRA adapter into its base (or re-save a full fine-tune) with llamafactory-cli export,
     then check the result: weights, tokenizer, processor, chat template; record the training
     resolution in the processor config; carry the base's MTP layer for vLLM."""
+    from glmocr_lf.constants import EXPORT_LOG
     from glmocr_lf.export import ExportRequest, execute_export, plan_export
 
     plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub,
@@ -32,9 +35,10 @@ def export(adapter: Path | None, model: Path | None, base: str | None, out: Path
         terminal.out(plan.yaml_text)
         return
     terminal.info(f"$ {plan.shell_line()}")
-    result = execute_export(plan, on_line=terminal.note)
+    result = execute_export(plan, on_line=terminal.note if verbose else (lambda _line: None))
     terminal.success(f"Exported {result.out}")
     terminal.info(f"  base:             {result.base}")
     terminal.info(f"  adapter:          {result.adapter or '-'}")
     terminal.info(f"  image_max_pixels: {result.image_max_pixels} (recorded in the processor config)")
     terminal.info(f"  MTP tensors:      {result.mtp_tensors or 'none in the base'}")
+    terminal.info(f"  full log:         {result.out / EXPORT_LOG}")

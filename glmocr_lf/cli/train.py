@@ -61,8 +61,10 @@ def topology_options(func: Any) -> Any:
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")
 def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
-          memory_budget: float | None, hub: str, dry_run: bool) -> None:
+          memory_budget: float | None, hub: str, dry_run: bool, verbose: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
 
@@ -89,11 +91,11 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
         terminal.out(plan.yaml_text)
         return
     terminal.info(f"$ {plan.shell_line()}")
-    summary = _run_with_progress(plan)
+    summary = _run_with_progress(plan, verbose)
     _render_summary(summary)
 
 
-def _run_with_progress(plan: Any) -> TrainSummary:
+def _run_with_progress(plan: Any, verbose: bool) -> TrainSummary:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from glmocr_lf.train.run import Hooks, execute, log_line, log_stats
@@ -104,7 +106,7 @@ def _run_with_progress(plan: Any) -> TrainSummary:
             if line:
                 terminal.info(line)
 
-        return execute(plan, Hooks(on_line=terminal.note, on_log=on_log))
+        return execute(plan, Hooks(on_line=terminal.note if verbose else _quiet, on_log=on_log))
 
     progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
@@ -117,16 +119,23 @@ def _run_with_progress(plan: Any) -> TrainSummary:
         progress.update(task, completed=entry.get("current_steps", 0), total=entry.get("total_steps"),
                         stats="  ".join(stats) or progress.tasks[0].fields["stats"])
 
+    def echo(line: str) -> None:
+        progress.console.print(line, markup=False, highlight=False, style="dim")
+
     with progress:
-        return execute(plan, Hooks(on_line=lambda line: progress.console.print(line, markup=False,
-                                                                             highlight=False, style="dim"),
-                                   on_log=on_log_live))
+        return execute(plan, Hooks(on_line=echo if verbose else _quiet, on_log=on_log_live))
+
+
+def _quiet(_line: str) -> None:
+    """llamafactory-cli's lines go to train.log only."""
 
 
 def _render_summary(summary: TrainSummary) -> None:
     rows = [
         ("final loss", f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"),
-        ("mean train loss", f"{summary.train_loss:.4f}" if summary.train_loss is not None else "-"),
+        (f"mean train loss (steps {summary.resumed_at_step + 1}-{summary.steps}, after the resume)"
+         if summary.resumed_at_step is not None else "mean train loss",
+         f"{summary.train_loss:.4f}" if summary.train_loss is not None else "-"),
         ("eval loss", f"{summary.eval_loss:.4f}" if summary.eval_loss is not None else "-"),
         ("steps", f"{summary.steps}/{summary.total_steps}" if summary.steps is not None else "-"),
         ("runtime", f"{summary.runtime_s:.1f} s" if summary.runtime_s is not None else "-"),
@@ -134,7 +143,9 @@ def _render_summary(summary: TrainSummary) -> None:
         ("model", summary.output_dir + (" (LoRA adapter)" if summary.adapter else "")),
         ("last checkpoint", summary.last_checkpoint or "-"),
         ("loss plot", summary.loss_plot or "-"),
+        ("full log", summary.log or "-"),
     ]
     terminal.success("Training finished")
+    width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
-        terminal.info(f"  {name + ':':<17}{value}")
+        terminal.info(f"  {name + ':':<{width}}{value}")

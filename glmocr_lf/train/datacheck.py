@@ -34,11 +34,15 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
     names = dataset_names(cfg)
     if not names:
         return result
-    dataset_dir = Path(cfg.dataset.dataset_dir or "data").expanduser().resolve()
+    given = cfg.dataset.dataset_dir or "data"
+    dataset_dir = Path(given).expanduser().resolve()
     info_path = dataset_dir / DATASET_INFO
     if not info_path.is_file():
-        raise DataError(f"{info_path}: not found; register a dataset with "
-                        "`glmocr-lf data register NAME FILE --data-dir DIR`")
+        where = "" if Path(given).expanduser().is_absolute() else (
+            f" (dataset_dir {given!r} resolves against the working directory {Path.cwd()}, as "
+            "LLaMA-Factory resolves it; run glmocr-lf from the project root)")
+        raise DataError(f"{info_path}: not found{where}",
+                        hint="register a dataset with `glmocr-lf data register NAME FILE --data-dir DIR`")
     media_dir = Path(cfg.dataset.media_dir).expanduser().resolve() if cfg.dataset.media_dir else dataset_dir
     for name in names:
         entry = get_entry(dataset_dir, name)

@@ -119,14 +119,20 @@ def defaults_and_paths(cfg: TrainConfig, request: LaunchRequest) -> Changes:
     return changes
 
 
-def check_model(cfg: TrainConfig) -> list[Problem]:
-    """A local model dir must be a GLM-OCR checkpoint with a complete processor."""
-    from glmocr_lf.modelfiles import model_dir_problems
+def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
+    """A local model dir must be a GLM-OCR checkpoint with a complete processor; a Hugging Face id
+    must be in the cache unless the hub can be reached (LLaMA-Factory loads the tokenizer first)."""
+    from glmocr_lf.modelfiles import model_dir_problems, not_cached_fix, uncached_hub_model
 
-    local = _local_model(cfg.model.model_name_or_path)
-    if local is None:
-        return []
-    return [Problem("model.model_name_or_path", p) for p in model_dir_problems(Path(local))]
+    name = cfg.model.model_name_or_path
+    local = _local_model(name)
+    if local is not None:
+        return [Problem("model.model_name_or_path", p) for p in model_dir_problems(Path(local))]
+    missing = uncached_hub_model(name) if hub == "hf" else None
+    if missing:
+        return [Problem("model.model_name_or_path", f"{missing}; LLaMA-Factory would fail to load its "
+                                                    f"tokenizer. Fix: {not_cached_fix(name)}")]
+    return []
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -152,7 +158,8 @@ def resume_policy(output_dir: Path, mode: ResumeMode | None) -> tuple[Changes, l
         return changes, [], complete[-1]
     if mode == "fresh":
         changes.values.update(overwrite_output_dir=True, resume_from_checkpoint=None)
-        removals = [*found, *(p for p in (output_dir / "trainer_log.jsonl",) if p.exists())]
+        removals = [*found, *(p for p in (output_dir / "trainer_log.jsonl", output_dir / C.TRAIN_LOG)
+                              if p.exists())]
         if removals:
             changes.reasons.append(f"--fresh: removing {len(removals)} earlier checkpoint(s)/log(s) in {output_dir}")
         return changes, removals, None
@@ -180,11 +187,12 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
 
     notes: list[str] = []
     blocking = machine_problems(cfg, gpus)
-    if blocking and not request.dry_run:
-        raise ConfigError(source, blocking)
-    notes.extend(f"{p.path}: {p.message}" for p in blocking)
+    if request.dry_run:
+        notes.extend(f"{p.path}: {p.message}" for p in blocking)
+        blocking = []
     changes = defaults_and_paths(cfg, request)
-    problems = launch.whitespace_problems({**cfg.flat(), **changes.values}) + check_model(cfg)
+    problems = [*blocking, *launch.whitespace_problems({**cfg.flat(), **changes.values}),
+                *check_model(cfg, request.hub)]
     if problems:
         raise ConfigError(source, problems)
 

@@ -66,6 +66,8 @@ class TrainSummary:
     last_checkpoint: str | None = None
     loss_plot: str | None = None
     adapter: bool = False
+    log: str | None = None  # llamafactory-cli's whole output
+    resumed_at_step: int | None = None  # train_loss then covers only the steps after it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,9 +137,21 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         for entry in log.poll():
             hooks.on_log(entry)
 
-    result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.command.cwd,
-                                    on_line=hooks.on_line, on_tick=tick)
+    log_path = plan.output_dir / C.TRAIN_LOG
+    with log_path.open("a", encoding="utf-8") as log_file:
+        log_file.write(f"$ {plan.shell_line()}\n")
+
+        def on_line(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+            hooks.on_line(line)
+
+        result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.command.cwd,
+                                        on_line=on_line, on_tick=tick)
     summary = summarise(plan.output_dir, log, result.exit_code)
+    summary.log = str(log_path)
+    if plan.resume_from is not None:
+        summary.resumed_at_step = int(plan.resume_from.name.split("-")[1])
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
     write_record(plan, started=started, status=status,
                  finished=launch.now(),
@@ -146,5 +160,6 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         cause = result.root_error()
         what = "interrupted" if result.interrupted else f"failed (exit code {result.exit_code})"
         message = f"training {what}" + (f": {cause}" if cause else "")
-        raise ChildFailedError(message, result.exit_code)
+        raise ChildFailedError(message, result.exit_code,
+                               output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:], log=log_path)
     return summary

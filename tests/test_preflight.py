@@ -1,0 +1,68 @@
+"""`train` fails before launch, with the fix, on what LLaMA-Factory would die of in its first minute."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from conftest import Invoke, put_in_hf_cache
+
+HUB_CONFIG = '{"model_type": "glm_ocr"}'
+
+
+def test_readme_first_example_offline_without_the_model_fails_before_launch(invoke: Invoke) -> None:
+    assert invoke("init", "my-ocr", "--example").exit_code == 0
+    os.chdir("my-ocr")
+    result = invoke("train", "configs/lora.yaml")  # HF_HUB_OFFLINE=1 (conftest), empty cache
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: configs/lora.yaml"
+    assert lines[-1:] == [
+        "  model.model_name_or_path: zai-org/GLM-OCR is not in the Hugging Face cache and HF_HUB_OFFLINE "
+        "is set; LLaMA-Factory would fail to load its tokenizer. Fix: download it on a connected machine "
+        "(`hf download zai-org/GLM-OCR`) and bring its cache (HF_HOME) or the folder here, then pass that "
+        "folder; to try the pipeline here without it: `glmocr-lf smoke-model tiny`, then "
+        "`glmocr-lf train CONFIG model_name_or_path=tiny bf16=false`",
+    ]
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": HUB_CONFIG})
+    assert invoke("train", "configs/lora.yaml", "bf16=false", "--dry-run").exit_code == 0
+
+
+def test_relative_dataset_dir_names_the_directory_it_resolved_against(invoke: Invoke, tmp_path: Path) -> None:
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": HUB_CONFIG})
+    assert invoke("init", "proj", "--example").exit_code == 0
+    result = invoke("train", "proj/configs/lora.yaml", "bf16=false", "--dry-run")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'data' / 'dataset_info.json'}: not found (dataset_dir 'data' resolves against "
+        f"the working directory {tmp_path}, as LLaMA-Factory resolves it; run glmocr-lf from the project root)",
+        "Hint: register a dataset with `glmocr-lf data register NAME FILE --data-dir DIR`",
+    ]
+
+
+def _edit_entry(**changes: object) -> None:
+    info_path = Path("data/dataset_info.json")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info["cosyn_chemical"] = {k: v for k, v in {**info["cosyn_chemical"], **changes}.items() if v is not None}
+    info_path.write_text(json.dumps(info), encoding="utf-8")
+
+
+def test_hand_edited_entry_is_checked_with_its_own_mapping(invoke: Invoke) -> None:
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": HUB_CONFIG})
+    assert invoke("init", "proj", "--example").exit_code == 0
+    os.chdir("proj")
+    _edit_entry(columns={"messages": "conversations"})
+    result = invoke("train", "configs/lora.yaml", "bf16=false", "--dry-run")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: dataset cosyn_chemical: 8 error(s); training would fail or silently drop samples"
+    assert lines[1].endswith("cosyn_chemical.json: sample 0: conversations: missing")
+
+    _edit_entry(columns={"messages": "messages", "images": "images"}, file_name=None)
+    result = invoke("train", "configs/lora.yaml", "bf16=false", "--dry-run")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].endswith(
+        "data/dataset_info.json: dataset cosyn_chemical has neither file_name nor a hub/script source "
+        "(hf_hub_url, ms_hub_url, om_hub_url, script_url, cloud_file_name); LLaMA-Factory cannot load it")
