@@ -169,7 +169,9 @@ def test_resume_continues_to_the_planned_step(tiny: Path, clean_env: dict[str, s
     refused = CliRunner().invoke(cli, ["train", "r.yaml", "max_steps=20", *CPU])
     assert refused.exit_code == 1 and "--resume" in refused.stderr
     resumed = glmocr("train", "r.yaml", "--resume", "max_steps=20", "save_steps=2", *CPU)
-    assert any(line.startswith("  mean train loss (steps 3-20, after the resume):")
+    resumed_from = int(next(line for line in resumed.stderr.splitlines()
+                            if line.startswith("resuming from ")).rsplit("-", 1)[1])
+    assert any(line.startswith(f"  mean train loss (steps {resumed_from + 1}-20, after the resume):")
                for line in resumed.stderr.splitlines()), resumed.stderr
     state = json.loads(Path("r/trainer_state.json").read_text())
     assert state["global_step"] == 20
