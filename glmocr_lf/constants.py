@@ -35,3 +35,6 @@ LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768
 LF_DEFAULT_IMAGE_MIN_PIXELS = 32 * 32
 
 DATASET_INFO = "dataset_info.json"
+
+# transformers' TensorBoard callback reads its log directory from here (logging_dir is deprecated in 5.x).
+ENV_TENSORBOARD_LOGGING_DIR = "TENSORBOARD_LOGGING_DIR"

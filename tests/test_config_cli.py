@@ -55,7 +55,7 @@ def test_new_set_overrides_and_types(runner: CliRunner) -> None:
 def test_new_set_typo_suggests(runner: CliRunner) -> None:
     result = invoke(runner, "config", "new", "--method", "lora", "--set", "lora_rnak=8")
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == ["Error: override", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
+    assert result.stderr.splitlines() == ["Error: override", "  lora_rnak: unknown key; did you mean 'lora_rank' (method section)?"]
 
 
 def test_new_refuses_to_overwrite_without_force(runner: CliRunner) -> None:
@@ -71,7 +71,7 @@ def test_typo_names_the_right_key(runner: CliRunner) -> None:
     write(Path("bad.yaml"), MINIMAL + "lora_rnak: 8\n")
     result = invoke(runner, "config", "validate", "bad.yaml")
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == ["Error: bad.yaml", "  lora_rnak: unknown key; did you mean 'lora_rank'?"]
+    assert result.stderr.splitlines() == ["Error: bad.yaml", "  lora_rnak: unknown key; did you mean 'lora_rank' (method section)?"]
 
 
 def test_fp16_fails_with_reason(runner: CliRunner) -> None:
@@ -126,7 +126,7 @@ def test_every_problem_reported_not_just_the_first(runner: CliRunner) -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: c.yaml",
-        "  lora_rnak: unknown key; did you mean 'lora_rank'?",
+        "  lora_rnak: unknown key; did you mean 'lora_rank' (method section)?",
         "  model.model_name_or_path: required key is missing",
         "  output.logging_steps: Input should be greater than 0",
     ]
@@ -223,6 +223,6 @@ def test_readme_example_unknown_key_and_rule_reported_together(runner: CliRunner
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: bad.yaml",
-        "  lora_rnak: unknown key; did you mean 'lora_rank'?",
+        "  lora_rnak: unknown key; did you mean 'lora_rank' (method section)?",
         "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,9 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
         return
     terminal.info(f"$ {plan.shell_line()}")
     summary = _run_with_progress(plan)
-    _render_summary(summary)
+    from glmocr_lf.train.tracking import summary_rows  # issue 11: where the tracker logs went
+
+    _render_summary(summary, summary_rows(plan.env, os.environ))
 
 
 def _stats(entry: dict[str, Any]) -> list[str]:
@@ -143,7 +146,7 @@ def _run_with_progress(plan: Any) -> TrainSummary:
                                    on_log=on_log_live))
 
 
-def _render_summary(summary: TrainSummary) -> None:
+def _render_summary(summary: TrainSummary, extra: list[tuple[str, str]] | None = None) -> None:
     rows = [
         ("final loss", f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"),
         ("mean train loss", f"{summary.train_loss:.4f}" if summary.train_loss is not None else "-"),
@@ -154,6 +157,7 @@ def _render_summary(summary: TrainSummary) -> None:
         ("model", summary.output_dir + (" (LoRA adapter)" if summary.adapter else "")),
         ("last checkpoint", summary.last_checkpoint or "-"),
         ("loss plot", summary.loss_plot or "-"),
+        *(extra or []),
     ]
     terminal.success("Training finished")
     for name, value in rows:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glmocr_lf import constants as C
-from glmocr_lf.config.check import machine_problems
+from glmocr_lf.config.check import config_warnings, machine_problems
 from glmocr_lf.config.load import from_flat, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import Rendered, adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
 from glmocr_lf.machine import Gpu
+from glmocr_lf.train.tracking import tracking_defaults
 from glmocr_lf.versions import Stack
 
 RUN_YAML = "glmocr_lf_train.yaml"
@@ -266,11 +267,16 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     cfg = load_config(request.config, request.overrides)
 
     notes: list[str] = []
+    # issue 11: warnings about LLaMA-Factory keys beyond the typed sections; tracker defaults
+    notes.extend(f"warning: {p.path}: {p.message}" for p in config_warnings(cfg))
+    tracking = tracking_defaults(cfg, stack, os.environ)
     blocking = machine_problems(cfg, gpus)
     if blocking and not request.dry_run:
         raise ConfigError(str(request.config), blocking)
     notes.extend(f"{p.path}: {p.message}" for p in blocking)
     values = cfg.flat()
+    values.update(tracking.values)  # issue 11
+    notes.extend(tracking.reasons)
     if topology.deepspeed is not None:
         values["deepspeed"] = str(resolve_deepspeed(topology.deepspeed))
     if not values.get("output_dir"):
@@ -310,6 +316,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
               f"from {request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
     env, env_notes = launch_env(topology, visible_gpus=len(gpus), stack=stack, hub=request.hub)
     env.update(fit.env)
+    env.update(tracking.env)  # issue 11
     notes.extend(env_notes)
     return LaunchPlan(
         config=final,
