@@ -45,3 +45,6 @@ EXPORT_RECORD = "glmocr_lf_export.json"
 TRAIN_LOG = "train.log"  # llamafactory-cli's whole output, beside the run
 EXPORT_LOG = "glmocr_lf_export.log"
 FAILURE_TAIL_LINES = 30  # of that output, shown when the child fails
+
+# transformers' TensorBoard callback reads its log directory from here (logging_dir is deprecated in 5.x).
+ENV_TENSORBOARD_LOGGING_DIR = "TENSORBOARD_LOGGING_DIR"

@@ -41,9 +41,17 @@ def _pinned_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(launch, "llamafactory_cli", lambda required=True: "/stack/bin/llamafactory-cli")
 
 
+@pytest.fixture(scope="session")
+def key_table_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of LLaMA-Factory's key table for the session (building it takes seconds)."""
+    return tmp_path_factory.mktemp("glmocr-lf-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key_table_cache: Path) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))
+    monkeypatch.setenv("GLMOCR_LF_CACHE_DIR", str(key_table_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / ".hf"))
     monkeypatch.setenv("NO_COLOR", "1")

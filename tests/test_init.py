@@ -22,7 +22,8 @@ from glmocr_lf.versions import Stack
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "init"
 REGEN = bool(os.environ.get("GLMOCR_LF_REGEN_GOLDEN"))
-TEMPLATE_FILES = ["Makefile", "README.md", "configs/full.yaml", "configs/lora.yaml", "data/dataset_info.json"]
+TEMPLATE_FILES = ["Makefile", "README.md", "configs/full.yaml", "configs/lora.yaml", "data/dataset_info.json",
+                  "slurm/train.sbatch"]
 PLAIN_TREE = [
     "project",
     "├── configs",
@@ -30,9 +31,11 @@ PLAIN_TREE = [
     "│   └── lora.yaml",
     "├── data",
     "│   └── dataset_info.json",
+    "├── slurm",
+    "│   └── train.sbatch",
     "├── Makefile",
     "└── README.md",
-    "Wrote 5 files to project",
+    "Wrote 6 files to project",
     "Next: cd project && make help",
 ]
 
@@ -69,7 +72,7 @@ def test_init_writes_the_scaffold_and_prints_its_tree(tmp_path: Path) -> None:
         # re-rendered for the installed versions, from the template's values
         expected = render_config(load_config(templates / "configs" / f"{name}.yaml"), stack)[0]
         assert (project / "configs" / f"{name}.yaml").read_text() == expected
-    for name in ("Makefile", "README.md"):
+    for name in ("Makefile", "README.md", "slurm/train.sbatch"):
         assert (project / name).read_bytes() == (templates / name).read_bytes()
 
 
@@ -91,8 +94,7 @@ def test_template_configs_golden_are_the_rendered_presets(method: str) -> None:
 
 
 def test_templates_hold_only_what_init_writes() -> None:
-    assert template_files(REPO / "templates") == ["Makefile", "README.md", "configs/full.yaml", "configs/lora.yaml",
-                                                  "data/dataset_info.json"]
+    assert template_files(REPO / "templates") == TEMPLATE_FILES
 
 
 def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
@@ -105,7 +107,7 @@ def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
                          "│   ├── cosyn_chemical"]
     assert lines[-3:] == ["Registered the example dataset cosyn_chemical (8 samples) and its held-out split "
                           "cosyn_chemical_val (2 samples).",
-                          "Wrote 17 files to project", "Next: cd project && make help"]
+                          "Wrote 18 files to project", "Next: cd project && make help"]
 
 
 def test_init_example_validates_and_registers_the_sample(tmp_path: Path,
@@ -178,10 +180,12 @@ def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) 
         "├── configs",
         "│   ├── full.yaml",
         "│   └── lora.yaml",
+        "├── slurm",
+        "│   └── train.sbatch",
         "├── Makefile",
         "└── README.md",
         "kept project/data/dataset_info.json (already there)",
-        "Wrote 4 files to project",
+        "Wrote 5 files to project",
         "Next: cd project && make help",
     ]
     assert (project / "notes.txt").read_text() == "mine"
@@ -220,6 +224,11 @@ EVAL_LINES = [
     (["export"], ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged"]),
     (["export-full"], ["glmocr-lf export --model saves/glm-ocr/full/sft"]),
     (["smoke"], ["glmocr-lf smoke"]),
+    (["train-slurm"], ["sbatch slurm/train.sbatch configs/full.yaml"]),
+    (["train-slurm", "NNODES=4", "CONFIG=configs/lora.yaml", "DEEPSPEED=z2", "MASTER_PORT=29600", "ARGS=--resume"],
+     ["MASTER_PORT=29600 sbatch --nodes=4 slurm/train.sbatch configs/lora.yaml --deepspeed z2 --resume"]),
+    (["tensorboard"], ["tensorboard --logdir saves"]),
+    (["tensorboard", "LOGDIR=saves/glm-ocr/lora/sft"], ["tensorboard --logdir saves/glm-ocr/lora/sft"]),
     (["eval"], EVAL_LINES),
     (["-j4", "eval"], EVAL_LINES),  # one recipe: compare never runs before both evals
     (["eval", "DATASET=my_ocr", "MODEL=saves/mine"],
@@ -247,7 +256,7 @@ def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, env={**os.environ, "MAKEFLAGS": ""})
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
-    assert names == ["help", "validate", "train-lora", "train-full", "export", "export-full", "smoke", "eval",
-                     "eval-base", "eval-finetuned", "compare", "GLMOCR_LF", "CONFIG", "GPUS", "NPROC", "NNODES", "NODE_RANK",
-                     "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS", "DATASET", "ADAPTER", "FULL_RUN",
-                     "MERGED", "MODEL", "BASE", "EVAL_DATASET"]
+    assert names == ["help", "validate", "train-lora", "train-full", "train-slurm", "tensorboard", "export",
+                     "export-full", "smoke", "eval", "eval-base", "eval-finetuned", "compare", "GLMOCR_LF", "CONFIG",
+                     "GPUS", "NPROC", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS",
+                     "DATASET", "ADAPTER", "FULL_RUN", "MERGED", "MODEL", "BASE", "EVAL_DATASET", "LOGDIR", "SBATCH"]

@@ -67,3 +67,26 @@ def test_llamafactory_rejects_our_typo_too(tmp_path: Path) -> None:
     path.write_text("model_name_or_path: x\nlora_rnak: 8\n")
     with pytest.raises(ValueError, match="lora_rnak"):
         lf_parse(path)
+
+
+def test_llamafactory_keys_we_pass_through_parse(tmp_path: Path) -> None:
+    """Keys beyond our typed sections, checked against LLaMA-Factory's table, reach its parser as written."""
+    from glmocr_lf.config import load_config
+
+    source = tmp_path / "in.yaml"
+    source.write_text(
+        "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\nbf16: false\n"
+        "optim: adamw_torch_fused\nneftune_noise_alpha: 5\nsave_strategy: steps\n"
+        "lr_scheduler_kwargs: {min_lr: 1.0e-6}\nweight_decay: 0.01\nseed: 7\nreport_to: tensorboard\n"
+        "packing: true\nsave_total_limit: 2\nload_best_model_at_end: false\n")
+    text, _ = render_config(load_config(source), Stack.detect())
+    path = tmp_path / "out.yaml"
+    path.write_text(text)
+    _, data_args, training_args, _, _ = lf_parse(path)
+    assert training_args.optim == "adamw_torch_fused"
+    assert training_args.neftune_noise_alpha == 5
+    assert training_args.save_strategy == "steps"
+    assert training_args.lr_scheduler_kwargs == {"min_lr": 1.0e-6}
+    assert (training_args.weight_decay, training_args.seed) == (0.01, 7)
+    assert training_args.report_to == ["tensorboard"]
+    assert data_args.packing is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,9 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
         return
     terminal.info(f"$ {plan.shell_line()}")
     summary = _run_with_progress(plan, verbose)
-    _render_summary(summary)
+    from glmocr_lf.train.tracking import summary_rows
+
+    _render_summary(summary, summary_rows(plan.env, os.environ))
 
 
 def _run_with_progress(plan: Any, verbose: bool) -> TrainSummary:
@@ -130,7 +133,7 @@ def _quiet(_line: str) -> None:
     """llamafactory-cli's lines go to train.log only."""
 
 
-def _render_summary(summary: TrainSummary) -> None:
+def _render_summary(summary: TrainSummary, extra: list[tuple[str, str]] | None = None) -> None:
     rows = [
         ("final loss", f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"),
         (f"mean train loss (steps {summary.resumed_at_step + 1}-{summary.steps}, after the resume)"
@@ -144,6 +147,7 @@ def _render_summary(summary: TrainSummary) -> None:
         ("last checkpoint", summary.last_checkpoint or "-"),
         ("loss plot", summary.loss_plot or "-"),
         ("full log", summary.log or "-"),
+        *(extra or []),
     ]
     terminal.success("Training finished")
     width = max(len(name) for name, _ in rows) + 2

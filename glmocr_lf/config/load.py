@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from glmocr_lf.config.models import KEY_SECTION, SECTIONS, TrainConfig
+from glmocr_lf.config import lfkeys
+from glmocr_lf.config.lfkeys import KeyTable, Unavailable
+from glmocr_lf.config.models import KEY_SECTION, SECTIONS, UNCHECKED, TrainConfig
 from glmocr_lf.config.rules import rule_problems
 from glmocr_lf.errors import ConfigError, Problem
 
@@ -65,16 +67,31 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def suggest(key: str) -> str | None:
-    matches = difflib.get_close_matches(key, list(KEY_SECTION), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+def known_keys(table: KeyTable | Unavailable) -> dict[str, str]:
+    """key -> section of every key we can name: LLaMA-Factory's table (when installed) and ours."""
+    return {**lfkeys.suggestion_pool(table), **KEY_SECTION}
 
 
-def unknown_key_message(key: str) -> str:
-    hint = suggest(key)
+def suggest(key: str, table: KeyTable | Unavailable | None = None,
+            known: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """The nearest known key and its section, e.g. `optm` -> (`optim`, `train`)."""
+    pool = known if known is not None else known_keys(lfkeys.load_table() if table is None else table)
+    matches = difflib.get_close_matches(key, list(pool), n=1, cutoff=0.6)
+    return (matches[0], pool[matches[0]]) if matches else None
+
+
+def unknown_key_message(key: str, table: KeyTable | Unavailable | None = None) -> str:
+    hint = suggest(key, table)
     if hint:
-        return f"unknown key; did you mean '{hint}'?"
+        return f"unknown key; did you mean '{hint[0]}' ({hint[1]} section)?"
     return "unknown key (run `glmocr-lf config schema` for the known keys)"
+
+
+def key_problem(key: str, table: KeyTable | Unavailable) -> str | None:
+    """None when `key` is ours or LLaMA-Factory's, or cannot be checked here (then it is a warning)."""
+    if key in KEY_SECTION or isinstance(table, Unavailable) or key in table.keys:
+        return None
+    return unknown_key_message(key, table)
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
@@ -102,14 +119,26 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
 def from_flat(data: dict[str, Any], source: str) -> TrainConfig:
     """Validate a flat mapping (the YAML's keys) into a TrainConfig, or raise ConfigError with all problems."""
     problems: list[Problem] = []
-    nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    nested: dict[str, Any] = {name: {} for name in SECTIONS}
+    passthrough: dict[str, dict[str, Any]] = {}
+    table = lfkeys.load_table() if any(str(k) not in KEY_SECTION for k in data) else None
     for key, value in data.items():
         key_s = str(key)
         section = KEY_SECTION.get(key_s)
-        if section is None:
-            problems.append(Problem(key_s, unknown_key_message(key_s)))
-            continue
-        nested[section][key_s] = value
+        if section is not None:
+            nested[section][key_s] = value
+        elif isinstance(table, KeyTable) and key_s in table.keys:
+            spec = table.keys[key_s]
+            message = spec.check(value)
+            if message:
+                problems.append(Problem(f"{spec.section}.{key_s}", message))
+            else:
+                passthrough.setdefault(spec.section, {})[key_s] = value
+        elif isinstance(table, Unavailable):  # warned about by check.config_warnings
+            passthrough.setdefault(UNCHECKED, {})[key_s] = value
+        else:
+            problems.append(Problem(key_s, unknown_key_message(key_s, table)))
+    nested["passthrough"] = passthrough
     try:
         cfg = TrainConfig.model_validate(nested)
     except ValidationError as exc:
@@ -147,8 +176,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if key.startswith("-"):
         raise ConfigError("override", [Problem(key, "write overrides as key=value, without leading dashes")])
-    if key not in KEY_SECTION:
-        raise ConfigError("override", [Problem(key, unknown_key_message(key))])
+    problem = key_problem(key, lfkeys.load_table()) if key not in KEY_SECTION else None
+    if problem:
+        raise ConfigError("override", [Problem(key, problem)])
     value = parse_yaml(raw, f"override {key}") if raw.strip() else None
     return key, value
 

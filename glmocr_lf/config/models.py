@@ -1,7 +1,8 @@
 """Typed LLaMA-Factory training config for GLM-OCR, in LLaMA-Factory's own sections.
 
-A field left unset means "LLaMA-Factory's default applies" and is not written to the YAML. Only
-the keys a GLM-OCR fine-tune needs are modelled; anything else is an unknown key (a typo, usually).
+A field left unset means "LLaMA-Factory's default applies" and is not written to the YAML. The keys
+a GLM-OCR fine-tune needs are modelled here; every other key the installed LLaMA-Factory accepts is
+checked against its own argument table (config/lfkeys.py) and carried in `passthrough`, unchanged.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SECTION_ORDER = ("model", "method", "dataset", "output", "train", "eval")
+# Keys that could not be checked (no training stack here) are carried under this pseudo-section.
+UNCHECKED = "other"
 
 LrScheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -137,6 +140,16 @@ class TrainConfig(BaseModel):
     output: OutputSection = Field(default_factory=OutputSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    passthrough: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="LLaMA-Factory keys beyond the typed sections, by section, already checked "
+                    "against the installed LLaMA-Factory's argument table (or UNCHECKED)")
+
+    def passthrough_value(self, key: str, default: Any = None) -> Any:
+        for values in self.passthrough.values():
+            if key in values:
+                return values[key]
+        return default
 
     # -- effective values: what LLaMA-Factory will use when a key is unset ------------------------
     @property
@@ -164,12 +177,16 @@ class TrainConfig(BaseModel):
     def flat(self) -> dict[str, Any]:
         """The keys that were set, in section order, as LLaMA-Factory reads them (one flat mapping)."""
         out: dict[str, Any] = {}
-        for name in SECTION_ORDER:
-            out.update(getattr(self, name).model_dump(exclude_unset=True))
+        for values in self.sectioned().values():
+            out.update(values)
         return out
 
     def sectioned(self) -> dict[str, dict[str, Any]]:
-        return {name: getattr(self, name).model_dump(exclude_unset=True) for name in SECTION_ORDER}
+        """Typed keys first, then the passed-through ones, in LLaMA-Factory's section order."""
+        out = {name: getattr(self, name).model_dump(exclude_unset=True) for name in SECTION_ORDER}
+        for name, values in self.passthrough.items():
+            out.setdefault(name, {}).update(values)
+        return out
 
 
 KEY_SECTION: dict[str, str] = {

@@ -8,8 +8,11 @@ from typing import Any
 import yaml
 
 from glmocr_lf import __version__
-from glmocr_lf.config.models import SECTION_ORDER, SECTIONS, TrainConfig
+from glmocr_lf.config import lfkeys
+from glmocr_lf.config.models import SECTION_ORDER, SECTIONS, UNCHECKED, TrainConfig
 from glmocr_lf.versions import Stack
+
+HELP_WIDTH = 90  # a passed-through key's comment: LLaMA-Factory's help, cut to this many characters
 
 
 @dataclass
@@ -46,8 +49,16 @@ def _scalar(value: Any) -> str:
 
 
 def _description(section: str, key: str) -> str:
-    info = SECTIONS[section].model_fields.get(key)
-    return (info.description or "") if info else ""
+    """Our field's description, else the first sentence of LLaMA-Factory's own help for the key."""
+    info = SECTIONS[section].model_fields.get(key) if section in SECTIONS else None
+    if info is not None:
+        return info.description or ""
+    table = lfkeys.load_table()
+    spec = table.keys.get(key) if isinstance(table, lfkeys.KeyTable) else None
+    if spec is None:
+        return ""
+    sentence = spec.help.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= HELP_WIDTH else sentence[: HELP_WIDTH - 3].rstrip() + "..."
 
 
 def to_yaml(rendered: Rendered, *, comments: bool = True, header: str | None = None) -> str:
@@ -55,11 +66,12 @@ def to_yaml(rendered: Rendered, *, comments: bool = True, header: str | None = N
     if header:
         lines.extend(f"# {line}" if line else "#" for line in header.splitlines())
         lines.append("")
-    for section in SECTION_ORDER:
+    for section in (*SECTION_ORDER, UNCHECKED):
         values = rendered.sections.get(section) or {}
         if not values:
             continue
-        lines.append(f"### {section}")
+        lines.append(f"### {section}" if section != UNCHECKED else
+                     f"### {section} (not checked: the training stack is not installed here)")
         width = max(len(f"{k}: {_scalar(v)}") for k, v in values.items())
         for key, value in values.items():
             entry = f"{key}: {_scalar(value)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from glmocr_lf.config.lfrules import lf_rule_problems
 from glmocr_lf.constants import TEMPLATE
 from glmocr_lf.errors import Problem
 
@@ -61,4 +62,5 @@ def rule_problems(cfg: TrainConfig) -> list[Problem]:
                                               "`glmocr-lf data register NAME FILE`"))
     if cfg.eval.eval_strategy in ("steps", "epoch") and cfg.eval.val_size is None and not cfg.dataset.eval_dataset:
         out.append(Problem("eval.eval_strategy", "evaluation needs val_size or eval_dataset"))
+    out.extend(lf_rule_problems(cfg))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from glmocr_lf.config.lfrules import packing_drop_note
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.constants import DATASET_INFO
 from glmocr_lf.data.info import get_entry
@@ -66,6 +67,9 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
                                 hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
         result.notes.append(f"dataset {name}: {report.samples} samples OK"
                             + (f", {len(report.warnings)} warning(s)" if report.warnings else ""))
+        dropped = packing_drop_note(cfg, name, (r.tokens for r in report.records))  # issue 11
+        if dropped:
+            result.notes.append(dropped)
         longest = max((r.tokens for r in report.records if r.tokens is not None), default=None)
         if longest is not None:
             result.max_tokens = max(result.max_tokens or 0, longest)

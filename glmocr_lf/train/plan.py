@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from glmocr_lf import constants as C
 from glmocr_lf import launch
-from glmocr_lf.config.check import machine_problems
+from glmocr_lf.config.check import config_warnings, machine_problems
 from glmocr_lf.config.load import apply_changes, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
@@ -26,6 +26,7 @@ from glmocr_lf.errors import ConfigError, LaunchError, Problem
 from glmocr_lf.launch import Command, Topology
 from glmocr_lf.machine import Gpu
 from glmocr_lf.train.changes import Changes
+from glmocr_lf.train.tracking import tracking_defaults
 from glmocr_lf.versions import Stack
 
 OUR_FILES = {C.TRAIN_YAML, C.TRAIN_RECORD}
@@ -186,11 +187,13 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         raise ConfigError(source, [Problem("output.output_dir", "required to launch training")])
 
     notes: list[str] = []
+    notes.extend(f"warning: {p.path}: {p.message}" for p in config_warnings(cfg))
     blocking = machine_problems(cfg, gpus)
     if request.dry_run:
         notes.extend(f"{p.path}: {p.message}" for p in blocking)
         blocking = []
     changes = defaults_and_paths(cfg, request)
+    changes.add(tracking_defaults(cfg, stack, os.environ))
     problems = [*blocking, *launch.whitespace_problems({**cfg.flat(), **changes.values}),
                 *check_model(cfg, request.hub)]
     if problems:
