@@ -24,7 +24,7 @@ from glmocr_lf.modelfiles import (
     processor_sources,
     uncached_hub_model,
 )
-from glmocr_lf.versions import FLASH_ATTN_BROKEN, GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
+from glmocr_lf.versions import GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
 
 Status = Literal["ok", "warn", "error"]
 
@@ -121,15 +121,14 @@ def _check_transformers(stack: Stack) -> list[Finding]:
     if have is None:
         return [_missing("transformers", "it holds the GLM-OCR model and processor classes",
                          f"pip install 'transformers>={GLM_OCR_FIRST_TRANSFORMERS}'")]
-    version = stack.transformers
     if not stack.has_glm_ocr():
         return [Finding("transformers", "error",
                         f"{have} has no glm_ocr model (first in {GLM_OCR_FIRST_TRANSFORMERS})",
                         f"pip install 'transformers>={GLM_OCR_FIRST_TRANSFORMERS}'")]
     out = [Finding("transformers", "ok", f"{have} (has glm_ocr)")]
-    if version == FLASH_ATTN_BROKEN:
-        out.append(Finding("flash_attn", "warn",
-                           f"fa2 (FlashAttention-2) is broken with transformers {have} (LLaMA-Factory#10610)",
+    broken = stack.fa2_broken()
+    if broken:
+        out.append(Finding("flash_attn", "warn", broken,
                            "keep flash_attn: auto or sdpa in your configs (the presets do), or use "
                            "another transformers for FlashAttention-2"))
     return out

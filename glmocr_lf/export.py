@@ -13,11 +13,11 @@ from typing import Any
 
 from glmocr_lf import __version__, launch
 from glmocr_lf import constants as C
-from glmocr_lf.errors import ChildFailedError, ConfigError, GlmocrLfError
+from glmocr_lf.errors import ChildFailedError, GlmocrLfError
 from glmocr_lf.fsutil import atomic_write_text, require_empty_dir
 from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
 from glmocr_lf.launch import Command
-from glmocr_lf.modelfiles import model_dir_problems
+from glmocr_lf.modelfiles import adapter_fingerprint, model_dir_problems
 
 
 @dataclass
@@ -110,9 +110,6 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     require_empty_dir(out, force=request.force, hint="pass --force to overwrite it")
     values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(out),
                   export_size=5, export_device="cpu", export_legacy_format=False)
-    spaced = launch.whitespace_problems(values)
-    if spaced:
-        raise ConfigError("export", spaced)
     lines = [f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file."]
     lines += [f"{k}: {json.dumps(v)}" for k, v in values.items()]
     overlay = launch.common_overlay(Stack.detect(), request.hub)
@@ -229,6 +226,7 @@ def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportRe
     carried = carry_mtp(base_dir, plan.out) if base_dir is not None else 0
     launch.write_record(plan.out / C.EXPORT_RECORD, cmd, exported=launch.now(), base=plan.base,
                         adapter=str(plan.adapter) if plan.adapter else None,
+                        adapter_sha256=adapter_fingerprint(plan.adapter) if plan.adapter else None,
                         image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
                         mtp_tensors_carried=carried)
     return ExportResult(out=plan.out, base=plan.base, adapter=str(plan.adapter) if plan.adapter else None,

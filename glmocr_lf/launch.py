@@ -154,14 +154,25 @@ def hub_model_id(model: str, hub: str) -> tuple[str, str | None]:
     return model, None
 
 
+def whitespace_note(path: Path) -> str | None:
+    """A warning for a project or data path with whitespace: fine for one process, not for torchrun."""
+    if not re.search(r"\s", str(Path(path).resolve())):
+        return None
+    return (f"{Path(path).resolve()} contains whitespace: one-process training and export work, but a "
+            "multi-process launch (torchrun: several GPUs, DeepSpeed, several nodes) splits it and is "
+            "refused; a path without spaces avoids that")
+
+
 def whitespace_problems(values: dict[str, Any]) -> list[Problem]:
-    """Path values LLaMA-Factory's launcher would split on whitespace."""
+    """Path values LLaMA-Factory's torchrun relaunch would split on whitespace (it re-joins its argv
+    and splits it again); a single in-process run passes them through intact."""
     out = []
     for key in PATH_KEYS:
         value = values.get(key)
         if isinstance(value, str) and re.search(r"\s", value):
-            out.append(Problem(key, f"{value!r} contains whitespace; LLaMA-Factory's launcher splits "
-                                    "arguments on whitespace: use a path without spaces"))
+            out.append(Problem(key, f"{value!r} contains whitespace; a multi-process launch (torchrun) "
+                                    "splits arguments on whitespace: use a path without spaces, or "
+                                    "train in one process"))
     return out
 
 

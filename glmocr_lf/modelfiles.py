@@ -8,6 +8,7 @@ when the image or video part is missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -127,3 +128,36 @@ def uncached_hub_model(model: str) -> str | None:
     else:
         return None
     return f"{model} is not in the Hugging Face cache and {why}"
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def adapter_fingerprint(adapter_dir: Path) -> str | None:
+    """The sha256 of a LoRA adapter's weights (what a merge was made from); None without weights."""
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    return file_sha256(weights) if weights.is_file() else None
+
+
+def stale_merge(model_dir: Path, record_name: str) -> tuple[str, str] | None:
+    """(the adapter, why) when a merged model no longer matches the adapter it was merged from.
+
+    `export` records the adapter and its fingerprint; training that adapter again (`train --fresh`,
+    or more steps) changes it, and the merged copy would be scored or served stale."""
+    record = _json(model_dir / record_name) or {}
+    adapter, merged_from = record.get("adapter"), record.get("adapter_sha256")
+    if not isinstance(adapter, str) or not isinstance(merged_from, str):
+        return None
+    now = adapter_fingerprint(Path(adapter))
+    if now == merged_from:
+        return None
+    what = "is gone" if now is None else "has changed since (trained again?)"
+    return adapter, f"{model_dir} was merged from the adapter {adapter}, which {what}"

@@ -18,6 +18,7 @@ from glmocr_lf import resources
 from glmocr_lf.config import load_config, render_config
 from glmocr_lf.constants import DATASET_INFO
 from glmocr_lf.fsutil import atomic_write_bytes, require_empty_dir
+from glmocr_lf.launch import whitespace_note
 from glmocr_lf.versions import Stack
 
 EXAMPLE_DATASET = "cosyn_chemical"
@@ -73,6 +74,9 @@ def scaffold(target: Path, *, example: bool = False, force: bool = False,
              stack: Stack | None = None) -> ScaffoldResult:
     check_target(target, force=force)
     files, notes = render_templates(stack or Stack.detect())
+    spaced = whitespace_note(target)
+    if spaced:
+        notes.append(spaced)
     written: list[str] = []
     kept: list[str] = []
     for rel, data in files.items():

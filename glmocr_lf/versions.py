@@ -70,6 +70,13 @@ class Stack:
         v = self.transformers
         return v is None or v >= WARMUP_RATIO_REMOVED
 
+    def fa2_broken(self) -> str | None:
+        """Why `flash_attn: fa2` fails with these transformers (one message for doctor and validate)."""
+        if self.transformers != FLASH_ATTN_BROKEN:
+            return None
+        return (f"fa2 (FlashAttention-2) is broken with transformers {self.get('transformers')} "
+                "(LLaMA-Factory#10610)")
+
     def gradient_checkpointing_broken(self) -> bool:
         v = self.transformers
         return v is not None and v >= GRADIENT_CHECKPOINTING_BROKEN

@@ -228,3 +228,11 @@ def test_readme_example_unknown_key_and_rule_reported_together(invoke: Invoke) -
         "  lora_rnak: unknown key; did you mean 'lora_rank' (method section)?",
         "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
     ]
+
+
+def test_validate_warns_about_fa2_like_doctor(invoke: Invoke) -> None:
+    write(Path("fa2.yaml"), "model_name_or_path: zai-org/GLM-OCR\nflash_attn: fa2\n")
+    result = invoke("config", "validate", "fa2.yaml")  # the pinned stack: transformers 5.6.0
+    assert result.exit_code == 0
+    assert ("Warning: fa2.yaml: model.flash_attn: fa2 (FlashAttention-2) is broken with transformers 5.6.0 "
+            "(LLaMA-Factory#10610): use auto or sdpa") in result.stderr.splitlines()

@@ -280,7 +280,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert (result.exit_code, result.stderr) == (1, "Error: nope.json: no such file\n")
     (tmp_path / "adir").mkdir()
     result = invoke("data", "validate", "adir")
-    assert (result.exit_code, result.stderr) == (1, "Error: adir: is a directory, expected a dataset file\n")
+    assert (result.exit_code, result.stderr) == (1, "Error: adir: is a directory and not a registered dataset name\n")
 
 
 def test_shared_images_checked_once_and_copy_of_sample_data(tmp_path: Path) -> None:

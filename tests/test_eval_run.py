@@ -222,3 +222,24 @@ def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
     for task, metric, value_a, value_b in table:
         assert printed["base/predictions.jsonl"][(task, metric)] == value_a
         assert printed["tuned/predictions.jsonl"][(task, metric)] == value_b
+
+
+def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke, tmp_path: Path) -> None:
+    from glmocr_lf.modelfiles import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"adapter after 3 steps")
+    merged = run / "merged"
+    merged.mkdir()
+    record = {"adapter": str(run), "adapter_sha256": file_sha256(run / "adapter_model.safetensors")}
+    (merged / "glmocr_lf_export.json").write_text(json.dumps(record), encoding="utf-8")
+    (run / "adapter_model.safetensors").write_bytes(b"adapter after train --fresh")  # trained again
+    result = invoke("eval", "run", "--model", str(merged), "--dataset", str(SAMPLE_JSON), "--out", "e")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {merged} was merged from the adapter {run}, which has changed since (trained again?): "
+        "its scores would describe an older model",
+        f"Hint: merge it again: glmocr-lf export --adapter {run} --out {merged} --force",
+    ]
+    assert not Path("e").exists()

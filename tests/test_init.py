@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,32 @@ def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) 
 
 
 MAKE = shutil.which("make")
+
+
+def make_n(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make -n ARGS` in PROJECT, with this environment's glmocr-lf first on PATH (the Makefile asks
+    it for the config's model and dataset)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run([MAKE, "-n", "--no-print-directory", "-C", str(project), *args],  # type: ignore[list-item]
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "MAKEFLAGS": "", "PATH": path})
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_makefile_follows_the_config(tmp_path: Path) -> None:
+    assert init("project")[0] == 0
+    config = tmp_path / "project" / "configs" / "lora.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("model_name_or_path: zai-org/GLM-OCR", "model_name_or_path: my/base")
+                      .replace("dataset: cosyn_chemical", "dataset: mine,more"), encoding="utf-8")
+    proc = make_n(tmp_path / "project", "eval-base", "validate")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "glmocr-lf eval run --model my/base --dataset mine,more_val --data-dir data --out evals/base",
+        "glmocr-lf config validate configs/lora.yaml configs/full.yaml",
+        "glmocr-lf data validate mine --data-dir data --config configs/lora.yaml",
+        "glmocr-lf data validate more --data-dir data --config configs/lora.yaml",
+    ]
 EVAL_LINES = [
     "glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base",
     "glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --dataset cosyn_chemical_val --data-dir data "
@@ -220,7 +247,15 @@ EVAL_LINES = [
       "--deepspeed z3 --fresh num_train_epochs=1"]),
     (["train-lora", "CONFIG=configs/mine.yaml", "DEEPSPEED="], ["glmocr-lf train configs/mine.yaml"]),
     (["validate"], ["glmocr-lf config validate configs/lora.yaml configs/full.yaml",
-                    "glmocr-lf data validate data/cosyn_chemical.json --config configs/lora.yaml"]),
+                    "glmocr-lf data validate cosyn_chemical --data-dir data --config configs/lora.yaml"]),
+    (["validate", "DATASET=a,b"], ["glmocr-lf config validate configs/lora.yaml configs/full.yaml",
+                                   "glmocr-lf data validate a --data-dir data --config configs/lora.yaml",
+                                   "glmocr-lf data validate b --data-dir data --config configs/lora.yaml"]),
+    (["export", "EXPORT_ARGS=--force -v"],
+     ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged --force -v"]),
+    (["eval-base", "EVAL_ARGS=--max-new-tokens 64"],
+     ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base "
+      "--max-new-tokens 64"]),
     (["export"], ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged"]),
     (["export-full"], ["glmocr-lf export --model saves/glm-ocr/full/sft"]),
     (["smoke"], ["glmocr-lf smoke"]),
@@ -243,8 +278,7 @@ EVAL_LINES = [
 ])
 def test_makefile_command_lines(tmp_path: Path, args: list[str], expected: list[str]) -> None:
     assert init("project")[0] == 0
-    proc = subprocess.run([MAKE, "-n", "--no-print-directory", "-C", str(tmp_path / "project"), *args],  # type: ignore[list-item]
-                          capture_output=True, text=True, check=False, env={**os.environ, "MAKEFLAGS": ""})
+    proc = make_n(tmp_path / "project", *args)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == expected
 
@@ -258,5 +292,23 @@ def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
     assert names == ["help", "validate", "train-lora", "train-full", "train-slurm", "tensorboard", "export",
                      "export-full", "smoke", "eval", "eval-base", "eval-finetuned", "compare", "GLMOCR_LF", "CONFIG",
-                     "GPUS", "NPROC", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS",
-                     "DATASET", "ADAPTER", "FULL_RUN", "MERGED", "MODEL", "BASE", "EVAL_DATASET", "LOGDIR", "SBATCH"]
+                     "GPUS", "NPROC", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS", "EXPORT_ARGS",
+                     "EVAL_ARGS", "DATASET", "ADAPTER", "FULL_RUN", "MERGED", "MODEL", "BASE", "EVAL_DATASET", "LOGDIR", "SBATCH"]
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_make_validate_in_a_project_without_example_once_a_dataset_is_registered(tmp_path: Path) -> None:
+    from conftest import SAMPLE_JSON, invoke
+
+    assert init("project")[0] == 0
+    os.chdir(tmp_path / "project")
+    assert invoke("data", "register", "mine", str(SAMPLE_JSON)).exit_code == 0
+    for name in ("lora.yaml", "full.yaml"):
+        config = Path("configs") / name
+        config.write_text(config.read_text(encoding="utf-8").replace("dataset: cosyn_chemical", "dataset: mine"),
+                          encoding="utf-8")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run([MAKE, "--no-print-directory", "validate"], capture_output=True, text=True,  # type: ignore[list-item]
+                          check=False, env={**os.environ, "MAKEFLAGS": "", "PATH": path})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "glmocr-lf data validate mine --data-dir data --config configs/lora.yaml" in proc.stdout.splitlines()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import put_in_hf_cache
+from conftest import Invoke, put_in_hf_cache
 
 from glmocr_lf import launch
 from glmocr_lf.cli import cli
@@ -109,10 +109,27 @@ def test_bf16_without_bf16_gpu_is_an_error_at_launch(project: Path) -> None:
     assert "train.bf16" in err.value.message
 
 
-def test_whitespace_paths_refused(project: Path) -> None:
-    with pytest.raises(ConfigError) as err:
+def test_whitespace_paths_refused_only_where_torchrun_splits_them(project: Path) -> None:
+    with pytest.raises(ConfigError) as err:  # 4 GPUs: torchrun
         plan_for(project, overrides={"output_dir": str(project / "my run")})
-    assert "contains whitespace" in err.value.message
+    assert err.value.problems[0].message == (
+        f"'{project / 'my run'}' contains whitespace; a multi-process launch (torchrun) splits arguments "
+        "on whitespace: use a path without spaces, or train in one process")
+    one = prepare(LaunchRequest(config=project / "c.yaml", check_data=False,
+                                overrides={"output_dir": str(project / "my run")}), stack=PINNED, gpus=H100[:1])
+    assert one.output_dir == project / "my run"
+    spaced_config = project / "my configs" / "c.yaml"  # never given to LLaMA-Factory: never refused
+    spaced_config.parent.mkdir()
+    spaced_config.write_text((project / "c.yaml").read_text())
+    assert prepare(LaunchRequest(config=spaced_config, check_data=False), stack=PINNED, gpus=H100).argv
+
+
+def test_init_warns_about_a_path_with_whitespace(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("init", "my project")
+    assert result.exit_code == 0
+    assert (f"{tmp_path / 'my project'} contains whitespace: one-process training and export work, but a "
+            "multi-process launch (torchrun: several GPUs, DeepSpeed, several nodes) splits it and is "
+            "refused; a path without spaces avoids that") in result.stderr.splitlines()
 
 
 def test_multinode_needs_master_addr(project: Path) -> None:

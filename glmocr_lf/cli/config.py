@@ -58,6 +58,19 @@ def config_validate(files: tuple[Path, ...]) -> None:
         raise click.exceptions.Exit(1)
 
 
+@config_group.command("get")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("key")
+def config_get(file: Path, key: str) -> None:
+    """Print KEY's value as FILE sets it (nothing when unset), e.g. for a Makefile:
+    `glmocr-lf config get configs/lora.yaml model_name_or_path`."""
+    from glmocr_lf.config.load import config_value
+
+    value = config_value(file, key)
+    if value is not None:
+        terminal.out(str(value) + "\n")
+
+
 @config_group.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of a config file (for editors) on stdout."""

@@ -96,13 +96,17 @@ def data_group() -> None:
 
 
 @data_group.command("validate", epilog=PROBLEM_FORMAT)
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("source", metavar="FILE|NAME")
 @_budget_options
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+              show_default=True, help="Folder holding dataset_info.json, for a registered NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
-def data_validate(file: Path, options: CheckOptions, as_json: bool) -> None:
-    """Check every sample of FILE; exit 0 when there are no errors, 1 otherwise."""
-    from glmocr_lf.data.validate import validate_file
+def data_validate(source: str, options: CheckOptions, data_dir: Path, as_json: bool) -> None:
+    """Check every sample of FILE (or of the dataset registered as NAME, read the way training reads
+    it); exit 0 when there are no errors, 1 otherwise."""
+    from glmocr_lf.data.validate import resolve_source, validate_file
 
+    file, options = resolve_source(source, data_dir, options)
     with _progress("checking images") as progress:
         report = validate_file(file, options, progress=progress)
     if as_json:
@@ -149,6 +153,8 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
         raise
     for item in result.report.warnings:
         terminal.console.print(item.render(), style="yellow", markup=False, highlight=False)
+    for note in result.notes:
+        terminal.warning(note)
     info = result.data_dir / "dataset_info.json"
     if result.status == "unchanged":
         terminal.info(f"{name}: already registered in {info} with the same content; nothing to do")

@@ -13,13 +13,20 @@ from glmocr_lf.config.models import UNCHECKED, TrainConfig
 from glmocr_lf.errors import ConfigError, Problem
 from glmocr_lf.machine import Gpu
 from glmocr_lf.machine import gpus as detect_gpus
+from glmocr_lf.versions import Stack
 
 
-def machine_problems(cfg: TrainConfig, gpus: tuple[Gpu, ...] | None = None) -> list[Problem]:
+def machine_problems(cfg: TrainConfig, gpus: tuple[Gpu, ...] | None = None,
+                     stack: Stack | None = None) -> list[Problem]:
     """Things that depend on where the config runs: a warning when validating, an error at launch
-    (train's pre-flight): bf16, quantization, liger kernel, and every tracker in report_to importable."""
+    (train's pre-flight): bf16, fa2 on a transformers that breaks it, quantization, liger kernel,
+    and every tracker in report_to importable."""
     gpus = detect_gpus() if gpus is None else gpus
+    stack = stack or Stack.detect()
     out = []
+    broken = stack.fa2_broken() if cfg.model.flash_attn == "fa2" else None
+    if broken:
+        out.append(Problem("model.flash_attn", f"{broken}: use auto or sdpa"))
     if cfg.train.bf16 and not any(g.bf16 for g in gpus):
         out.append(Problem("train.bf16", "this machine has no GPU with bf16 (compute capability >= 8.0); "
                                          "training here would fail: set bf16: false to train in fp32"))

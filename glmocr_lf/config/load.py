@@ -161,6 +161,15 @@ def apply_changes(cfg: TrainConfig, changes: dict[str, Any], source: str) -> Tra
     return from_flat(merged, source)
 
 
+def config_value(path: Path, key: str) -> Any:
+    """What the file sets `key` to, as written (lists joined with commas, as LLaMA-Factory reads
+    `dataset`); None when unset. Reads the file only: no validation, no key table."""
+    value = read_config_file(path).get(key)
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return value
+
+
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     data = read_config_file(path)
     if overrides:

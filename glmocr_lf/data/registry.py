@@ -26,6 +26,7 @@ from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.errors import DataError
 from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.launch import whitespace_note
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
 Status = Literal["added", "unchanged", "replaced"]
@@ -54,6 +55,7 @@ class RegisterResult:
     samples: int
     images: int
     report: ValidationReport
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,9 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
         _swap_in(data_dir, name, plan, link)
         info[name] = entry
         write_info(data_dir, info)
-    return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report)
+    spaced = whitespace_note(data_dir)
+    return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report,
+                          (spaced,) if spaced else ())
 
 
 def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:

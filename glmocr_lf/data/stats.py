@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_CUTOFF_LEN
-from glmocr_lf.data.info import local_file
 from glmocr_lf.data.report import CheckOptions
-from glmocr_lf.data.validate import Progress, validate_file
-from glmocr_lf.errors import DataError
+from glmocr_lf.data.validate import Progress, resolve_source, validate_file
 
 DEFAULT_CUTOFF_LEN = LF_DEFAULT_CUTOFF_LEN
 
@@ -61,17 +59,7 @@ def spread(values: list[int]) -> Spread | None:
 def dataset_stats(source: str, data_dir: Path, options: CheckOptions | None = None, *,
                   progress: Progress | None = None) -> DatasetStats:
     """SOURCE is a dataset file, or a name registered in DATA/dataset_info.json."""
-    options = options or CheckOptions()
-    path = Path(source)
-    if not path.is_file():  # a name (a folder of the same name, e.g. the images, is not the dataset)
-        try:
-            path, layout = local_file(data_dir, source)
-        except DataError:
-            if path.exists():
-                raise DataError(f"{source}: is a directory and not a registered dataset name") from None
-            raise
-        # registered copies resolve from the data dir and link to the user's images
-        options = replace(options, media_dir=options.media_dir or data_dir, allow_outside=True, layout=layout)
+    path, options = resolve_source(source, data_dir, options or CheckOptions())
     if options.cutoff_len is None:
         options = replace(options, cutoff_len=DEFAULT_CUTOFF_LEN)
     report = validate_file(path, options, progress=progress, collect_records=True)

@@ -17,7 +17,7 @@ from glmocr_lf.constants import (
     TASK_PROMPTS,
 )
 from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
-from glmocr_lf.data.info import is_registered_file
+from glmocr_lf.data.info import is_registered_file, local_file
 from glmocr_lf.data.report import (
     CheckOptions,
     SampleProblem,
@@ -60,6 +60,24 @@ def resolve_media_dir(dataset: Path, media_dir: Path | None) -> Path:
     if not root.is_dir():
         raise DataError(f"{root}: media dir is not a directory")
     return root
+
+
+def resolve_source(source: str | Path, data_dir: Path, options: CheckOptions) -> tuple[Path, CheckOptions]:
+    """A dataset file as given, or the file behind a name registered in DATA/dataset_info.json, with
+    the options that read it as training will (the entry's layout, images resolved from DATA)."""
+    path = Path(source)
+    if path.is_file():
+        return path, options
+    try:  # a name (a folder of the same name, e.g. the images, is not the dataset)
+        path, layout = local_file(data_dir, str(source))
+    except DataError:
+        if path.exists():
+            raise DataError(f"{source}: is a directory and not a registered dataset name") from None
+        if path.suffix.lower() in (".json", ".jsonl"):
+            raise DataError(f"{source}: no such file") from None
+        raise
+    # registered copies resolve from the data dir and link to the user's images
+    return path, replace(options, media_dir=options.media_dir or data_dir, allow_outside=True, layout=layout)
 
 
 def validate_file(path: Path, options: CheckOptions | None = None, *,

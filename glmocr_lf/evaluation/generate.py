@@ -30,6 +30,7 @@ from glmocr_lf.data.validate import validate_file
 from glmocr_lf.errors import DataError, GlmocrLfError, MissingDependencyError
 from glmocr_lf.evaluation.predictions import Prediction, detect_task, write_predictions
 from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.modelfiles import stale_merge
 
 if TYPE_CHECKING:
     from glmocr_lf.evaluation.score import Scores
@@ -293,6 +294,11 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
     if predictions_path.exists() and not options.force:
         raise GlmocrLfError(f"{predictions_path}: already exists",
                             hint="pass --force to overwrite it, or --out another directory")
+    stale = stale_merge(Path(options.model), EXPORT_RECORD) if Path(options.model).is_dir() else None
+    if stale:
+        adapter, why = stale
+        raise GlmocrLfError(f"{why}: its scores would describe an older model",
+                            hint=f"merge it again: glmocr-lf export --adapter {adapter} --out {options.model} --force")
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
     max_pixels, source = resolve_image_max_pixels(options.model, options.adapter,
                                                   options.image_max_pixels)

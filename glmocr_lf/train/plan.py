@@ -188,14 +188,15 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
 
     notes: list[str] = []
     notes.extend(f"warning: {p.path}: {p.message}" for p in config_warnings(cfg))
-    blocking = machine_problems(cfg, gpus)
+    blocking = machine_problems(cfg, gpus, stack)
     if request.dry_run:
         notes.extend(f"{p.path}: {p.message}" for p in blocking)
         blocking = []
     changes = defaults_and_paths(cfg, request)
     changes.add(tracking_defaults(cfg, stack, os.environ))
-    problems = [*blocking, *launch.whitespace_problems({**cfg.flat(), **changes.values}),
-                *check_model(cfg, request.hub)]
+    spaced = (launch.whitespace_problems({**cfg.flat(), **changes.values})
+              if topology.needs_torchrun(len(gpus)) else [])
+    problems = [*blocking, *spaced, *check_model(cfg, request.hub)]
     if problems:
         raise ConfigError(source, problems)
 
