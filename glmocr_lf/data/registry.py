@@ -54,6 +54,7 @@ class RegisterResult:
     samples: int
     images: int
     report: ValidationReport
+    in_place: bool = False  # FILE already sat in the data dir and is registered as it is
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,9 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
     if report.errors:
         raise InvalidDatasetError(report)
     root = resolve_media_dir(file, options.media_dir)
+    in_place = _in_place(name, file, root, data_dir)
+    if in_place is not None:
+        return _register_in_place(name, in_place, data_dir, report, force=force)
     plan = _plan(name, report, root)
     entry = sharegpt_entry(f"{name}.json")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +217,54 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
         info[name] = entry
         write_info(data_dir, info)
     return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _in_place(name: str, file: Path, root: Path, data_dir: Path) -> str | None:
+    """FILE's name relative to DATA when it already sits there with images resolving from DATA
+    (the vendor guide's layout): it is registered as it is. Staging must never write over FILE
+    (DATA/NAME.json) or replace the folder it or its images live in (DATA/NAME/)."""
+    data_abs = data_dir.resolve()
+    file_abs, root_abs = file.resolve(), root.resolve()
+    if _inside(file_abs, data_abs) and root_abs == data_abs:
+        return file_abs.relative_to(data_abs).as_posix()
+    staged_file, staged_dir = data_abs / f"{name}.json", data_abs / name
+    if file_abs == staged_file or _inside(file_abs, staged_dir) or _inside(root_abs, staged_dir):
+        raise DataError(
+            f"{file}: registering it as {name!r} would overwrite it or its images "
+            f"({data_dir / f'{name}.json'}, {data_dir / name}/), and its images resolve from {root}, "
+            f"not from {data_dir}",
+            hint=f"register it from outside {data_dir} (register stages a copy), or keep its image paths "
+                 f"relative to {data_dir} and pass --media-dir {data_dir}")
+    return None
+
+
+def _register_in_place(name: str, file_name: str, data_dir: Path, report: ValidationReport, *,
+                       force: bool) -> RegisterResult:
+    """Add the entry for a file already in DATA; the file itself is never touched."""
+    entry = sharegpt_entry(file_name)
+    assert report.sample_file is not None
+    samples = report.sample_file.samples
+    images = sum(len(s.data.get("images") or []) for s in samples if isinstance(s.data, dict))
+    status: Status = "added"
+    with info_lock(data_dir):
+        info = read_info(data_dir)
+        if name in info:
+            if info[name] == entry:
+                status = "unchanged"
+            elif not force:
+                raise DataError(f"{name!r} is already registered in {data_dir / DATASET_INFO} with different content",
+                                hint="pass --force to replace it")
+            else:
+                status = "replaced"
+        if status != "unchanged":
+            info[name] = entry
+            write_info(data_dir, info)
+    return RegisterResult(name, status, data_dir, data_dir / file_name, len(samples), images, report,
+                          in_place=True)
 
 
 def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
