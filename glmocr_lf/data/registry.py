@@ -45,6 +45,10 @@ class InvalidDatasetError(DataError):
         self.report = report
 
 
+class AlreadyRegisteredError(DataError):
+    """NAME is registered, or its staging path taken, with other content, and --force was not given."""
+
+
 @dataclass(frozen=True)
 class RegisterResult:
     name: str
@@ -205,14 +209,14 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
             if info[name] == entry and _same_staging(data_dir, name, plan):
                 return RegisterResult(name, "unchanged", data_dir, staged_file, plan.samples, plan.images, report)
             if not force:
-                raise DataError(f"{name!r} is already registered in {info_path} with different content",
-                                hint="pass --force to replace it")
+                raise AlreadyRegisteredError(f"{name!r} is already registered in {info_path} with different content",
+                                             hint="pass --force to replace it")
             status = "replaced"
         elif not force:
             for existing in (staged_file, staged_dir):
                 if existing.exists() or existing.is_symlink():
-                    raise DataError(f"{existing}: already exists and is not a registered dataset",
-                                    hint="pick another name, or pass --force to overwrite it")
+                    raise AlreadyRegisteredError(f"{existing}: already exists and is not a registered dataset",
+                                                 hint="pick another name, or pass --force to overwrite it")
         _swap_in(data_dir, name, plan, link)
         info[name] = entry
         write_info(data_dir, info)
@@ -256,8 +260,9 @@ def _register_in_place(name: str, file_name: str, data_dir: Path, report: Valida
             if info[name] == entry:
                 status = "unchanged"
             elif not force:
-                raise DataError(f"{name!r} is already registered in {data_dir / DATASET_INFO} with different content",
-                                hint="pass --force to replace it")
+                raise AlreadyRegisteredError(
+                    f"{name!r} is already registered in {data_dir / DATASET_INFO} with different content",
+                    hint="pass --force to replace it")
             else:
                 status = "replaced"
         if status != "unchanged":
