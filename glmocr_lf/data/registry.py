@@ -25,7 +25,7 @@ from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
 Status = Literal["added", "unchanged", "replaced"]
@@ -90,7 +90,7 @@ def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool
     if target.exists() and not target.is_dir():
         raise DataError(f"{target}: data dir is not a directory")
     if create:
-        target.mkdir(parents=True, exist_ok=True)
+        ensure_dir(target, "data dir")
     return target
 
 
@@ -199,7 +199,7 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
         return _register_in_place(name, in_place, data_dir, report, force=force)
     plan = _plan(name, report, root)
     entry = sharegpt_entry(f"{name}.json")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(data_dir, "data dir")
     info_path = data_dir / DATASET_INFO
     with info_lock(data_dir):
         info = read_info(data_dir)

@@ -23,6 +23,7 @@ from glmocr_lf.config.load import apply_changes, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
+from glmocr_lf.fsutil import check_dir_target
 from glmocr_lf.launch import Command, Topology
 from glmocr_lf.machine import Gpu
 from glmocr_lf.train.changes import Changes
@@ -177,6 +178,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     cfg = load_config(request.config, request.overrides)
     if not cfg.output.output_dir:
         raise ConfigError(source, [Problem("output.output_dir", "required to launch training")])
+    check_dir_target(Path(cfg.output.output_dir).expanduser(), "output_dir")
 
     notes: list[str] = []
     blocking = machine_problems(cfg, gpus)

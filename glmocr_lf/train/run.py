@@ -13,7 +13,7 @@ from glmocr_lf import constants as C
 from glmocr_lf import launch
 from glmocr_lf.data import jsonl
 from glmocr_lf.errors import ChildFailedError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir
 from glmocr_lf.process import ChildResult, run_child
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
@@ -121,7 +121,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(plan.output_dir, "output_dir")
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     started = launch.now()
     write_record(plan, started=started, status="running")
