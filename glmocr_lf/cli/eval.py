@@ -36,13 +36,18 @@ def eval_group() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: evals/<model>[-<adapter>]].")
-@click.option("--force", is_flag=True, help="Overwrite predictions already in --out.")
+@click.option("--force", is_flag=True, help="Start over: discard predictions already in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the predictions already in --out after the last finished sample.")
 def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
              max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
              image_max_pixels: int | None, image_min_pixels: int, batch_size: int, device: str,
-             out_dir: Path | None, force: bool) -> None:
+             out_dir: Path | None, force: bool, resume: bool) -> None:
     """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
-    the scores."""
+    the scores. Each batch's predictions are written as they are made: after a crash or Ctrl-C,
+    --resume continues where it stopped."""
+    if resume and force:
+        raise click.UsageError("--resume and --force exclude each other")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from glmocr_lf.evaluation.generate import RunOptions, default_out_dir, run_evaluation
@@ -53,7 +58,7 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels,
         batch_size=batch_size, device=device,
-        out_dir=out_dir or default_out_dir(model, adapter), force=force,
+        out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume,
     )
     def show_plan(lines: list[str]) -> None:
         for line in lines:
