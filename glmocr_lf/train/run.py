@@ -139,12 +139,12 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
                                     on_line=hooks.on_line, on_tick=tick)
     summary = summarise(plan.output_dir, log, result.exit_code)
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
-    write_record(plan, started=started, status=status,
+    write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
                  finished=launch.now(),
                  exit_code=result.exit_code, summary=summary.to_dict())
     if result.exit_code != 0:
         cause = result.root_error()
-        what = "interrupted" if result.interrupted else f"failed (exit code {result.exit_code})"
+        what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
         message = f"training {what}" + (f": {cause}" if cause else "")
         raise ChildFailedError(message, result.exit_code)
     return summary
