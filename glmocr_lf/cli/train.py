@@ -84,6 +84,8 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
     plan = prepare(request)
     for note in plan.notes:
         terminal.note(note)
+    for warning in plan.warnings:
+        terminal.warning(warning)
     if dry_run:
         terminal.out(plan.shell_line() + "\n")
         terminal.out(plan.yaml_text)
