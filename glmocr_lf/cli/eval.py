@@ -25,14 +25,16 @@ def eval_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
               show_default=True, help="Directory holding dataset_info.json.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Longest answer generated per sample, in tokens.")
 @click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="1.0 = plain greedy; GLM-OCR's own SDK uses 1.1.")
 @click.option("--image-max-pixels", type=click.IntRange(min=1),
               help="Resize images as training did [default: from the export/run record, else 589824].")
 @click.option("--image-min-pixels", type=click.IntRange(min=1), default=LF_DEFAULT_IMAGE_MIN_PIXELS,
-              show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+              show_default=True, help="Upscale smaller images as training did (LLaMA-Factory's image_min_pixels).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples generated together (left padding; the same answers, faster on a GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: evals/<model>[-<adapter>]].")
