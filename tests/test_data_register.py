@@ -274,11 +274,15 @@ def test_first_in_place_registration_says_so(tmp_path: Path) -> None:
         "data/foo.json is used as it is (its image paths resolve from data)"])
 
 
-@pytest.mark.parametrize(("source", "extra"), [
-    ("data/foo/ds.json", ()),  # inside the folder register replaces
-    ("data/foo.json", ("--media-dir", "pages")),  # the file register would write, images elsewhere
+@pytest.mark.parametrize(("source", "extra", "message"), [
+    # inside the folder register replaces
+    ("data/foo/ds.json", (), "it or its images lie inside data/foo/, which registering 'foo' replaces"),
+    # the file register would write, images elsewhere
+    ("data/foo.json", ("--media-dir", "pages"),
+     "is the file registering 'foo' writes, and its images resolve from pages, not from data"),
 ])
-def test_source_that_staging_would_overwrite_is_refused(tmp_path: Path, source: str, extra: tuple[str, ...]) -> None:
+def test_source_that_staging_would_overwrite_is_refused(tmp_path: Path, source: str, extra: tuple[str, ...],
+                                                        message: str) -> None:
     path = tmp_path / source
     media = tmp_path / extra[1] if extra else path.parent
     for i in range(3):
@@ -286,8 +290,9 @@ def test_source_that_staging_would_overwrite_is_refused(tmp_path: Path, source: 
     write_json(path, [sample(f"images/{i}.png", answer=f"text {i}") for i in range(3)])
     original = path.read_bytes()
     result = invoke("data", "register", "foo", source, "--force", *extra)
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: {source}: registering it as 'foo' would overwrite it or its images")
-    assert "Hint: register it from outside data" in result.stderr
+    assert (result.exit_code, result.stderr) == (1, (
+        f"Error: {source}: {message}\n"
+        "Hint: register it from outside data (register stages a copy), or keep its image paths relative to data "
+        "and pass --media-dir data\n"))
     assert path.read_bytes() == original
     assert not (tmp_path / "data" / "dataset_info.json").exists()

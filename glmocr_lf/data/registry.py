@@ -235,14 +235,14 @@ def _in_place(name: str, file: Path, root: Path, data_dir: Path) -> str | None:
     file_abs, root_abs = file.resolve(), root.resolve()
     if _inside(file_abs, data_abs) and root_abs == data_abs:
         return file_abs.relative_to(data_abs).as_posix()
-    staged_file, staged_dir = data_abs / f"{name}.json", data_abs / name
-    if file_abs == staged_file or _inside(file_abs, staged_dir) or _inside(root_abs, staged_dir):
-        raise DataError(
-            f"{file}: registering it as {name!r} would overwrite it or its images "
-            f"({data_dir / f'{name}.json'}, {data_dir / name}/), and its images resolve from {root}, "
-            f"not from {data_dir}",
-            hint=f"register it from outside {data_dir} (register stages a copy), or keep its image paths "
-                 f"relative to {data_dir} and pass --media-dir {data_dir}")
+    hint = (f"register it from outside {data_dir} (register stages a copy), or keep its image paths "
+            f"relative to {data_dir} and pass --media-dir {data_dir}")
+    if file_abs == data_abs / f"{name}.json":
+        raise DataError(f"{file}: is the file registering {name!r} writes, and its images resolve from {root}, "
+                        f"not from {data_dir}", hint=hint)
+    if _inside(file_abs, data_abs / name) or _inside(root_abs, data_abs / name):
+        raise DataError(f"{file}: it or its images lie inside {data_dir / name}/, which registering {name!r} "
+                        "replaces", hint=hint)
     return None
 
 
