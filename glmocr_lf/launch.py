@@ -160,16 +160,19 @@ def deepspeed_importable() -> bool:
     return importlib.util.find_spec("deepspeed") is not None
 
 
-def launcher_overlay(topology: Topology, visible_gpus: int) -> tuple[list[Problem], Overlay]:
+def launcher_overlay(topology: Topology, visible_gpus: int,
+                     config_deepspeed: str | None = None) -> tuple[list[Problem], Overlay]:
     """What a torchrun launch needs from this environment, checked before launch: DeepSpeed
-    importable for --deepspeed, and torchrun. LLaMA-Factory runs `torchrun` by name, so when the one
+    importable for --deepspeed (or the config's `deepspeed` key), and torchrun. LLaMA-Factory runs `torchrun` by name, so when the one
     beside our interpreter is not the one PATH finds (a venv used without activating it), its folder
     goes first on the child's PATH. Reads this process's PATH; changes nothing."""
     problems: list[Problem] = []
     overlay = Overlay()
-    if topology.deepspeed is not None and not deepspeed_importable():
-        problems.append(Problem("--deepspeed", f"deepspeed is not installed in this environment ({sys.executable}); "
-                                               "pip install deepspeed, or train without --deepspeed"))
+    if (topology.deepspeed or config_deepspeed) and not deepspeed_importable():
+        where, fix = (("--deepspeed", "train without --deepspeed") if topology.deepspeed
+                      else ("deepspeed", "remove deepspeed from the config"))
+        problems.append(Problem(where, f"deepspeed is not installed in this environment ({sys.executable}); "
+                                       f"pip install deepspeed, or {fix}"))
     if not topology.needs_torchrun(visible_gpus):
         return problems, overlay
     found = torchrun()

@@ -223,6 +223,8 @@ def test_deepspeed_not_installed_is_refused_before_launch(project: Path, monkeyp
         "train options",
         f"  --deepspeed: deepspeed is not installed in this environment ({sys.executable}); pip install "
         "deepspeed, or train without --deepspeed"]
+    with pytest.raises(ConfigError, match=r"  deepspeed: deepspeed is not installed .* remove deepspeed from the config"):
+        plan_for(project, overrides={"deepspeed": "z2.json"})
 
 
 def test_multi_process_run_needs_torchrun(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

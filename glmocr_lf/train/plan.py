@@ -202,7 +202,8 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     notes: list[str] = []
     warnings: list[str] = []
     blocking = machine_problems(cfg, gpus)
-    launcher_problems, launcher = launch.launcher_overlay(topology, visible_gpus=len(gpus))
+    launcher_problems, launcher = launch.launcher_overlay(topology, visible_gpus=len(gpus),
+                                                          config_deepspeed=cfg.flat().get("deepspeed"))
     options_blocking = gpu_list_problems(topology, gpus) + launcher_problems
     if options_blocking and not request.dry_run:
         raise ConfigError("train options", options_blocking)
