@@ -305,3 +305,31 @@ def test_interrupted_run_keeps_its_predictions_and_resume_finishes_it(
     assert result.exit_code == 0, result.stderr
     assert "resuming: 1 of 3 samples already in cut/predictions.jsonl" in result.stderr.splitlines()
     assert Path("cut/predictions.jsonl").read_text() == Path("whole/predictions.jsonl").read_text()
+
+
+@pytest.mark.e2e
+def test_ctrl_c_says_how_to_resume(invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    predictions = Path("cut/predictions.jsonl")
+
+    def ctrl_c_after_the_first_prediction() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if predictions.is_file() and predictions.read_text():
+                os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to us
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=ctrl_c_after_the_first_prediction, daemon=True).start()
+    result = invoke("eval", "run", "--model", str(tiny_models[0]), "--dataset", "chem", "--out", "cut",
+                    "--max-new-tokens", "64", "--device", "cpu")
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-2:] == [
+        "cut/predictions.jsonl: the finished predictions are kept; the same command with --resume continues "
+        "after them",
+        "Error: interrupted"]
+    assert 1 <= len(predictions.read_text().splitlines()) < 10

@@ -52,7 +52,12 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
         raise click.UsageError("--resume and --force exclude each other")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from glmocr_lf.evaluation.generate import RunOptions, default_out_dir, run_evaluation
+    from glmocr_lf.evaluation.generate import (
+        PREDICTIONS_FILE,
+        RunOptions,
+        default_out_dir,
+        run_evaluation,
+    )
     from glmocr_lf.evaluation.score import render_scores
 
     options = RunOptions(
@@ -70,11 +75,18 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
                         console=terminal.console, disable=not terminal.is_interactive())
     with progress:
         bar = progress.add_task("generate", total=None)
-        result = run_evaluation(
-            options,
-            on_start=show_plan,
-            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
-        )
+        try:
+            result = run_evaluation(
+                options,
+                on_start=show_plan,
+                on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+        except KeyboardInterrupt:
+            kept = options.out_dir / PREDICTIONS_FILE
+            if kept.is_file() and kept.stat().st_size:
+                terminal.note(f"{kept}: the finished predictions are kept; the same command with --resume "
+                              "continues after them")
+            raise
     terminal.out(render_scores(result.scores))
     terminal.success(f"Wrote {result.predictions_path} and {result.scores_path}")
 
