@@ -14,7 +14,7 @@ from typing import Any
 from glmocr_lf import __version__, launch
 from glmocr_lf import constants as C
 from glmocr_lf.errors import ChildFailedError, GlmocrLfError
-from glmocr_lf.fsutil import atomic_write_text, require_empty_dir
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
 from glmocr_lf.launch import Command
 from glmocr_lf.modelfiles import adapter_fingerprint, model_dir_problems
@@ -201,7 +201,7 @@ def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportRe
     from glmocr_lf.process import run_child
 
     cmd = plan.command
-    plan.out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(plan.out)
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     log_path = plan.out / C.EXPORT_LOG
     with log_path.open("w", encoding="utf-8") as log_file:

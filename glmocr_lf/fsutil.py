@@ -1,14 +1,61 @@
 """Reading user files with one-line errors, and atomic writes: a reader sees the old file or the
-new one, never half of either."""
+new one, never half of either. A place that cannot be written (a file where a folder must go, no
+permission, a read-only file system) is one GlmocrLfError, never an OSError traceback."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from glmocr_lf.errors import DataError, GlmocrLfError
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a directory (`afile` for `afile/x`)."""
+    for ancestor in Path(path).parents:
+        if ancestor.exists():
+            return None if ancestor.is_dir() else ancestor
+    return None
+
+
+def write_error(path: Path, err: OSError) -> GlmocrLfError:
+    """The one-line error for an OSError met while creating or writing `path`."""
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        return GlmocrLfError(f"{path}: cannot create it: {blocker} is a file, not a directory",
+                             hint="choose a path inside a directory")
+    if err.errno == errno.EROFS:
+        reason = "read-only file system"
+    elif isinstance(err, PermissionError):
+        reason = "permission denied"
+    else:
+        reason = err.strerror or str(err)
+    return GlmocrLfError(f"{path}: cannot write: {reason}")
+
+
+def check_dir_target(path: Path, what: str = "directory") -> None:
+    """Refuse, before any work, a directory target that is a file or lies below one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GlmocrLfError(f"{path}: is a file, expected a {what}")
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise GlmocrLfError(f"{path}: cannot create it: {blocker} is a file, not a directory",
+                            hint="choose a path inside a directory")
+
+
+def ensure_dir(path: Path, what: str = "directory") -> Path:
+    """Create `path` and its parents; anything in the way is one GlmocrLfError."""
+    path = Path(path)
+    check_dir_target(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err) from None
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
@@ -17,6 +64,13 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
         raise GlmocrLfError(f"{path}: is a directory")
     if not overwrite and path.exists():
         raise GlmocrLfError(f"{path}: already exists", hint="pass --force to overwrite it")
+    try:
+        _atomic_write(path, data)
+    except OSError as err:
+        raise write_error(path, err) from None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -72,7 +126,6 @@ def require_empty_dir(path: Path, *, force: bool, what: str = "directory",
                       hint: str = "pass --force to write into it") -> None:
     """Refuse to write into a non-empty directory unless `force` (and a file where a directory goes)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise GlmocrLfError(f"{path}: is a file, expected a {what}")
+    check_dir_target(path, what)
     if path.is_dir() and not force and any(path.iterdir()):
         raise GlmocrLfError(f"{path}: {what} is not empty", hint=hint)

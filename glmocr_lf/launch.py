@@ -1,11 +1,14 @@
-"""How glmocr-lf starts LLaMA-Factory, for `train` and `export` alike: the executable, the argv, the
-environment overlay (hub, version check, torchrun variables), the printable command, the
-whitespace rule and the run record. Processes themselves are run by `process.run_child`.
+"""How glmocr-lf starts LLaMA-Factory, for `train` and `export` alike: the executables
+(llamafactory-cli, torchrun), the argv, the environment overlay (hub, version check, torchrun
+variables, PATH), the printable command, the whitespace rule and the run record. Processes
+themselves are run by `process.run_child`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -88,13 +91,19 @@ class Overlay:
     notes: list[str] = field(default_factory=list)
 
 
+def executable(name: str) -> str | None:
+    """A console script of the environment we run in (beside our interpreter, so an unactivated
+    venv works), else the one on PATH; None when there is none."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
+
+
 def llamafactory_cli(*, required: bool = True) -> str:
     """The llamafactory-cli of the environment we run in (beside our interpreter), else on PATH;
     its bare name when it is not installed and only a dry run will show it."""
-    beside = Path(sys.executable).parent / "llamafactory-cli"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("llamafactory-cli")
+    found = executable("llamafactory-cli")
     if found:
         return found
     if not required:
@@ -139,6 +148,44 @@ def torchrun_overlay(topology: Topology, visible_gpus: int) -> Overlay:
             # LLaMA-Factory picks a random free port on each node otherwise: nodes never meet
             env[C.ENV_MASTER_PORT] = str(DEFAULT_MASTER_PORT)
     return overlay
+
+
+def torchrun() -> str | None:
+    """The torchrun LLaMA-Factory's launcher needs for several processes, DeepSpeed or nodes."""
+    return executable("torchrun")
+
+
+def deepspeed_importable() -> bool:
+    """Whether `import deepspeed` would find the package (found, not imported: --help stays instant)."""
+    return importlib.util.find_spec("deepspeed") is not None
+
+
+def launcher_overlay(topology: Topology, visible_gpus: int,
+                     config_deepspeed: str | None = None) -> tuple[list[Problem], Overlay]:
+    """What a torchrun launch needs from this environment, checked before launch: DeepSpeed
+    importable for --deepspeed (or the config's `deepspeed` key), and torchrun. LLaMA-Factory runs `torchrun` by name, so when the one
+    beside our interpreter is not the one PATH finds (a venv used without activating it), its folder
+    goes first on the child's PATH. Reads this process's PATH; changes nothing."""
+    problems: list[Problem] = []
+    overlay = Overlay()
+    if (topology.deepspeed or config_deepspeed) and not deepspeed_importable():
+        where, fix = (("--deepspeed", "train without --deepspeed") if topology.deepspeed
+                      else ("deepspeed", "remove deepspeed from the config"))
+        problems.append(Problem(where, f"deepspeed is not installed in this environment ({sys.executable}); "
+                                       f"pip install deepspeed, or {fix}"))
+    if not topology.needs_torchrun(visible_gpus):
+        return problems, overlay
+    found = torchrun()
+    if found is None:
+        problems.append(Problem("torchrun", f"not found beside {sys.executable} nor on PATH; several "
+                                            "processes, DeepSpeed and several nodes launch through torch's "
+                                            "torchrun: install torch in this environment"))
+    elif shutil.which("torchrun") != found:
+        folder = str(Path(found).parent)
+        path = os.environ.get("PATH", "")
+        overlay.env["PATH"] = folder + os.pathsep + path if path else folder
+        overlay.notes.append(f"PATH starts with {folder}: LLaMA-Factory runs torchrun by name")
+    return problems, overlay
 
 
 def hub_model_id(model: str, hub: str) -> tuple[str, str | None]:

@@ -1,8 +1,8 @@
 """The one place that runs child processes (llamafactory-cli train / export).
 
-The child gets its own process group. Ctrl-C (SIGINT) and SIGTERM reaching us are forwarded to
-that whole group exactly once (torchrun and its workers included), we keep waiting, and the child's
-exit code becomes ours. The argv is a list, never a shell string; our own os.environ is never changed.
+The child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
+reaching us are forwarded to that whole group exactly once (torchrun and its workers included), we
+keep waiting, and the child's exit code becomes ours. The argv is a list, never a shell string; our own os.environ is never changed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)|KeyboardInterrupt)\b:?\s*(.*)$")
 _NOT_THE_CAUSE = {"CalledProcessError", "ChildFailedError", "ChildProcessError"}
 
@@ -30,7 +30,8 @@ _NOT_THE_CAUSE = {"CalledProcessError", "ChildFailedError", "ChildProcessError"}
 class ChildResult:
     returncode: int
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=400))
-    interrupted: bool = False
+    interrupted: bool = False  # a forwarded signal reached us while the child ran
+    signal: str | None = None  # the first one: SIGINT, SIGTERM or SIGHUP
 
     @property
     def exit_code(self) -> int:
@@ -79,7 +80,8 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
     result = ChildResult(returncode=0)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        result.interrupted = result.interrupted or signum == signal.SIGINT
+        result.interrupted = True
+        result.signal = result.signal or signal.Signals(signum).name
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signum)
 

@@ -3,7 +3,9 @@
 Every template file is copied as is, except the configs, which are loaded and rendered again for
 the installed llamafactory/transformers (so the version rules apply). Conservative by design: a
 non-empty folder needs `force`, and even then only the scaffold's own files are written; nothing is
-deleted, and an existing `data/dataset_info.json` (the user's registrations) is kept.
+deleted or overwritten: a scaffold file that exists with other content is kept and init's version
+goes beside it as `FILE.new`, and an existing `data/dataset_info.json` (the user's registrations) is
+kept.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ScaffoldResult:
     root: Path
     written: list[str]  # paths relative to root, posix, in natural order
     kept: list[str] = field(default_factory=list)  # scaffold paths that existed and were left alone
+    set_aside: list[str] = field(default_factory=list)  # kept because they differ; init's is at PATH.new
     notes: list[str] = field(default_factory=list)  # how the configs were adapted to the installed versions
     example: dict[str, int] = field(default_factory=dict)  # registered example dataset -> samples
 
@@ -66,8 +69,12 @@ def render_templates(stack: Stack, root: Path | None = None) -> tuple[dict[str, 
 
 
 def check_target(target: Path, *, force: bool) -> None:
-    require_empty_dir(target, force=force, hint="pass --force to write the scaffold's files into it "
-                                                "(nothing else is touched or deleted)")
+    require_empty_dir(target, force=force, hint=FORCE_HINT)
+
+
+FORCE_HINT = ("pass --force to write the scaffold's files into it (a file you changed is kept and init's "
+              "version written beside it as FILE.new; nothing is deleted)")
+NEW_SUFFIX = ".new"
 
 
 def scaffold(target: Path, *, example: bool = False, force: bool = False,
@@ -79,32 +86,49 @@ def scaffold(target: Path, *, example: bool = False, force: bool = False,
         notes.append(spaced)
     written: list[str] = []
     kept: list[str] = []
+    set_aside: list[str] = []
     for rel, data in files.items():
         path = target / rel
         if rel == DATASET_INFO_PATH and path.exists():
             kept.append(rel)
             continue
+        if _differs(path, data):
+            set_aside.append(rel)
+            rel += NEW_SUFFIX
+            path = target / rel
         atomic_write_bytes(path, data)
         written.append(rel)
     registered: dict[str, int] = {}
     if example:
-        registered = _register_example(target / DATA_DIR, force=force)
+        registered, example_kept = _register_example(target / DATA_DIR)
+        kept.extend(example_kept)
         for name in registered:
             staged = target / DATA_DIR / name
             written.append(f"{DATA_DIR}/{name}.json")
             written.extend(p.relative_to(target).as_posix() for p in staged.rglob("*") if p.is_file())
-        if DATASET_INFO_PATH in kept:
+        if registered and DATASET_INFO_PATH in kept:
             kept.remove(DATASET_INFO_PATH)
             written.append(DATASET_INFO_PATH)
-    return ScaffoldResult(target, sorted(set(written), key=natural_key), kept, notes, registered)
+    return ScaffoldResult(target, sorted(set(written), key=natural_key), kept=kept, set_aside=set_aside,
+                          notes=notes, example=registered)
 
 
-def _register_example(data_dir: Path, *, force: bool) -> dict[str, int]:
+def _differs(path: Path, data: bytes) -> bool:
+    """An existing file (or anything else) at `path` whose content is not `data`."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    try:
+        return not path.is_file() or path.read_bytes() != data
+    except OSError:
+        return True
+
+
+def _register_example(data_dir: Path) -> tuple[dict[str, int], list[str]]:
     """The bundled sample split by image into a training set and a held-out one for `make eval`,
     both validated and staged as real copies (links into site-packages would break when glmocr-lf
-    is upgraded)."""
+    is upgraded). A name already registered (or staged) with other content is kept as it is."""
     from glmocr_lf.data.convert import split_samples
-    from glmocr_lf.data.registry import register_dataset
+    from glmocr_lf.data.registry import AlreadyRegisteredError, register_dataset
     from glmocr_lf.data.report import CheckOptions
     from glmocr_lf.data.samples import read_samples
 
@@ -115,10 +139,15 @@ def _register_example(data_dir: Path, *, force: bool) -> dict[str, int]:
     # the split files name the images relative to the bundled sample's folder, hence media_dir
     options = CheckOptions(media_dir=sample_json.parent)
     registered: dict[str, int] = {}
+    kept: list[str] = []
     with tempfile.TemporaryDirectory(prefix="glmocr-lf-example-") as tmp:
         for name, split in ((EXAMPLE_DATASET, train), (EXAMPLE_VAL_DATASET, val)):
             split_json = Path(tmp) / f"{name}.json"
             split_json.write_text(json.dumps(split, ensure_ascii=False), encoding="utf-8")
-            result = register_dataset(name, split_json, data_dir, options=options, link="copy", force=force)
+            try:
+                result = register_dataset(name, split_json, data_dir, options=options, link="copy")
+            except AlreadyRegisteredError:
+                kept.append(f"{DATA_DIR}/{name}.json")
+                continue
             registered[name] = result.samples
-    return registered
+    return registered, kept

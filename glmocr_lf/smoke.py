@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data.samples import read_samples
-from glmocr_lf.fsutil import require_empty_dir
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
 # Small enough for a CPU: <= 64 image tokens per sample, 2-sample micro-batches.
@@ -77,7 +77,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     for stale in ("tiny-glm-ocr", "saves"):
         if (directory / stale).exists():
             shutil.rmtree(directory / stale)
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory)
 
     on_stage("[1/5] building a tiny GLM-OCR")
     model = build_tiny_glm_ocr(directory / "tiny-glm-ocr")
@@ -91,8 +91,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     on_stage(f"[3/5] LoRA training for {steps} steps with llamafactory-cli")
     cfg = smoke_config(directory, model, steps)
     config_path = directory / "configs" / "lora.yaml"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(render_config(cfg)[0])
+    atomic_write_text(config_path, render_config(cfg)[0])
     plan = prepare(LaunchRequest(config=config_path, resume="fresh"))
     summary = execute(plan, Hooks(on_line=on_line))
     loss = "-" if summary.final_loss is None else f"{summary.final_loss:.4f}"

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from glmocr_lf.fsutil import ensure_dir
+
 # GLM's special tokens, in the order the real tokenizer has them.
 SPECIAL_TOKENS = (
     "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
@@ -86,8 +88,7 @@ def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) 
         GlmOcrForConditionalGeneration,
     )
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(Path(out_dir))
     tokenizer = build_tokenizer(out_dir)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     vocab_size = -(-len(tokenizer) // 64) * 64

@@ -30,8 +30,9 @@ EVAL_SKIP_REASON = f"needs the eval extra ({', '.join(EVAL_MISSING)} not install
 
 @pytest.fixture(autouse=True)
 def _pinned_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests see the pinned stack (constraints.txt) and a fixed llamafactory-cli path, whatever
-    this machine has installed; end-to-end tests use the real ones."""
+    """Unit tests see the pinned stack (constraints.txt), fixed llamafactory-cli and torchrun paths
+    and an importable DeepSpeed, whatever this machine has installed; end-to-end tests use the real
+    ones."""
     if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("real_stack"):
         return
     from glmocr_lf import launch
@@ -39,6 +40,8 @@ def _pinned_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(Stack, "detect", classmethod(lambda cls: cls.pinned()))
     monkeypatch.setattr(launch, "llamafactory_cli", lambda required=True: "/stack/bin/llamafactory-cli")
+    monkeypatch.setattr(launch, "torchrun", lambda: "/stack/bin/torchrun")
+    monkeypatch.setattr(launch, "deepspeed_importable", lambda: True)
 
 
 @pytest.fixture(scope="session")

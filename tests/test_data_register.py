@@ -249,3 +249,50 @@ def test_shared_sample_loads_in_llamafactory(tmp_path: Path) -> None:
         assert [m["role"] for m in converted["_prompt"] + converted["_response"]] == ["user", "assistant"]
         (image,) = converted["_images"]
         assert os.path.isfile(image) and image.startswith(data_dir)
+
+
+def test_file_already_in_the_data_dir_is_registered_as_it_is(tmp_path: Path) -> None:
+    # the vendor guide's layout: the JSON copied into data/, image paths relative to data/
+    source = good_dataset(tmp_path / "data", name="foo.json")
+    original = source.read_bytes()
+    for attempt in range(2):
+        result = invoke("data", "register", "foo", "data/foo.json", "--force")
+        assert result.exit_code == 0, result.stderr
+        assert source.read_bytes() == original, f"run {attempt + 1} modified the user's file"
+    first = invoke("data", "register", "foo", "data/foo.json")
+    assert first.stderr == "foo: already registered in data/dataset_info.json with the same content; nothing to do\n"
+    assert info() == {"foo": entry("foo")}
+    assert not (tmp_path / "data" / "foo").exists()
+    assert invoke("data", "validate", "data/foo.json").exit_code == 0
+
+
+def test_first_in_place_registration_says_so(tmp_path: Path) -> None:
+    good_dataset(tmp_path / "data", name="foo.json")
+    result = invoke("data", "register", "foo", "data/foo.json")
+    assert (result.exit_code, result.stderr.splitlines()[:2]) == (0, [
+        "Registered foo in place: 3 samples, 3 images -> data/dataset_info.json",
+        "data/foo.json is used as it is (its image paths resolve from data)"])
+
+
+@pytest.mark.parametrize(("source", "extra", "message"), [
+    # inside the folder register replaces
+    ("data/foo/ds.json", (), "it or its images lie inside data/foo/, which registering 'foo' replaces"),
+    # the file register would write, images elsewhere
+    ("data/foo.json", ("--media-dir", "pages"),
+     "is the file registering 'foo' writes, and its images resolve from pages, not from data"),
+])
+def test_source_that_staging_would_overwrite_is_refused(tmp_path: Path, source: str, extra: tuple[str, ...],
+                                                        message: str) -> None:
+    path = tmp_path / source
+    media = tmp_path / extra[1] if extra else path.parent
+    for i in range(3):
+        make_png(media / "images" / f"{i}.png", color=i)
+    write_json(path, [sample(f"images/{i}.png", answer=f"text {i}") for i in range(3)])
+    original = path.read_bytes()
+    result = invoke("data", "register", "foo", source, "--force", *extra)
+    assert (result.exit_code, result.stderr) == (1, (
+        f"Error: {source}: {message}\n"
+        "Hint: register it from outside data (register stages a copy), or keep its image paths relative to data "
+        "and pass --media-dir data\n"))
+    assert path.read_bytes() == original
+    assert not (tmp_path / "data" / "dataset_info.json").exists()

@@ -85,7 +85,65 @@ def test_existing_predictions_need_force(invoke: Invoke, tmp_path: Path) -> None
                     "--out", "out")
     assert result.exit_code == 1
     assert result.stderr == ("Error: out/predictions.jsonl: already exists\n"
-                             "Hint: pass --force to overwrite it, or --out another directory\n")
+                             "Hint: pass --resume to continue it, --force to start over, or --out another "
+                             "directory\n")
+
+
+def test_a_truncated_image_fails_before_the_model_loads(invoke: Invoke, tmp_path: Path) -> None:
+    shutil.copytree(SAMPLE_IMAGES, "images")
+    png = Path("images/1.png").read_bytes()
+    Path("images/1.png").write_bytes(png[: len(png) // 2])
+    samples = json.loads(SAMPLE_JSON.read_text())[:2]
+    for sample in samples:
+        sample["images"] = [image.replace("cosyn_chemical/", "images/") for image in sample["images"]]
+    Path("cut.json").write_text(json.dumps(samples), encoding="utf-8")
+    result = invoke("eval", "run", "--model", "no/such-model", "--dataset", "cut.json", "--out", "out")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: cut.json: 1 error(s)"
+    assert lines[1].startswith("  cut.json: sample 0: images[0]: ") and "truncated" in lines[1], lines
+    assert not Path("out/predictions.jsonl").exists()
+
+
+def _earlier_run(out: Path, **options: object) -> None:
+    out.mkdir()
+    record = {"model": "m", "adapter": None, "dataset": str(SAMPLE_JSON), "max_new_tokens": 2048,
+              "repetition_penalty": 1.0, "image_max_pixels": 589824, "image_min_pixels": 1024, **options}
+    (out / "eval_run.json").write_text(json.dumps(record))
+    prediction = {"id": "0", "task": "text", "prompt": "<image>Code Generation:", "reference": "r",
+                  "prediction": "p"}
+    (out / "predictions.jsonl").write_text(json.dumps(prediction) + "\n")
+
+
+def test_resume_refuses_other_options(invoke: Invoke, tmp_path: Path) -> None:
+    _earlier_run(tmp_path / "out", max_new_tokens=8)
+    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume")
+    assert (result.exit_code, result.stderr) == (1, (
+        "Error: --resume: out/eval_run.json was made with other options: max_new_tokens 8, now 2048\n"
+        "Hint: resume with the same options, or pass --force to start over\n"))
+
+
+def test_resume_with_every_sample_done_loads_no_model(invoke: Invoke, tmp_path: Path) -> None:
+    _earlier_run(tmp_path / "out")
+    with Path("out/predictions.jsonl").open("a") as handle:
+        handle.write('{"id": "1", "task": "te')  # cut off by a crash: dropped, and sample 1 is not asked for
+    # "m" is no model at all: the run succeeds only because nothing is left to generate
+    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume",
+                    "--max-samples", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "resuming: 1 of 1 samples already in out/predictions.jsonl" in result.stderr.splitlines()
+    assert [json.loads(line)["id"] for line in Path("out/predictions.jsonl").read_text().splitlines()] == ["0"]
+    assert json.loads(Path("out/eval_run.json").read_text())["status"] == "finished"
+
+
+def test_resume_refuses_predictions_of_another_dataset(invoke: Invoke, tmp_path: Path) -> None:
+    _earlier_run(tmp_path / "out")
+    Path("out/predictions.jsonl").write_text(Path("out/predictions.jsonl").read_text().replace('"0"', '"x9"'))
+    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (f"Error: --resume: out/predictions.jsonl holds ids that are not in "
+                                             f"{SAMPLE_JSON} (first: 'x9')")
 
 
 def test_image_max_pixels_comes_from_the_training_record(tmp_path: Path) -> None:
@@ -243,3 +301,56 @@ def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke,
         f"Hint: merge it again: glmocr-lf export --adapter {run} --out {merged} --force",
     ]
     assert not Path("e").exists()
+
+
+@pytest.mark.e2e
+def test_interrupted_run_keeps_its_predictions_and_resume_finishes_it(
+        invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
+    from glmocr_lf.evaluation.generate import RunOptions, run_evaluation
+
+    seed0 = tiny_models[0]
+    common = ["--dataset", "chem", "--max-samples", "3", "--max-new-tokens", "8", "--device", "cpu"]
+    assert invoke("eval", "run", "--model", str(seed0), "--out", "whole", *common).exit_code == 0
+
+    def stop_after_first(done: int, _total: int) -> None:
+        assert len(Path("cut/predictions.jsonl").read_text().splitlines()) == done  # on disk already
+        raise KeyboardInterrupt
+
+    options = RunOptions(model=str(seed0), dataset="chem", out_dir=Path("cut"), max_samples=3,
+                         max_new_tokens=8, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(options, on_progress=stop_after_first)
+    assert len(Path("cut/predictions.jsonl").read_text().splitlines()) == 1
+
+    result = invoke("eval", "run", "--model", str(seed0), "--out", "cut", "--resume", *common)
+    assert result.exit_code == 0, result.stderr
+    assert "resuming: 1 of 3 samples already in cut/predictions.jsonl" in result.stderr.splitlines()
+    assert Path("cut/predictions.jsonl").read_text() == Path("whole/predictions.jsonl").read_text()
+
+
+@pytest.mark.e2e
+def test_ctrl_c_says_how_to_resume(invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    predictions = Path("cut/predictions.jsonl")
+
+    def ctrl_c_after_the_first_prediction() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if predictions.is_file() and predictions.read_text():
+                os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to us
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=ctrl_c_after_the_first_prediction, daemon=True).start()
+    result = invoke("eval", "run", "--model", str(tiny_models[0]), "--dataset", "chem", "--out", "cut",
+                    "--max-new-tokens", "64", "--device", "cpu")
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-2:] == [
+        "cut/predictions.jsonl: the finished predictions are kept; the same command with --resume continues "
+        "after them",
+        "Error: interrupted"]
+    assert 1 <= len(predictions.read_text().splitlines()) < 10

@@ -155,7 +155,8 @@ def test_a_non_empty_dir_is_refused(tmp_path: Path) -> None:
     assert code == 1
     assert lines == [
         "Error: project: directory is not empty",
-        "Hint: pass --force to write the scaffold's files into it (nothing else is touched or deleted)",
+        "Hint: pass --force to write the scaffold's files into it (a file you changed is kept and init's version "
+        "written beside it as FILE.new; nothing is deleted)",
     ]
     assert files_under(tmp_path / "project") == ["notes.txt"]
 
@@ -172,6 +173,7 @@ def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) 
     (project / "data").mkdir(parents=True)
     (project / "notes.txt").write_text("mine")
     (project / "Makefile").write_text("old\n")
+    (project / "README.md").write_bytes((templates_dir() / "README.md").read_bytes())  # as init writes it
     mine = {"my_ocr": sharegpt_entry("my_ocr.json")}
     (project / "data" / "dataset_info.json").write_text(json.dumps(mine))
     code, lines, _ = init("project", "--force")
@@ -183,14 +185,16 @@ def test_force_writes_only_the_scaffold_and_keeps_registrations(tmp_path: Path) 
         "│   └── lora.yaml",
         "├── slurm",
         "│   └── train.sbatch",
-        "├── Makefile",
+        "├── Makefile.new",
         "└── README.md",
         "kept project/data/dataset_info.json (already there)",
+        "Warning: kept project/Makefile (it differs from init's); init's version is project/Makefile.new",
         "Wrote 5 files to project",
         "Next: cd project && make help",
     ]
     assert (project / "notes.txt").read_text() == "mine"
-    assert (project / "Makefile").read_bytes() == (templates_dir() / "Makefile").read_bytes()
+    assert (project / "Makefile").read_text() == "old\n"
+    assert (project / "Makefile.new").read_bytes() == (templates_dir() / "Makefile").read_bytes()
     assert json.loads((project / "data" / "dataset_info.json").read_text()) == mine
 
     code, lines, _ = init("project", "--force", "--example")
@@ -312,3 +316,21 @@ def test_make_validate_in_a_project_without_example_once_a_dataset_is_registered
                           check=False, env={**os.environ, "MAKEFLAGS": "", "PATH": path})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "glmocr-lf data validate mine --data-dir data --config configs/lora.yaml" in proc.stdout.splitlines()
+
+
+def test_force_never_overwrites_an_edited_file(tmp_path: Path) -> None:
+    assert init("project", "--example")[0] == 0
+    project = tmp_path / "project"
+    lora = project / "configs" / "lora.yaml"
+    edited = lora.read_text().replace("learning_rate:", "# mine\nlearning_rate:")
+    lora.write_text(edited)
+    staged = project / "data" / "cosyn_chemical.json"
+    staged.write_text(staged.read_text() + "\n")  # edited: other content
+    code, lines, _ = init("project", "--force", "--example")
+    assert code == 0, lines
+    assert lora.read_text() == edited
+    assert (project / "configs" / "lora.yaml.new").read_text() != edited
+    assert "Warning: kept project/configs/lora.yaml (it differs from init's); init's version is " \
+           "project/configs/lora.yaml.new" in lines
+    assert "kept project/data/cosyn_chemical.json (already there)" in lines
+    assert staged.read_text().endswith("]\n\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,68 @@ def test_resume_and_fresh_exclude_each_other(project: Path, runner: CliRunner) -
     result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--resume", "--fresh", "--dry-run"])
     assert result.exit_code == 2
     assert "Error: --resume and --fresh exclude each other" in result.stderr
+
+
+def cpu_plan(project: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    request = LaunchRequest(config=project / "c.yaml", check_data=False, overrides={"bf16": False},
+                            **kwargs)  # type: ignore[arg-type]
+    return prepare(request, stack=PINNED, gpus=())
+
+
+def test_deepspeed_not_installed_is_refused_before_launch(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "deepspeed_importable", lambda: False)
+    with pytest.raises(ConfigError) as err:
+        plan_for(project, topology=Topology(deepspeed="z2"))
+    assert err.value.message.splitlines() == [
+        "train options",
+        f"  --deepspeed: deepspeed is not installed in this environment ({sys.executable}); pip install "
+        "deepspeed, or train without --deepspeed"]
+    with pytest.raises(ConfigError, match=r"  deepspeed: deepspeed is not installed .* remove deepspeed from the config"):
+        plan_for(project, overrides={"deepspeed": "z2.json"})
+
+
+def test_multi_process_run_needs_torchrun(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "torchrun", lambda: None)
+    with pytest.raises(ConfigError, match="  torchrun: not found beside "):
+        plan_for(project, topology=Topology(nproc=2))
+    assert "PATH" not in plan_for(project, topology=Topology(gpus=(0,))).env  # one process: no torchrun
+
+
+def test_torchrun_beside_the_interpreter_goes_first_on_path(project: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.venv/bin/glmocr-lf train --nproc 2` without activating the venv: LLaMA-Factory runs
+    `torchrun` by name, so the child's PATH must find the venv's."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    for name in ("torchrun", "llamafactory-cli"):
+        (venv_bin / name).write_text("#!/bin/sh\n")
+        (venv_bin / name).chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setattr(launch, "torchrun", lambda: launch.executable("torchrun"))
+    assert launch.executable("llamafactory-cli") == str(venv_bin / "llamafactory-cli")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    plan = plan_for(project, topology=Topology(nproc=2))
+    assert plan.env["PATH"] == f"{venv_bin}{os.pathsep}/usr/bin:/bin"
+    assert f"PATH starts with {venv_bin}: LLaMA-Factory runs torchrun by name" in plan.notes
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}/usr/bin")  # activated: nothing to add
+    assert "PATH" not in plan_for(project, topology=Topology(nproc=2)).env
+
+
+def test_gpus_on_a_machine_without_gpu_is_refused(project: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        cpu_plan(project, topology=Topology(gpus=(0, 1)))
+    assert err.value.message.splitlines() == [
+        "train options",
+        "  --gpus: 0,1: this machine has no NVIDIA GPU (nvidia-smi lists none); drop --gpus to train on the CPU"]
+    with pytest.raises(ConfigError, match=r"--gpus: 5: no GPU 5 on this machine \(it has 0, 1, 2, 3\)"):
+        plan_for(project, topology=Topology(gpus=(5,)))
+
+
+def test_memory_budget_on_a_cpu_machine_warns_and_leaves_threads_alone(project: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plan = cpu_plan(project, memory_budget_gib=16.0)
+    assert "OMP_NUM_THREADS" not in plan.env
+    assert plan.warnings == ["--memory-budget 16 GiB ignored: this machine has no NVIDIA GPU and the budget "
+                             "sizes batches for GPU memory (the CPU run keeps its settings)"]
+    assert plan_for(project, memory_budget_gib=16.0).env["OMP_NUM_THREADS"] == "1"  # on a GPU machine: as before

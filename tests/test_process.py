@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -9,7 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from conftest import Invoke, put_in_hf_cache
+
+from glmocr_lf.errors import ChildFailedError
 from glmocr_lf.process import run_child
+from glmocr_lf.train.run import Hooks
 
 CHILD = """
 import signal, sys, time, pathlib
@@ -70,3 +76,47 @@ def test_ctrl_c_goes_to_the_child_and_its_exit_code_is_ours(tmp_path: Path) -> N
     assert "child: interrupted, saving and exiting" in lines
     assert time.monotonic() - started < 30
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+SLEEPER = "import time; print('ready', flush=True); time.sleep(60)"
+
+
+def _signal_when_ready(lines: list[str], signum: int) -> None:
+    def send() -> None:
+        deadline = time.monotonic() + 30
+        while "ready" not in lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signum)  # what closing the terminal (SIGHUP) or `kill` (SIGTERM) does to us
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_hangup_and_term_go_to_the_child(tmp_path: Path, signum: signal.Signals) -> None:
+    lines: list[str] = []
+    _signal_when_ready(lines, signum)
+    started = time.monotonic()
+    result = run_child([sys.executable, "-c", SLEEPER], env_overlay={}, cwd=tmp_path, on_line=lines.append)
+    assert time.monotonic() - started < 30
+    assert (result.exit_code, result.interrupted, result.signal) == (128 + signum, True, signum.name)
+    assert signal.getsignal(signum) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_run_record_says_interrupted(tmp_path: Path, invoke: Invoke, signum: signal.Signals) -> None:
+    """glmocr_lf_run.json of a run killed by closing the terminal says so, as for Ctrl-C."""
+    from glmocr_lf.train.plan import LaunchRequest, prepare
+    from glmocr_lf.train.run import execute
+
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+    assert invoke("config", "new", "--method", "lora", "--dataset", "x", "-o", "lora.yaml").exit_code == 0
+    plan = prepare(LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
+                                 check_data=False), gpus=())
+    plan.command.argv = [sys.executable, "-c", SLEEPER]  # the subprocess seam: a child that waits
+    lines: list[str] = []
+    _signal_when_ready(lines, signum)
+    with pytest.raises(ChildFailedError) as failed:
+        execute(plan, Hooks(on_line=lines.append))
+    assert failed.value.message.startswith(f"training interrupted by {signum.name}")
+    record = json.loads((tmp_path / "run" / "glmocr_lf_run.json").read_text())
+    assert (record["status"], record["signal"], record["exit_code"]) == ("interrupted", signum.name, 128 + signum)

@@ -139,7 +139,8 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
     """Validate FILE, stage it and its images into the data dir as NAME, add it to dataset_info.json.
 
     Nothing is written when FILE has errors. Image paths in the staged copy become NAME/<path>,
-    so they resolve from the data dir (LLaMA-Factory's default media_dir).
+    so they resolve from the data dir (LLaMA-Factory's default media_dir). A FILE already in the
+    data dir whose images resolve from it is registered as it is; FILE is never modified.
     """
     from glmocr_lf.data.registry import InvalidDatasetError, register_dataset, resolve_data_dir
 
@@ -160,7 +161,10 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
         terminal.info(f"{name}: already registered in {info} with the same content; nothing to do")
         return
     verb = "Replaced" if result.status == "replaced" else "Registered"
-    terminal.success(f"{verb} {name}: {result.samples} samples, {result.images} images -> {info}")
+    where = " in place" if result.in_place else ""
+    terminal.success(f"{verb} {name}{where}: {result.samples} samples, {result.images} images -> {info}")
+    if result.in_place:
+        terminal.note(f"{result.dataset_file} is used as it is (its image paths resolve from {result.data_dir})")
     terminal.note(f"train with: dataset: {name}, dataset_dir: {result.data_dir.resolve()}")
 
 

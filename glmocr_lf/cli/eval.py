@@ -25,27 +25,39 @@ def eval_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
               show_default=True, help="Directory holding dataset_info.json.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Longest answer generated per sample, in tokens.")
 @click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="1.0 = plain greedy; GLM-OCR's own SDK uses 1.1.")
 @click.option("--image-max-pixels", type=click.IntRange(min=1),
               help="Resize images as training did [default: from the export/run record, else 589824].")
 @click.option("--image-min-pixels", type=click.IntRange(min=1), default=LF_DEFAULT_IMAGE_MIN_PIXELS,
-              show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+              show_default=True, help="Upscale smaller images as training did (LLaMA-Factory's image_min_pixels).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples generated together (left padding; the same answers, faster on a GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: evals/<model>[-<adapter>]].")
-@click.option("--force", is_flag=True, help="Overwrite predictions already in --out.")
+@click.option("--force", is_flag=True, help="Start over: discard predictions already in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the predictions already in --out after the last finished sample.")
 def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
              max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
              image_max_pixels: int | None, image_min_pixels: int, batch_size: int, device: str,
-             out_dir: Path | None, force: bool) -> None:
+             out_dir: Path | None, force: bool, resume: bool) -> None:
     """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
-    the scores."""
+    the scores. Each batch's predictions are written as they are made: after a crash or Ctrl-C,
+    --resume continues where it stopped."""
+    if resume and force:
+        raise click.UsageError("--resume and --force exclude each other")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from glmocr_lf.evaluation.generate import RunOptions, default_out_dir, run_evaluation
+    from glmocr_lf.evaluation.generate import (
+        PREDICTIONS_FILE,
+        RunOptions,
+        default_out_dir,
+        run_evaluation,
+    )
     from glmocr_lf.evaluation.score import render_scores
 
     options = RunOptions(
@@ -53,7 +65,7 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels,
         batch_size=batch_size, device=device,
-        out_dir=out_dir or default_out_dir(model, adapter), force=force,
+        out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume,
     )
     def show_plan(lines: list[str]) -> None:
         for line in lines:
@@ -63,11 +75,18 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
                         console=terminal.console, disable=not terminal.is_interactive())
     with progress:
         bar = progress.add_task("generate", total=None)
-        result = run_evaluation(
-            options,
-            on_start=show_plan,
-            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
-        )
+        try:
+            result = run_evaluation(
+                options,
+                on_start=show_plan,
+                on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+        except KeyboardInterrupt:
+            kept = options.out_dir / PREDICTIONS_FILE
+            if kept.is_file() and kept.stat().st_size:
+                terminal.note(f"{kept}: the finished predictions are kept; the same command with --resume "
+                              "continues after them")
+            raise
     terminal.out(render_scores(result.scores))
     terminal.success(f"Wrote {result.predictions_path} and {result.scores_path}")
 

@@ -16,7 +16,8 @@ from glmocr_lf.cli import terminal
               help="Also register the bundled 10-sample dataset in data/, split by image into "
                    "cosyn_chemical (8 samples, to train) and cosyn_chemical_val (2, to evaluate).")
 @click.option("--force", is_flag=True,
-              help="Write into a non-empty directory (only the scaffold's files; nothing is deleted).")
+              help="Write into a non-empty directory: only the scaffold's files; a file you changed is "
+                   "kept and init's version written beside it as FILE.new; nothing is deleted.")
 def init(directory: Path, example: bool, force: bool) -> None:
     """Create a project in DIRECTORY: LoRA and full configs, data/, a Makefile and a README."""
     from glmocr_lf.scaffold import scaffold
@@ -27,10 +28,16 @@ def init(directory: Path, example: bool, force: bool) -> None:
     terminal.console.print(file_tree(directory, result.written))
     for rel in result.kept:
         terminal.note(f"kept {directory / rel} (already there)")
-    if result.example:
+    for rel in result.set_aside:
+        terminal.warning(f"kept {directory / rel} (it differs from init's); init's version is "
+                         f"{directory / rel}.new")
+    if len(result.example) == 2:
         (train, train_samples), (val, val_samples) = result.example.items()
         terminal.info(f"Registered the example dataset {train} ({train_samples} samples) and its "
                       f"held-out split {val} ({val_samples} samples).")
+    else:
+        for name, samples in result.example.items():
+            terminal.info(f"Registered the example dataset {name} ({samples} samples).")
     terminal.success(f"Wrote {len(result.written)} files to {directory}")
     terminal.info(f"Next: cd {directory} && make help")
 

@@ -52,7 +52,31 @@ def topology_options(func: Any) -> Any:
     return with_topology
 
 
-@click.command("train", short_help="Check everything, then run llamafactory-cli train.")
+class _TrainCommand(click.Command):
+    """`--max_steps 3` is how other tools take overrides: name the KEY=VALUE form instead of
+    Click's nearest option (which would be `--master-port`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as err:
+            from glmocr_lf.config.models import KEY_SECTION
+
+            key = err.option_name.lstrip("-").replace("-", "_")
+            if key not in KEY_SECTION:
+                raise
+            value = "VALUE"
+            for i, arg in enumerate(given):
+                if arg.startswith(err.option_name + "="):
+                    value = arg.partition("=")[2]
+                elif arg == err.option_name and i + 1 < len(given) and not given[i + 1].startswith("-"):
+                    value = given[i + 1]
+            raise click.UsageError(f"No such option '{err.option_name}'; overrides are KEY=VALUE: {key}={value}",
+                                   ctx) from None
+
+
+@click.command("train", cls=_TrainCommand, short_help="Check everything, then run llamafactory-cli train.")
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @topology_options
@@ -87,6 +111,8 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
     plan = prepare(request)
     for note in plan.notes:
         terminal.note(note)
+    for warning in plan.warnings:
+        terminal.warning(warning)
     if dry_run:
         terminal.out(plan.shell_line() + "\n")
         terminal.out(plan.yaml_text)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
+from glmocr_lf.fsutil import atomic_write_text, decode_utf8, ensure_dir, read_bytes, write_error
 
 Numbered = list[tuple[int, Any]]  # (1-based line number, record)
 
@@ -78,9 +78,12 @@ class Appender:
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> Appender:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _drop_partial_tail(self.path)
-        self._handle = self.path.open("a", encoding="utf-8", newline="\n")
+        ensure_dir(self.path.parent)
+        try:
+            _drop_partial_tail(self.path)
+            self._handle = self.path.open("a", encoding="utf-8", newline="\n")
+        except OSError as err:
+            raise write_error(self.path, err) from None
         return self
 
     def add(self, record: Any) -> None:

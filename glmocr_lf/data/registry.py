@@ -25,7 +25,7 @@ from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir
 from glmocr_lf.launch import whitespace_note
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
@@ -46,6 +46,10 @@ class InvalidDatasetError(DataError):
         self.report = report
 
 
+class AlreadyRegisteredError(DataError):
+    """NAME is registered, or its staging path taken, with other content, and --force was not given."""
+
+
 @dataclass(frozen=True)
 class RegisterResult:
     name: str
@@ -56,6 +60,7 @@ class RegisterResult:
     images: int
     report: ValidationReport
     notes: tuple[str, ...] = ()
+    in_place: bool = False  # FILE already sat in the data dir and is registered as it is
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool
     if target.exists() and not target.is_dir():
         raise DataError(f"{target}: data dir is not a directory")
     if create:
-        target.mkdir(parents=True, exist_ok=True)
+        ensure_dir(target, "data dir")
     return target
 
 
@@ -191,9 +196,12 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
     if report.errors:
         raise InvalidDatasetError(report)
     root = resolve_media_dir(file, options.media_dir)
+    in_place = _in_place(name, file, root, data_dir)
+    if in_place is not None:
+        return _register_in_place(name, in_place, data_dir, report, force=force)
     plan = _plan(name, report, root)
     entry = sharegpt_entry(f"{name}.json")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(data_dir, "data dir")
     info_path = data_dir / DATASET_INFO
     with info_lock(data_dir):
         info = read_info(data_dir)
@@ -203,20 +211,69 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
             if info[name] == entry and _same_staging(data_dir, name, plan):
                 return RegisterResult(name, "unchanged", data_dir, staged_file, plan.samples, plan.images, report)
             if not force:
-                raise DataError(f"{name!r} is already registered in {info_path} with different content",
-                                hint="pass --force to replace it")
+                raise AlreadyRegisteredError(f"{name!r} is already registered in {info_path} with different content",
+                                             hint="pass --force to replace it")
             status = "replaced"
         elif not force:
             for existing in (staged_file, staged_dir):
                 if existing.exists() or existing.is_symlink():
-                    raise DataError(f"{existing}: already exists and is not a registered dataset",
-                                    hint="pick another name, or pass --force to overwrite it")
+                    raise AlreadyRegisteredError(f"{existing}: already exists and is not a registered dataset",
+                                                 hint="pick another name, or pass --force to overwrite it")
         _swap_in(data_dir, name, plan, link)
         info[name] = entry
         write_info(data_dir, info)
     spaced = whitespace_note(data_dir)
     return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report,
                           (spaced,) if spaced else ())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _in_place(name: str, file: Path, root: Path, data_dir: Path) -> str | None:
+    """FILE's name relative to DATA when it already sits there with images resolving from DATA
+    (the vendor guide's layout): it is registered as it is. Staging must never write over FILE
+    (DATA/NAME.json) or replace the folder it or its images live in (DATA/NAME/)."""
+    data_abs = data_dir.resolve()
+    file_abs, root_abs = file.resolve(), root.resolve()
+    if _inside(file_abs, data_abs) and root_abs == data_abs:
+        return file_abs.relative_to(data_abs).as_posix()
+    hint = (f"register it from outside {data_dir} (register stages a copy), or keep its image paths "
+            f"relative to {data_dir} and pass --media-dir {data_dir}")
+    if file_abs == data_abs / f"{name}.json":
+        raise DataError(f"{file}: is the file registering {name!r} writes, and its images resolve from {root}, "
+                        f"not from {data_dir}", hint=hint)
+    if _inside(file_abs, data_abs / name) or _inside(root_abs, data_abs / name):
+        raise DataError(f"{file}: it or its images lie inside {data_dir / name}/, which registering {name!r} "
+                        "replaces", hint=hint)
+    return None
+
+
+def _register_in_place(name: str, file_name: str, data_dir: Path, report: ValidationReport, *,
+                       force: bool) -> RegisterResult:
+    """Add the entry for a file already in DATA; the file itself is never touched."""
+    entry = sharegpt_entry(file_name)
+    assert report.sample_file is not None
+    samples = report.sample_file.samples
+    images = sum(len(s.data.get("images") or []) for s in samples if isinstance(s.data, dict))
+    status: Status = "added"
+    with info_lock(data_dir):
+        info = read_info(data_dir)
+        if name in info:
+            if info[name] == entry:
+                status = "unchanged"
+            elif not force:
+                raise AlreadyRegisteredError(
+                    f"{name!r} is already registered in {data_dir / DATASET_INFO} with different content",
+                    hint="pass --force to replace it")
+            else:
+                status = "replaced"
+        if status != "unchanged":
+            info[name] = entry
+            write_info(data_dir, info)
+    return RegisterResult(name, status, data_dir, data_dir / file_name, len(samples), images, report,
+                          in_place=True)
 
 
 def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:

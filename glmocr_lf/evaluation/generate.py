@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +24,18 @@ from glmocr_lf.constants import (
     LF_DEFAULT_IMAGE_MAX_PIXELS,
     LF_DEFAULT_IMAGE_MIN_PIXELS,
 )
+from glmocr_lf.data import jsonl
 from glmocr_lf.data.info import Layout, local_file
 from glmocr_lf.data.report import CheckOptions
 from glmocr_lf.data.validate import validate_file
 from glmocr_lf.errors import DataError, GlmocrLfError, MissingDependencyError
-from glmocr_lf.evaluation.predictions import Prediction, detect_task, write_predictions
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.evaluation.predictions import (
+    Prediction,
+    detect_task,
+    read_predictions,
+    write_predictions,
+)
+from glmocr_lf.fsutil import atomic_write_text, check_dir_target
 from glmocr_lf.modelfiles import stale_merge
 
 if TYPE_CHECKING:
@@ -78,6 +84,7 @@ class RunOptions:
     batch_size: int = 1
     device: str = "auto"
     force: bool = False
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,8 +247,8 @@ def _load(options: RunOptions) -> tuple[Any, Any, Any]:
 
 
 def _generate(torch: Any, processor: Any, model: Any, samples: Sequence[EvalSample],
-              options: RunOptions, max_pixels: int,
-              on_progress: Callable[[int, int], None] | None) -> list[str]:
+              options: RunOptions, max_pixels: int) -> Iterator[tuple[Sequence[EvalSample], list[str]]]:
+    """Each batch of samples with its answers, as soon as they are decoded."""
     from PIL import Image
 
     from glmocr_lf.imaging import lf_preprocess_image
@@ -251,7 +258,6 @@ def _generate(torch: Any, processor: Any, model: Any, samples: Sequence[EvalSamp
     stop_ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
     stop_ids = [i for i in stop_ids if isinstance(i, int) and i != tokenizer.unk_token_id]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    answers: list[str] = []
     for start in range(0, len(samples), options.batch_size):
         batch = samples[start:start + options.batch_size]
         images = []
@@ -269,11 +275,7 @@ def _generate(torch: Any, processor: Any, model: Any, samples: Sequence[EvalSamp
                                     repetition_penalty=options.repetition_penalty,
                                     eos_token_id=stop_ids, pad_token_id=pad_id)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        answers += [text.strip() for text in
-                    tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        if on_progress:
-            on_progress(len(answers), len(samples))
-    return answers
+        yield batch, [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
 def run_plan(options: RunOptions, samples: Sequence[EvalSample], max_pixels: int,
@@ -287,13 +289,43 @@ def run_plan(options: RunOptions, samples: Sequence[EvalSample], max_pixels: int
     ]
 
 
+# Options that change the answers: a resumed run must use the same ones (batch size and device do not).
+RESUME_KEYS = ("model", "adapter", "dataset", "max_new_tokens", "repetition_penalty", "image_max_pixels",
+               "image_min_pixels")
+
+
+def _finished(path: Path, samples: Sequence[EvalSample], record: dict[str, Any]) -> dict[str, Prediction]:
+    """The predictions an earlier run of the same evaluation wrote, by sample id."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return {}
+    earlier_path = path.parent / RUN_RECORD_FILE
+    try:
+        earlier = json.loads(earlier_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
+    changed = [f"{key} {earlier.get(key)!r}, now {record[key]!r}" for key in RESUME_KEYS
+               if isinstance(earlier, dict) and key in earlier and earlier[key] != record[key]]
+    if changed:
+        raise GlmocrLfError(f"--resume: {earlier_path} was made with other options: " + "; ".join(changed),
+                            hint="resume with the same options, or pass --force to start over")
+    done = {p.id: p for p in read_predictions(path)}
+    unknown = sorted(set(done) - {s.id for s in samples})
+    if unknown:
+        raise GlmocrLfError(f"--resume: {path} holds ids that are not in {record['dataset']} "
+                            f"(first: {unknown[0]!r})", hint="pass --force to start over")
+    return done
+
+
 def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], object] | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Generate, write predictions.jsonl, eval_run.json and scores.json into `out_dir`, and score."""
+    """Generate and append each batch's predictions to predictions.jsonl as they are made (an
+    interrupted run keeps them; `resume` continues after the last finished sample), then write
+    eval_run.json and scores.json into `out_dir`, and score."""
+    check_dir_target(options.out_dir, "--out directory")
     predictions_path = options.out_dir / PREDICTIONS_FILE
-    if predictions_path.exists() and not options.force:
+    if predictions_path.exists() and not (options.force or options.resume):
         raise GlmocrLfError(f"{predictions_path}: already exists",
-                            hint="pass --force to overwrite it, or --out another directory")
+                            hint="pass --resume to continue it, --force to start over, or --out another directory")
     stale = stale_merge(Path(options.model), EXPORT_RECORD) if Path(options.model).is_dir() else None
     if stale:
         adapter, why = stale
@@ -302,21 +334,38 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
     max_pixels, source = resolve_image_max_pixels(options.model, options.adapter,
                                                   options.image_max_pixels)
-    if on_start:
-        on_start(run_plan(options, samples, max_pixels, source))
-    started = time.monotonic()
-    torch, processor, model = _load(options)
-    answers = _generate(torch, processor, model, samples, options, max_pixels, on_progress)
-    predictions = [
-        Prediction(id=s.id, task=detect_task(s.user_text), prompt=s.user_text,
-                   reference=s.reference.strip(), prediction=answer)
-        for s, answer in zip(samples, answers, strict=True)
-    ]
-    write_predictions(predictions_path, predictions)
-    record = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-              "image_max_pixels": max_pixels, "image_max_pixels_source": source,
-              "samples": len(samples), "seconds": round(time.monotonic() - started, 2),
-              "device": str(model.device)}
+    record: dict[str, Any] = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+                              "image_max_pixels": max_pixels, "image_max_pixels_source": source,
+                              "samples": len(samples)}
+    if options.force and not options.resume:
+        atomic_write_text(predictions_path, "")
+    # opened before the model loads: an unwritable --out fails now, and a line cut off by a crash goes
+    with jsonl.Appender(predictions_path) as appender:
+        done = _finished(predictions_path, samples, record) if options.resume else {}
+        plan = run_plan(options, samples, max_pixels, source)
+        if options.resume:
+            plan.append(f"resuming: {len(done)} of {len(samples)} samples already in {predictions_path}")
+        if on_start:
+            on_start(plan)
+        atomic_write_text(options.out_dir / RUN_RECORD_FILE, json.dumps({**record, "status": "running"}, indent=2) + "\n")
+        started = time.monotonic()
+        todo = [s for s in samples if s.id not in done]
+        device = "-"
+        if todo:
+            torch, processor, model = _load(options)
+            device = str(model.device)
+            for batch, answers in _generate(torch, processor, model, todo, options, max_pixels):
+                for sample, answer in zip(batch, answers, strict=True):
+                    prediction = Prediction(id=sample.id, task=detect_task(sample.user_text),
+                                            prompt=sample.user_text, reference=sample.reference.strip(),
+                                            prediction=answer)
+                    appender.add(asdict(prediction))
+                    done[sample.id] = prediction
+                if on_progress:
+                    on_progress(len(done), len(samples))
+    predictions = [done[s.id] for s in samples]
+    write_predictions(predictions_path, predictions)  # in dataset order, whatever order resumes took
+    record.update(status="finished", seconds=round(time.monotonic() - started, 2), device=device)
     atomic_write_text(options.out_dir / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     from glmocr_lf.evaluation.score import score_predictions
 

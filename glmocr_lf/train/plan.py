@@ -1,10 +1,11 @@
 """Plan a training launch: every check that can fail before a process starts, then the final YAML,
 argv and environment.
 
-`prepare()` validates the config and the options, checks this machine (nvidia-smi), the model dir,
-every sample of the datasets and the token budget, and decides the resume policy. Each planning step
-reads the typed config and returns its changes with their reasons; they are applied once and the
-result is validated once. Nothing is written and nothing is started here.
+`prepare()` validates the config and the options, checks this machine (nvidia-smi; torchrun and
+DeepSpeed for the launch shape asked for), the model dir, every sample of the datasets and the
+token budget, and decides the resume policy. Each planning step reads the typed config and returns
+its changes with their reasons; they are applied once and the result is validated once. Nothing is
+written and nothing is started here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from glmocr_lf.config.load import apply_changes, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
+from glmocr_lf.fsutil import check_dir_target
 from glmocr_lf.launch import Command, Topology
 from glmocr_lf.machine import Gpu
 from glmocr_lf.train.changes import Changes
@@ -57,6 +59,7 @@ class LaunchPlan:
     yaml_path: Path
     yaml_text: str
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     removals: list[Path] = field(default_factory=list)
     resume_from: Path | None = None
 
@@ -136,6 +139,23 @@ def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
     return []
 
 
+def gpu_list_problems(topology: Topology, gpus: tuple[Gpu, ...]) -> list[Problem]:
+    """--gpus naming GPUs this machine does not have (with none at all, LLaMA-Factory would start
+    one CPU process per listed GPU without a word)."""
+    if topology.gpus is None:
+        return []
+    wanted = ",".join(str(g) for g in topology.gpus)
+    if not gpus:
+        return [Problem("--gpus", f"{wanted}: this machine has no NVIDIA GPU (nvidia-smi lists none); "
+                                  "drop --gpus to train on the CPU")]
+    have = {g.index for g in gpus}
+    missing = [g for g in topology.gpus if g not in have]
+    if missing:
+        return [Problem("--gpus", f"{wanted}: no GPU {missing[0]} on this machine (it has "
+                                  f"{', '.join(str(i) for i in sorted(have))})")]
+    return []
+
+
 def checkpoints(output_dir: Path) -> list[Path]:
     found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
@@ -185,13 +205,25 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     cfg = load_config(request.config, request.overrides)
     if not cfg.output.output_dir:
         raise ConfigError(source, [Problem("output.output_dir", "required to launch training")])
+    check_dir_target(Path(cfg.output.output_dir).expanduser(), "output_dir")
 
     notes: list[str] = []
     notes.extend(f"warning: {p.path}: {p.message}" for p in config_warnings(cfg))
+    warnings: list[str] = []
     blocking = machine_problems(cfg, gpus, stack)
+    launcher_problems, launcher = launch.launcher_overlay(topology, visible_gpus=len(gpus),
+                                                          config_deepspeed=cfg.flat().get("deepspeed"))
+    options_blocking = gpu_list_problems(topology, gpus) + launcher_problems
     if request.dry_run:
-        notes.extend(f"{p.path}: {p.message}" for p in blocking)
-        blocking = []
+        notes.extend(f"{p.path}: {p.message}" for p in options_blocking + blocking)
+        options_blocking, blocking = [], []
+    if options_blocking:
+        raise ConfigError("train options", options_blocking)
+    memory_budget = request.memory_budget_gib
+    if memory_budget is not None and not gpus:
+        warnings.append(f"--memory-budget {memory_budget:g} GiB ignored: this machine has no NVIDIA GPU "
+                        "and the budget sizes batches for GPU memory (the CPU run keeps its settings)")
+        memory_budget = None
     changes = defaults_and_paths(cfg, request)
     changes.add(tracking_defaults(cfg, stack, os.environ))
     spaced = (launch.whitespace_problems({**cfg.flat(), **changes.values})
@@ -208,7 +240,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         notes.extend(data.notes)
         max_tokens = data.max_tokens
     processes = topology.processes_per_node(len(gpus)) * topology.nnodes
-    changes.add(fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=request.memory_budget_gib,
+    changes.add(fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=memory_budget,
                                 processes=processes, tokens_per_sample=max_tokens, nodes=topology.nnodes))
     output_dir = Path(changes.values["output_dir"])
     resume, removals, resume_from = resume_policy(output_dir, request.resume)
@@ -223,8 +255,8 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
               f"from {request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
     common = launch.common_overlay(stack, request.hub)
     torchrun = launch.torchrun_overlay(topology, visible_gpus=len(gpus))
-    env = {**common.env, **torchrun.env, **changes.env}
-    notes.extend(common.notes)
+    env = {**common.env, **torchrun.env, **launcher.env, **changes.env}
+    notes.extend(common.notes + launcher.notes)
     return LaunchPlan(
         config=final,
         command=launch.command("train", yaml_path, env, Path(os.getcwd()), dry_run=request.dry_run),
@@ -232,6 +264,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         yaml_path=yaml_path,
         yaml_text=to_yaml(rendered, comments=False, header=header),
         notes=notes,
+        warnings=warnings,
         removals=removals,
         resume_from=resume_from,
     )

@@ -13,7 +13,7 @@ from glmocr_lf import constants as C
 from glmocr_lf import launch
 from glmocr_lf.data import jsonl
 from glmocr_lf.errors import ChildFailedError
-from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir
 from glmocr_lf.process import ChildResult, run_child
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
@@ -123,7 +123,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(plan.output_dir, "output_dir")
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     started = launch.now()
     write_record(plan, started=started, status="running")
@@ -153,12 +153,12 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
     if plan.resume_from is not None:
         summary.resumed_at_step = int(plan.resume_from.name.split("-")[1])
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
-    write_record(plan, started=started, status=status,
+    write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
                  finished=launch.now(),
                  exit_code=result.exit_code, summary=summary.to_dict())
     if result.exit_code != 0:
         cause = result.root_error()
-        what = "interrupted" if result.interrupted else f"failed (exit code {result.exit_code})"
+        what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
         message = f"training {what}" + (f": {cause}" if cause else "")
         raise ChildFailedError(message, result.exit_code,
                                output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:], log=log_path)
