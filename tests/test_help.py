@@ -36,3 +36,20 @@ def test_equals_form_and_unknown_options(invoke: Invoke) -> None:
                                               "learning_rate=1e-5")
     result = invoke("train", "c.yaml", "--resum")  # not a config key: Click's own suggestion stays
     assert result.stderr.splitlines()[-1] == "Error: No such option '--resum'. (Did you mean one of: '--fresh', '--resume'?)"
+
+
+def test_the_same_kind_of_value_has_the_same_metavar_everywhere() -> None:
+    seen: dict[str, set[str]] = {}
+    for _name, command in _commands(cli):
+        ctx = click.Context(command)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag:
+                seen.setdefault(param.opts[0], set()).add(param.make_metavar(ctx))
+    # --model is a model (id or folder) everywhere but in the data commands, where it is the folder
+    # whose tokenizer counts tokens; --out is a folder except for `eval compare`'s report file
+    assert seen.pop("--model") == {"MODEL", "DIR"}
+    assert seen.pop("--out") == {"DIR", "FILE"}
+    assert {opt: kinds for opt, kinds in seen.items() if len(kinds) > 1} == {}
+    generic = {"TEXT", "INTEGER", "INTEGER RANGE", "FLOAT", "FLOAT RANGE", "DIRECTORY", "PATH_OR_ID"}
+    assert {opt: kinds for opt, kinds in seen.items() if kinds & generic} == {
+        "--prompt": {"TEXT"}}

@@ -106,7 +106,41 @@ def _register() -> None:
     cli.add_command(smoke_model)
 
 
+# One metavar per kind of value, everywhere: a model or dataset named by id or path, then click's
+# types. An option that sets its own metavar (0,1; GiB; KEY=VALUE) keeps it.
+_METAVAR_BY_NAME = {"model": "MODEL", "base": "MODEL", "dataset": "NAME|FILE", "image_col": "COLUMN",
+                    "text_col": "COLUMN", "task_col": "COLUMN", "master_addr": "HOST", "device": "DEVICE",
+                    "split": "SPLIT"}
+
+
+def _metavar(param: click.Option) -> str | None:
+    kind = param.type
+    if isinstance(kind, click.Path):
+        if kind.file_okay and not kind.dir_okay:
+            return "FILE"
+        return "DIR" if kind.dir_okay and not kind.file_okay else "PATH"
+    if param.name in _METAVAR_BY_NAME:
+        return _METAVAR_BY_NAME[param.name]
+    if isinstance(kind, click.types.IntParamType):  # IntRange too
+        return "N"
+    if isinstance(kind, click.types.FloatParamType):
+        return "X"
+    return None
+
+
+def _consistent_metavars(group: click.Group) -> None:
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _consistent_metavars(command)
+            continue
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag and param.metavar is None \
+                    and not isinstance(param.type, click.Choice):
+                param.metavar = _metavar(param)
+
+
 _register()
+_consistent_metavars(cli)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ N counts samples from 0 (as `jq '.[N]'`), LINE counts lines from 1; warnings rea
 def _budget_options(func: F) -> F:
     """The options that shape a CheckOptions, handed to the command as one `options` argument."""
     options = [
-        click.option("--media-dir", type=click.Path(path_type=Path),
+        click.option("--media-dir", type=click.Path(path_type=Path), metavar="DIR",
                      help="Base of relative image paths (default: the dataset file's folder)."),
         click.option("--cutoff-len", type=click.IntRange(min=1),
                      help="Check the token budget against this cutoff_len."),

@@ -12,7 +12,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "error": "red"}
 
 
 @click.command("doctor", short_help="Check versions, GPUs and a model directory.")
-@click.option("--model", metavar="PATH_OR_ID",
+@click.option("--model", metavar="MODEL",
               help="Also check a model: a local directory (config and processor are loaded) or a hub id "
                    "(checked only when it is in the Hugging Face cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")

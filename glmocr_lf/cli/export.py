@@ -10,10 +10,10 @@ from glmocr_lf.cli import terminal
 
 
 @click.command("export", short_help="Merge and check a trained model for serving.")
-@click.option("--adapter", type=click.Path(path_type=Path), help="LoRA run dir (output_dir or a checkpoint-N).")
-@click.option("--model", type=click.Path(path_type=Path), help="Full fine-tune output dir (no adapter).")
+@click.option("--adapter", type=click.Path(file_okay=False, path_type=Path), help="LoRA run dir (output_dir or a checkpoint-N).")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Full fine-tune output dir (no adapter).")
 @click.option("--base", help="Base model (default: the one the run trained from).")
-@click.option("--out", type=click.Path(path_type=Path), help="Where the merged model goes (default RUN/merged).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the merged model goes (default RUN/merged).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
