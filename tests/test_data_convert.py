@@ -24,8 +24,12 @@ def test_folder_round_trip_with_val_split(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines() == [
         "Warning: pages/orphan.png: no .txt/.md/.html/.tex target beside it; skipped",
-        "Wrote ocr.json (4 samples)",
-        "Wrote ocr_val.json (2 samples)",
+        "converted: text 4, table 1, formula 1",
+        "  'Formula Recognition:': 1 train, 0 held out",  # one image: nothing to hold out
+        "  'Table Recognition:': 1 train, 0 held out",
+        "  'Text Recognition:': 3 train, 1 held out",  # about 0.34 of each task's images
+        "Wrote ocr.json (5 samples)",
+        "Wrote ocr_val.json (1 samples)",
     ]
     train, val = json.loads(Path("ocr.json").read_text()), json.loads(Path("ocr_val.json").read_text())
     assert not {i for s in train for i in s["images"]} & {i for s in val for i in s["images"]}
@@ -53,17 +57,18 @@ def test_csv_and_jsonl_with_task_column_and_prompt(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    ('{"image": "a.png"}\n', "Error: rows.jsonl:1: text: missing or not a string (columns: image, text[, task])\n"),
+    ('{"image": "a.png"}\n', "Error: rows.jsonl: 1 problem; nothing written\n"
+                             "  rows.jsonl:1: text: missing or not a string (columns: image, text[, task])\n"),
     ('{"image": "a.png", "text": "t"\n', "Error: rows.jsonl:1:31: invalid JSON: Expecting ',' delimiter\n"),
     ('{"image": "nope.png", "text": "t"}\n{"image": "a.png", "text": " ", "task": "poem"}\n',
-     "Error: rows.jsonl: 2 problems; nothing written\n  rows.jsonl:1: image: not found: nope.png\n"
+     "Error: rows.jsonl: 2 problems; nothing written\n  rows.jsonl:1: image: image not found: {tmp}/nope.png\n"
      "  rows.jsonl:2: task: unknown task 'poem'; use one of text, table, formula\n"),
 ])
 def test_convert_errors_write_nothing(tmp_path: Path, content: str, expected: str) -> None:
     make_png(tmp_path / "a.png")
     (tmp_path / "rows.jsonl").write_text(content)
     result = invoke("data", "convert", "rows.jsonl", "-o", "out.json")
-    assert (result.exit_code, result.stderr) == (1, expected)
+    assert (result.exit_code, result.stderr) == (1, expected.format(tmp=tmp_path))
     assert not Path("out.json").exists()
 
 
@@ -73,3 +78,44 @@ def test_convert_refuses_to_overwrite(tmp_path: Path) -> None:
     result = invoke("data", "convert", "pages", "-o", "ocr.json")
     assert (result.exit_code, result.stderr) == (1, "Error: ocr.json: already exists\nHint: pass --force to overwrite it\n")
     assert Path("ocr.json").read_text() == "keep"
+
+
+def test_folder_problems_all_at_once_with_the_validators_image_checks(tmp_path: Path) -> None:
+    pages = tmp_path / "pages"
+    make_png(pages / "good.png")
+    (pages / "good.txt").write_text("ok")
+    (pages / "empty.png").write_bytes(b"")  # 0 bytes
+    (pages / "empty.txt").write_text("x")
+    make_png(pages / "cut.png")
+    (pages / "cut.png").write_bytes((pages / "cut.png").read_bytes()[:-20])  # truncated: no IEND
+    (pages / "cut.txt").write_text("y")
+    make_png(pages / "two.png")
+    (pages / "two.txt").write_text("a")
+    (pages / "two.md").write_text("b")
+    (pages / "orphan.txt").write_text("no image")
+    result = invoke("data", "convert", "pages", "-o", "out.json")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: pages: 3 problems; nothing written"
+    assert lines[1] == "  pages/two.png: several targets (two.txt, two.md); keep one"
+    assert lines[2].startswith("  pages/cut.txt: image: ") and "cut.png" in lines[2]
+    assert lines[3] == f"  pages/empty.txt: image: empty image file (0 bytes): {pages / 'empty.png'}"
+    assert lines[4] == "  warning: pages/orphan.txt: no image of the same name beside it; skipped"
+    assert not Path("out.json").exists()
+
+
+def test_val_split_is_stratified_by_task_and_counted(tmp_path: Path) -> None:
+    pages = tmp_path / "pages"
+    for i in range(8):
+        make_png(pages / f"t{i}.png", color=i)
+        (pages / f"t{i}.txt").write_text(f"text {i}")
+    for i in range(2):
+        make_png(pages / f"f{i}.png", color=100 + i)
+        (pages / f"f{i}.tex").write_text(f"x^{i}")
+    result = invoke("data", "convert", "pages", "-o", "out.json", "--val-ratio", "0.25")
+    assert result.exit_code == 0, result.stderr
+    assert "  'Formula Recognition:': 1 train, 1 held out" in result.stderr.splitlines()
+    assert "  'Text Recognition:': 6 train, 2 held out" in result.stderr.splitlines()
+    held = json.loads(Path("out_val.json").read_text())
+    assert sorted(s["messages"][0]["content"] for s in held) == [
+        "<image>Formula Recognition:", "<image>Text Recognition:", "<image>Text Recognition:"]

@@ -296,6 +296,8 @@ def data_convert(source: Path, output: Path, task: str | None, prompt: str | Non
         terminal.info("converted: " + ", ".join(f"{name} {n}" for name, n in result.counts.items()))
     if result.skipped:
         terminal.info("skipped: " + ", ".join(f"{name} {n}" for name, n in result.skipped.items()))
+    for prompt, (train_n, held_n) in sorted(result.split.items()):
+        terminal.info(f"  {prompt!r}: {train_n} train, {held_n} held out")
     terminal.success(f"Wrote {result.train} ({result.train_samples} samples)")
     if result.val is not None:
         terminal.success(f"Wrote {result.val} ({result.val_samples} samples)")

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmocr_lf.constants import TASK_PROMPTS
+from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.collected import Collected, Progress, sharegpt
+from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.errors import DataError
 from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
 
@@ -41,6 +42,7 @@ class ConvertResult:
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # converted, per task or layout category
     skipped: dict[str, int] = field(default_factory=dict)  # layout regions left out, per category
+    split: dict[str, tuple[int, int]] = field(default_factory=dict)  # per task prompt: (train, held out)
 
 
 @dataclass(frozen=True)
@@ -101,27 +103,36 @@ def _is_tabular(source: Path) -> bool:
 def _collect_files(source: Path, output: Path, task: str | None, prompt: str | None) -> Collected:
     collected = Collected()
     if source.is_dir():
-        rows = _folder_rows(source, collected.warnings)
+        rows = _folder_rows(source, collected)
     elif source.suffix.lower() == ".csv":
-        rows = _table_rows(source, _csv_records(source))
+        rows = _table_rows(source, _csv_records(source), collected.problems)
     else:
-        rows = _table_rows(source, _jsonl_records(source))
+        rows = _table_rows(source, _jsonl_records(source), collected.problems)
     problems = collected.problems
     out_dir = os.path.abspath(output.parent)
-    for row in rows:
+    checks = _check_images([row.image for row in rows])
+    for row, check in zip(rows, checks, strict=True):
         row_task = row.task or task or "text"
         if row_task not in TASK_PROMPTS:
             problems.append(f"{row.where}: task: unknown task {row_task!r}; use one of {', '.join(TASK_PROMPTS)}")
             continue
-        if not row.image.is_file():
-            problems.append(f"{row.where}: image: not found: {row.image}")
+        if check.error is not None:  # the validator's checks: missing, empty, truncated, unreadable
+            problems.append(f"{row.where}: image: {check.error}")
             continue
         if not row.text.strip():
             problems.append(f"{row.where}: text: empty target text")
             continue
         rel = os.path.relpath(os.path.abspath(row.image), out_dir).replace(os.sep, "/")
         collected.samples.append(sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[row_task], row.text))
+        collected.counts[row_task] = collected.counts.get(row_task, 0) + 1
     return collected
+
+
+def _check_images(paths: list[Path]) -> list[ImageCheck]:
+    with ImageChecker(len(paths)) as checker:
+        for path in paths:
+            checker.submit(ImageRequest(os.path.normpath(os.path.abspath(path)), None))
+        return checker.results()
 
 
 def _write(source: Path | str, output: Path, collected: Collected, val_ratio: float, seed: int) -> ConvertResult:
@@ -130,7 +141,7 @@ def _write(source: Path | str, output: Path, collected: Collected, val_ratio: fl
         kept = (f"; {output} not written (images already extracted stay in {collected.images_dir})"
                 if collected.images_dir is not None and collected.images_dir.is_dir() else "; nothing written")
         raise DataError(f"{source}: {len(problems)} problem{'s' * (len(problems) != 1)}{kept}\n"
-                        + "\n".join(f"  {p}" for p in problems))
+                        + "\n".join([f"  {p}" for p in problems] + [f"  warning: {w}" for w in warnings]))
     if not samples:
         raise DataError(f"{source}: nothing to convert")
     if any(rel.startswith("../") for rel, _ in samples):
@@ -143,6 +154,11 @@ def _write(source: Path | str, output: Path, collected: Collected, val_ratio: fl
     if val_ratio > 0:
         result.val, result.val_samples = val_path(output), len(val)
         _write_if_changed(result.val, _dump(val))
+        for part, index in ((train, 0), (val, 1)):
+            for sample in part:
+                counts = list(result.split.get(_prompt(sample), (0, 0)))
+                counts[index] += 1
+                result.split[_prompt(sample)] = (counts[0], counts[1])
     return result
 
 
@@ -156,16 +172,30 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
+def _prompt(sample: dict[str, Any]) -> str:
+    return str(sample["messages"][0]["content"]).replace(IMAGE_PLACEHOLDER, "").strip()
+
+
 def split_samples(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, held-out) from (image key, sample) pairs: about `ratio` of the distinct images are
-    held out, chosen by `seed`, so no image is in both, and the order of the input is kept."""
+    """(train, held-out) from (image key, sample) pairs, stratified by task prompt: about `ratio`
+    of each task's distinct images are held out (at least one of a task with two or more), chosen
+    by `seed`; no image is in both, and the order of the input is kept."""
     if ratio <= 0:
         return [s for _, s in samples], []
-    images = sorted({rel for rel, _ in samples})
-    random.Random(seed).shuffle(images)
-    count = max(1, round(len(images) * ratio)) if len(images) > 1 else 0
-    held = set(images[:count])
+    by_task: dict[str, list[str]] = {}
+    first_task: dict[str, str] = {}
+    for rel, sample in samples:  # an image used by several tasks goes with its first one
+        if rel not in first_task:
+            first_task[rel] = _prompt(sample)
+            by_task.setdefault(first_task[rel], []).append(rel)
+    held: set[str] = set()
+    rng = random.Random(seed)
+    for task in sorted(by_task):
+        images = sorted(by_task[task])
+        rng.shuffle(images)
+        count = max(1, round(len(images) * ratio)) if len(images) > 1 else 0
+        held.update(images[:count])
     return [s for rel, s in samples if rel not in held], [s for rel, s in samples if rel in held]
 
 
@@ -173,17 +203,26 @@ def _dump(samples: list[dict[str, Any]]) -> str:
     return json.dumps(samples, indent=2, ensure_ascii=False) + "\n"
 
 
-def _folder_rows(folder: Path, warnings: list[str]) -> list[_Row]:
+def _folder_rows(folder: Path, collected: Collected) -> list[_Row]:
     rows = []
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    stems = {p.with_suffix("") for p in images}
+    for target in (p for p in files if p.suffix in TARGET_TASKS and p.with_suffix("") not in stems):
+        collected.warnings.append(f"{target}: no image of the same name beside it; skipped")
     for image in images:
         found = [image.with_suffix(s) for s in TARGET_TASKS if image.with_suffix(s).is_file()]
         if not found:
-            warnings.append(f"{image}: no .txt/.md/.html/.tex target beside it; skipped")
+            collected.warnings.append(f"{image}: no .txt/.md/.html/.tex target beside it; skipped")
             continue
         if len(found) > 1:
-            raise DataError(f"{image}: several targets ({', '.join(p.name for p in found)}); keep one")
-        text = decode_utf8(found[0], read_bytes(found[0], "target file")).strip("\n")
+            collected.problems.append(f"{image}: several targets ({', '.join(p.name for p in found)}); keep one")
+            continue
+        try:
+            text = decode_utf8(found[0], read_bytes(found[0], "target file")).strip("\n")
+        except DataError as err:
+            collected.problems.append(err.message)
+            continue
         rows.append(_Row(str(found[0]), image, text, TARGET_TASKS[found[0].suffix]))
     if not images:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -207,16 +246,17 @@ def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
-def _table_rows(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[_Row]:
+def _table_rows(path: Path, records: list[tuple[int, dict[str, Any]]], problems: list[str]) -> list[_Row]:
     if not records:
         raise DataError(f"{path}: no rows")
     rows = []
     base = path.parent
     for lineno, record in records:
         where = f"{path}:{lineno}"
-        for column in ("image", "text"):
-            if not isinstance(record.get(column), str):
-                raise DataError(f"{where}: {column}: missing or not a string (columns: image, text[, task])")
+        missing = [c for c in ("image", "text") if not isinstance(record.get(c), str)]
+        if missing:
+            problems.extend(f"{where}: {c}: missing or not a string (columns: image, text[, task])" for c in missing)
+            continue
         task = record.get("task")
         rows.append(_Row(where, base / record["image"], record["text"], str(task) if task else None))
     return rows
