@@ -197,3 +197,19 @@ def test_failing_child_ends_with_one_error_line_and_its_code(clean_env: dict[str
     assert lines[-1] == f"Hint: full output: {Path('bad/train.log').resolve()}"
     tail = lines[lines.index("last 30 lines of its output:") + 1:-2]
     assert len(tail) == 30 and all(line.startswith("  ") for line in tail)
+
+
+def test_readme_cpu_offline_variant_runs_as_written(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    """The README's CPU/offline block, run by bash exactly as a user pastes it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- cpu-offline-variant -->\n```bash\n(.*?)```", readme, re.S)
+    assert block is not None
+    env = {**clean_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{clean_env.get('PATH', '')}",
+           "MAKEFLAGS": ""}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.group(1)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    project = tmp_path / "my-ocr"
+    assert (project / "saves/glm-ocr/lora/sft/merged/glmocr_lf_export.json").is_file()
+    report = (project / "evals" / "report.md").read_text(encoding="utf-8")
+    assert "Verdict" in report
