@@ -47,6 +47,7 @@ case $PHASE in
     ours ours-full --ours full --steps 55
     ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
     ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
+    python3 bench/kernels_check.py budget --work $W ours-lora-budget8:8 ours-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
     ;;
   multi)  # 2 GPUs: 1-GPU reference, DDP, ZeRO-2, ZeRO-3, two torchrun nodes
     ours m-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
@@ -60,6 +61,21 @@ case $PHASE in
     ours p-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
     ours p-ours-lora-z2x2 --ours lora --steps 55 -- --gpus 0,1 --deepspeed z2
     ours p-ours-lora-ddp2 --ours lora --steps 55 -- --gpus 0,1
+    ;;
+  kernels)  # fused kernels (glmocr_lf/kernels): op checks, one batch, loss curves on vs off
+    K="python3 bench/kernels_check.py"
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+    $K model --work $W 2>&1 | tee -a "$OUT/kernels.jsonl"
+    ours k-lora-on --ours lora --steps 55 -- logging_steps=1
+    ours k-lora-off --ours lora --steps 55 -- logging_steps=1 --kernels none
+    ours k-full-on --ours full --steps 55 -- logging_steps=1
+    ours k-full-off --ours full --steps 55 -- logging_steps=1 --kernels none
+    $K curves --work $W k-lora-on:k-lora-off k-full-on:k-full-off | tee -a "$OUT/kernels.jsonl"
+    if [ $(( $(date +%s) - t0 )) -lt 430 ]; then
+      ours k-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours k-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W k-lora-budget8:8 k-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
     ;;
   *) echo "unknown phase $PHASE"; exit 2;;
 esac

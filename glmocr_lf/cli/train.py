@@ -58,11 +58,13 @@ def make_topology(gpus: tuple[int, ...] | None, nproc: int | None, nnodes: int, 
 @click.option("--memory-budget", type=float, metavar="GiB", help="Fit the run into this much GPU memory.")
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
+@click.option("--kernels", type=click.Choice(["auto", "liger", "none"]), default="auto", show_default=True,
+              help="Fused GLM-OCR kernels from liger-kernel (auto: on with a CUDA GPU and liger-kernel).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
 def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None, nproc: int | None,
           nnodes: int, node_rank: int, master_addr: str | None, master_port: int | None,
           deepspeed: str | None, resume: bool, fresh: bool, memory_budget: float | None, hub: str,
-          dry_run: bool) -> None:
+          kernels: str, dry_run: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
 
@@ -79,7 +81,7 @@ def train(config: Path, overrides: tuple[str, ...], gpus: tuple[int, ...] | None
         topology=make_topology(gpus, nproc, nnodes, node_rank, master_addr, master_port, deepspeed),
         resume="resume" if resume else ("fresh" if fresh else None),
         memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
-        dry_run=dry_run,
+        dry_run=dry_run, kernels=kernels,  # type: ignore[arg-type]
     )
     plan = prepare(request)
     for note in plan.notes:

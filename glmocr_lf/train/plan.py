@@ -22,6 +22,7 @@ from glmocr_lf.config.load import from_flat, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import Rendered, adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
+from glmocr_lf.kernels import KernelsMode
 from glmocr_lf.machine import Gpu
 from glmocr_lf.versions import Stack
 
@@ -63,6 +64,7 @@ class LaunchRequest:
     hub: Literal["hf", "modelscope"] = "hf"
     check_data: bool = True
     dry_run: bool = False
+    kernels: KernelsMode = "auto"
 
 
 @dataclass
@@ -292,11 +294,15 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         notes.extend(data.notes)
         max_tokens = data.max_tokens
 
+    from glmocr_lf.kernels import LIGER_DIST, decide
     from glmocr_lf.train.fit import fit_to_hardware
+    from glmocr_lf.versions import installed
 
+    kernels = decide(request.kernels, gpus=gpus, liger_version=installed(LIGER_DIST), environ=os.environ)
+    notes.extend(kernels.notes)
     fit = fit_to_hardware(cfg, values, gpus=gpus, memory_budget_gib=request.memory_budget_gib,
                           processes=topology.processes_per_node(len(gpus)) * topology.nnodes,
-                          tokens_per_sample=max_tokens, nodes=topology.nnodes)
+                          tokens_per_sample=max_tokens, nodes=topology.nnodes, kernels=kernels.on)
     values.update(fit.values)
     notes.extend(fit.reasons)
 
@@ -310,6 +316,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
               f"from {request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
     env, env_notes = launch_env(topology, visible_gpus=len(gpus), stack=stack, hub=request.hub)
     env.update(fit.env)
+    env.update(kernels.env)
     notes.extend(env_notes)
     return LaunchPlan(
         config=final,
