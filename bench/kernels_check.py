@@ -57,7 +57,7 @@ def check_ops() -> list[dict[str, Any]]:
             out = run(xs)
             out = out if isinstance(out, tuple) else (out,)
             torch.manual_seed(1)
-            grads = [torch.randn_like(o) for o in out]
+            grads = [torch.randn(o.shape, device=dev).to(o.dtype) for o in out]  # same draw for every dtype
             torch.autograd.backward(out, grads)
             outs[label] = ([o.detach() for o in out], [x.grad for x in xs if x.grad is not None])
         glm_ocr.restore(m)

@@ -89,8 +89,11 @@ def _patch_swiglu(m: ModuleType) -> dict[str, Any]:
     def text_forward(self: Any, hidden_states: Any) -> Any:
         if self.config.hidden_act not in SILU:
             return text(self, hidden_states)
-        # gate_up_proj holds [gate | up]; the original computes up * silu(gate)
-        return self.down_proj(LigerFusedGateUpSiLUMulFunction.apply(self.gate_up_proj(hidden_states), False))
+        # gate_up_proj holds [gate | up]; the original computes up * silu(gate). 2-D in and out:
+        # liger's backward returns the gradient flattened to rows
+        gate_up = self.gate_up_proj(hidden_states)
+        fused = LigerFusedGateUpSiLUMulFunction.apply(gate_up.reshape(-1, gate_up.shape[-1]), False)
+        return self.down_proj(fused.view(*gate_up.shape[:-1], fused.shape[-1]))
 
     def vision_forward(self: Any, hidden_state: Any) -> Any:
         if getattr(self.act_fn, "__class__", type(None)).__name__ not in ("SiLUActivation", "SiLU"):
