@@ -41,13 +41,23 @@ case $PHASE in
     run --name cal-lora-16x1-compile --vendor lora --steps 30 --timeout 200 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=16 gradient_accumulation_steps=1 tokenized_path=$W/tok torch_compile=true
     ;;
   side)  # side by side on one GPU: vendor YAMLs (raw llamafactory-cli) vs glmocr-lf train
+    # ours-lora logs every step (a handicap, if anything: one more sync) for the loss curve below
+    K="python3 bench/kernels_check.py"
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"
     run --name vendor-lora --vendor lora --steps 55
-    ours ours-lora --ours lora --steps 55
+    ours ours-lora --ours lora --steps 55 -- logging_steps=1
     run --name vendor-full --vendor full --steps 55
     ours ours-full --ours full --steps 55
-    ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
-    ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
-    python3 bench/kernels_check.py budget --work $W ours-lora-budget8:8 ours-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    if left 500; then  # loss curve of the default kernels (fused cross-entropy included) against none
+      ours k-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
+      $K curves --work $W ours-lora:k-lora-none | tee -a "$OUT/kernels.jsonl"
+    fi
+    if left 470; then
+      ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W ours-lora-budget8:8 ours-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
     ;;
   multi)  # 2 GPUs: 1-GPU reference, DDP, ZeRO-2, ZeRO-3, two torchrun nodes
     ours m-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0

@@ -109,7 +109,10 @@ def check_ops() -> list[dict[str, Any]]:
 
     def text_rope(xs: list[Any]) -> Any:
         q, k, cos, sin = xs
-        return m.apply_rotary_pos_emb(q, k, cos, sin)
+        q, k = m.apply_rotary_pos_emb(q, k, cos, sin)
+        if m.apply_rotary_pos_emb.__module__ == glm_ocr.__name__:  # ours leaves heads de-interleaved
+            q, k = reinterleave(q), reinterleave(k)
+        return q, k
 
     def make_text_rope() -> list[Any]:
         b, s = 4, 700
@@ -132,6 +135,14 @@ def check_ops() -> list[dict[str, Any]]:
                 emb.cos(), emb.sin()]
     compare("vision rope (9000, 16, 64)", make_vision_rope, vision_rope, 2)
     return rows
+
+
+def reinterleave(x: Any) -> Any:
+    """Inverse of glm_ocr.deinterleave: evens then odds -> pairs (0,1), (2,3)..."""
+    import torch
+
+    half = x.shape[-1] // 2
+    return torch.stack((x[..., :half], x[..., half:]), dim=-1).flatten(-2)
 
 
 def make_batch(work: Path, samples: int, text_tokens: int) -> dict[str, Any]:

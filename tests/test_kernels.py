@@ -46,7 +46,7 @@ def test_decide_is_off_without_gpu_or_liger_and_on_with_both() -> None:
     assert decide("none", gpus=H100, liger_version="0.8.5", environ={}).notes == ("kernels: off (--kernels none)",)
     on = decide("auto", gpus=H100, liger_version="0.8.5", environ={"PYTHONPATH": "/a"})
     assert on.on and on.pieces == DEFAULT_PIECES
-    assert on.env == {ENV_KERNELS: "rms_norm,swiglu,rope", "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
+    assert on.env == {ENV_KERNELS: "rms_norm,swiglu,rope,flce", "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
     with pytest.raises(LaunchError, match="--kernels liger: liger-kernel is not installed"):
         decide("liger", gpus=H100, liger_version=None, environ={})
 
@@ -106,7 +106,7 @@ def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
     on = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), stack=PINNED, gpus=H100)
     off = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, kernels="none"),
                   stack=PINNED, gpus=H100)
-    assert on.env[ENV_KERNELS] == "rms_norm,swiglu,rope"
+    assert on.env[ENV_KERNELS] == "rms_norm,swiglu,rope,flce"
     assert on.env["PYTHONPATH"] == f"{hook_dir()}{os.pathsep}/elsewhere"
     assert (hook_dir() / "sitecustomize.py").is_file()
     assert {k: v for k, v in on.env.items() if k not in (ENV_KERNELS, "PYTHONPATH")} == off.env
@@ -114,7 +114,7 @@ def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
     assert on.yaml_text.split("\n", 2)[2] == off.yaml_text.split("\n", 2)[2]  # header line holds the time
     assert "liger" not in on.yaml_text
     assert any(n.startswith("kernels: liger-kernel ") for n in on.notes)
-    assert f"{ENV_KERNELS}=rms_norm,swiglu,rope" in on.shell_line()
+    assert f"{ENV_KERNELS}=rms_norm,swiglu,rope,flce" in on.shell_line()
 
 
 def test_hook_patches_glm_ocr_on_import_in_a_child_process() -> None:
@@ -124,13 +124,13 @@ def test_hook_patches_glm_ocr_on_import_in_a_child_process() -> None:
     code = ("from transformers.models.glm_ocr import modeling_glm_ocr as m\n"
             "print(m.GlmOcrRMSNorm.forward.__module__, m.apply_rotary_pos_emb.__module__,"
             " m.GlmOcrTextMLP.forward.__module__)\n")
-    env = {**os.environ, ENV_KERNELS: "rms_norm,swiglu,rope",
+    env = {**os.environ, ENV_KERNELS: "rms_norm,swiglu,rope,flce",
            "PYTHONPATH": os.pathsep.join([str(hook_dir()), str(REPO)])}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["glmocr_lf.kernels.glm_ocr"] * 3
-    assert "kernels: liger-kernel swapped in transformers.models.glm_ocr.modeling_glm_ocr: rms_norm, swiglu, rope" \
+    assert "kernels: liger-kernel swapped in transformers.models.glm_ocr.modeling_glm_ocr: rms_norm, swiglu, rope, flce" \
         in proc.stderr
 
 
@@ -158,3 +158,18 @@ def test_text_rope_on_deinterleaved_heads_gives_the_same_attention_scores() -> N
     ours = q_ours @ k_ours.repeat_interleave(2, dim=1).transpose(-1, -2)
     assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(deinterleave(q)[..., : d // 2], q[..., 0::2])
+
+
+def test_memory_model_with_kernels_matches_h200_measurements() -> None:
+    """With kernels on, estimates stay above what was measured (docs/benchmarks.md), within 25%."""
+    from glmocr_lf.config.presets import preset
+    from glmocr_lf.train.fit import estimate_peak_gib
+
+    lora, full = preset("lora"), preset("full")
+    measured = [  # (cfg, micro-batch, checkpointing, padded tokens, peak reserved GiB), one H200, kernels on
+        (lora, 16, False, 1352, 46.2), (lora, 4, True, 1352, 6.8), (full, 8, False, 1352, 30.9),
+        (full, 4, False, 1352, 21.8),
+    ]
+    for cfg, micro, ckpt, tokens, reserved in measured:
+        estimate = estimate_peak_gib(cfg, micro, ckpt, tokens, kernels=True)
+        assert reserved <= estimate <= reserved * 1.25, (micro, ckpt, estimate, reserved)
