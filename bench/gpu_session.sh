@@ -24,7 +24,7 @@ nproc
 B="python3 bench/gpu_train.py"
 [ -f $W/model/bench_meta.json ] || $B prepare --work $W | tee "$OUT/prepare.json"
 # warm the bytecode once so no run pays for compiling transformers (installed with --no-compile)
-[ "$PHASE" = persist ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
+[ "$PHASE" = persist ] || [ "$PHASE" = kcurves ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
 snap() { $B report --work $W --warmup ${WARMUP:-5} > "$OUT/table.md"; cp $W/summary.json "$OUT/" 2>/dev/null; tar czf "$OUT/results.tgz" -C $W results logs 2>/dev/null; }
 run() { $B run --work $W --logs $W/logs "$@"; snap; }
 ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE=$W/cache/$name "$@"; }
@@ -85,6 +85,20 @@ case $PHASE in
       ours k-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
       ours k-full-budget24 --ours full --steps 20 -- --memory-budget 24
       $K budget --work $W k-lora-budget8:8 k-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
+    ;;
+  kcurves)  # loss curves of the default kernels (fused cross-entropy included) against none; budgets
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    ours c-lora-all --ours lora --steps 55 -- logging_steps=1
+    ours c-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
+    ours c-full-all --ours full --steps 55 -- logging_steps=1
+    ours c-full-none --ours full --steps 55 -- logging_steps=1 --kernels none
+    $K curves --work $W c-lora-all:c-lora-none c-full-all:c-full-none | tee -a "$OUT/kernels.jsonl"
+    if left 290; then
+      ours c-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours c-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W c-lora-budget8:8 c-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
     fi
     ;;
   *) echo "unknown phase $PHASE"; exit 2;;
