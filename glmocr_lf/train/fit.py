@@ -45,11 +45,13 @@ from glmocr_lf.machine import Gpu
 # percent above that with expandable segments. Measured per token: 2.1-2.3 MB without gradient
 # checkpointing, 0.55-0.71 MB with it; the model below is rounded up.
 GIB_PER_TOKEN = {False: 2.4e-3, True: 0.8e-3}  # keyed by gradient checkpointing
-# With liger-kernel's fused kernels (glmocr_lf/kernels), measured on one H200 at 1,352 padded
-# tokens: 1.87e-3 (LoRA 16x1) and 1.61-1.66e-3 (full 8x1, 4x2) without checkpointing, 0.72e-3
-# (LoRA 4x4) with it; fewer fp32 temporaries are kept (full fine-tuning no longer carries an
-# fp32 residual stream out of RMSNorm's fp32 weight).
-GIB_PER_TOKEN_KERNELS = {False: 2.0e-3, True: 0.8e-3}
+# With liger-kernel's fused kernels including the fused linear cross-entropy (glmocr_lf/kernels's
+# default), measured on one H200 at 1,352 padded tokens: 1.17e-3 (LoRA 16x1), 0.96e-3 and 1.12e-3
+# (full 8x1, 4x2) without checkpointing; the logits (~0.6 MB per token) are never materialised and
+# full fine-tuning no longer carries an fp32 residual stream. With checkpointing LoRA 4x4 peaked
+# at 3.2 GiB reserved; that one measurement is kept at the conservative 0.8e-3. Without the fused
+# cross-entropy the kernels measured 1.6-1.9e-3: the plain figures above apply then.
+GIB_PER_TOKEN_KERNELS = {False: 1.3e-3, True: 0.8e-3}
 LORA_BASE_GIB = 2.4  # bf16 weights (1.1 B parameters) + LoRA weights, grads and Adam states
 TRAINED_PARAMS = {"language": 0.68e9, "vision": 0.40e9, "projector": 0.03e9}
 TOTAL_PARAMS = 1.11e9
@@ -188,7 +190,7 @@ def fit_to_hardware(cfg: TrainConfig, values: dict[str, Any], *, gpus: tuple[Gpu
     `tokens_per_sample`: the longest sample's tokens if known (e.g. from the data check); else
     an upper estimate from `image_max_pixels` and `cutoff_len`. `nodes` > 1: no tokenised-data
     cache (another node could read it half-written from a shared home directory). `kernels`: the
-    fused kernels are on (glmocr_lf/kernels), which changes the activation memory per token.
+    fused kernels are on with the fused cross-entropy (glmocr_lf/kernels): less memory per token.
     """
     environ = os.environ if environ is None else environ
     fit = Fit()

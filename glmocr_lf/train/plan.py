@@ -302,7 +302,8 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     notes.extend(kernels.notes)
     fit = fit_to_hardware(cfg, values, gpus=gpus, memory_budget_gib=request.memory_budget_gib,
                           processes=topology.processes_per_node(len(gpus)) * topology.nnodes,
-                          tokens_per_sample=max_tokens, nodes=topology.nnodes, kernels=kernels.on)
+                          tokens_per_sample=max_tokens, nodes=topology.nnodes,
+                          kernels=kernels.on and "flce" in kernels.pieces)
     values.update(fit.values)
     notes.extend(fit.reasons)
 
