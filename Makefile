@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch/torchvision first: on this kind of machine pip takes them from local disk
 	$(BIN)/python -m pip install -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -c constraints.txt -e '.[train,eval,dev]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[train,eval,dev,kernels]'
 	# --no-deps: torchaudio's only release pins torch 2.11, and llamafactory's web/API extras are unused
 	$(BIN)/python -m pip install -c constraints.txt --no-deps llamafactory torchaudio
 	@touch $(STAMP)

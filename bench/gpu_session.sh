@@ -24,7 +24,7 @@ nproc
 B="python3 bench/gpu_train.py"
 [ -f $W/model/bench_meta.json ] || $B prepare --work $W | tee "$OUT/prepare.json"
 # warm the bytecode once so no run pays for compiling transformers (installed with --no-compile)
-[ "$PHASE" = persist ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
+[ "$PHASE" = persist ] || [ "$PHASE" = kcurves ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
 snap() { $B report --work $W --warmup ${WARMUP:-5} > "$OUT/table.md"; cp $W/summary.json "$OUT/" 2>/dev/null; tar czf "$OUT/results.tgz" -C $W results logs 2>/dev/null; }
 run() { $B run --work $W --logs $W/logs "$@"; snap; }
 ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE=$W/cache/$name "$@"; }
@@ -41,12 +41,23 @@ case $PHASE in
     run --name cal-lora-16x1-compile --vendor lora --steps 30 --timeout 200 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=16 gradient_accumulation_steps=1 tokenized_path=$W/tok torch_compile=true
     ;;
   side)  # side by side on one GPU: vendor YAMLs (raw llamafactory-cli) vs glmocr-lf train
+    # ours-lora logs every step (a handicap, if anything: one more sync) for the loss curve below
+    K="python3 bench/kernels_check.py"
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"
     run --name vendor-lora --vendor lora --steps 55
-    ours ours-lora --ours lora --steps 55
+    ours ours-lora --ours lora --steps 55 -- logging_steps=1
     run --name vendor-full --vendor full --steps 55
     ours ours-full --ours full --steps 55
-    ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
-    ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    if left 500; then  # loss curve of the default kernels (fused cross-entropy included) against none
+      ours k-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
+      $K curves --work $W ours-lora:k-lora-none | tee -a "$OUT/kernels.jsonl"
+    fi
+    if left 470; then
+      ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W ours-lora-budget8:8 ours-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
     ;;
   multi)  # 2 GPUs: 1-GPU reference, DDP, ZeRO-2, ZeRO-3, two torchrun nodes
     ours m-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
@@ -60,6 +71,35 @@ case $PHASE in
     ours p-ours-lora-1gpu --ours lora --steps 55 -- --gpus 0
     ours p-ours-lora-z2x2 --ours lora --steps 55 -- --gpus 0,1 --deepspeed z2
     ours p-ours-lora-ddp2 --ours lora --steps 55 -- --gpus 0,1
+    ;;
+  kernels)  # fused kernels (glmocr_lf/kernels): op checks, one batch, loss curves on vs off
+    K="python3 bench/kernels_check.py"
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+    $K model --work $W 2>&1 | tee -a "$OUT/kernels.jsonl"
+    ours k-lora-on --ours lora --steps 55 -- logging_steps=1
+    ours k-lora-off --ours lora --steps 55 -- logging_steps=1 --kernels none
+    ours k-full-on --ours full --steps 55 -- logging_steps=1
+    ours k-full-off --ours full --steps 55 -- logging_steps=1 --kernels none
+    $K curves --work $W k-lora-on:k-lora-off k-full-on:k-full-off | tee -a "$OUT/kernels.jsonl"
+    if [ $(( $(date +%s) - t0 )) -lt 430 ]; then
+      ours k-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours k-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W k-lora-budget8:8 k-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
+    ;;
+  kcurves)  # loss curves of the default kernels (fused cross-entropy included) against none; budgets
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    ours c-lora-all --ours lora --steps 55 -- logging_steps=1
+    ours c-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
+    ours c-full-all --ours full --steps 55 -- logging_steps=1
+    ours c-full-none --ours full --steps 55 -- logging_steps=1 --kernels none
+    $K curves --work $W c-lora-all:c-lora-none c-full-all:c-full-none | tee -a "$OUT/kernels.jsonl"
+    if left 290; then
+      ours c-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
+      ours c-full-budget24 --ours full --steps 20 -- --memory-budget 24
+      $K budget --work $W c-lora-budget8:8 c-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    fi
     ;;
   *) echo "unknown phase $PHASE"; exit 2;;
 esac

@@ -112,6 +112,9 @@ def test_every_region_problem_in_one_run(tmp_path: Path) -> None:
         "  page 0 (p1.png): region 4 (text): bbox: [250, 10, 270, 30] is empty or outside the 200x150 page",
         "  page 0 (p1.png): region 5 (table): html/text/content: missing or empty (the target of a table region)",
         "  page 1 (gone.png): image: not found: pages/gone.png",
+        "  warning: 3 regions smaller than the processor minimum (12544 pixels, 112x112), upscaled when read: "
+        "page 0 (p1.png): region 0 (text) 88x26; page 0 (p1.png): region 1 (table) 168x68; page 0 (p1.png): "
+        "region 2 (formula) 54x43",
     ]
     assert not Path("crops.json").exists()
 

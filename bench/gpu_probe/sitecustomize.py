@@ -129,8 +129,10 @@ if _OUT:
 def _chain_next_sitecustomize() -> None:
     """Run the sitecustomize this file shadows (the image may set NCCL safety variables there)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    for entry in sys.path:
-        if not entry or os.path.abspath(entry) == here:
+    entries = [os.path.abspath(e) if e else "" for e in sys.path]
+    # only folders after this one: another chaining hook before it (glmocr-lf's kernels) ran us
+    for entry in entries[entries.index(here) + 1 if here in entries else 0:]:
+        if not entry or entry == here:
             continue
         candidate = os.path.join(entry, "sitecustomize.py")
         if os.path.isfile(candidate):

@@ -50,12 +50,22 @@ from glmocr_lf.train.changes import Changes
 # percent above that with expandable segments. Measured per token: 2.1-2.3 MB without gradient
 # checkpointing, 0.55-0.71 MB with it; the model below is rounded up.
 GIB_PER_TOKEN = {False: 2.4e-3, True: 0.8e-3}  # keyed by gradient checkpointing
+# With liger-kernel's fused kernels including the fused linear cross-entropy (glmocr_lf/kernels's
+# default), measured on one H200 at 1,352 padded tokens: 1.17e-3 (LoRA 16x1), 0.96e-3 and 1.12e-3
+# (full 8x1, 4x2) without checkpointing; the logits (~0.6 MB per token) are never materialised and
+# full fine-tuning no longer carries an fp32 residual stream. With checkpointing LoRA 4x4 peaked
+# at 3.2 GiB reserved; that one measurement is kept at the conservative 0.8e-3. Without the fused
+# cross-entropy the kernels measured 1.6-1.9e-3: the plain figures above apply then.
+GIB_PER_TOKEN_KERNELS = {False: 1.3e-3, True: 0.8e-3}
 LORA_BASE_GIB = 2.4  # bf16 weights (1.1 B parameters) + LoRA weights, grads and Adam states
 TRAINED_PARAMS = {"language": 0.68e9, "vision": 0.40e9, "projector": 0.03e9}
 TOTAL_PARAMS = 1.11e9
 ALLOCATOR_FACTOR = 1.08  # reserved / allocated with expandable segments
 CONTEXT_GIB = 0.5  # CUDA context and library workspaces, outside PyTorch's reserved memory
 USABLE_FRACTION = 0.95  # of a card's memory, for other processes and the allocator's slack
+# of a --memory-budget: a promise about reserved memory, kept with a margin for the estimate's
+# error (samples longer than the data check counted: full 4x2 under 24 GiB reserved 24.5, kernels off)
+BUDGET_FRACTION = 0.93
 TEXT_ALLOWANCE = 640  # tokens of prompt and answer assumed beside the image
 # Speed model: throughput of a micro-batch of b relative to a saturating one, and the cost of
 # recomputation. b0 fitted to the baseline (LoRA 4 vs 16: x0.64; full 4 vs 8: x0.79).
@@ -111,9 +121,10 @@ def base_memory_gib(cfg: TrainConfig) -> float:
     return (16 * trained + 2 * (TOTAL_PARAMS - trained)) / 2**30 + 0.3
 
 
-def estimate_peak_gib(cfg: TrainConfig, micro_batch: int, checkpointing: bool, tokens: int) -> float:
+def estimate_peak_gib(cfg: TrainConfig, micro_batch: int, checkpointing: bool, tokens: int,
+                      kernels: bool = False) -> float:
     """Peak reserved GPU memory of one training process (GiB), CUDA context excluded."""
-    per_token = GIB_PER_TOKEN[checkpointing]
+    per_token = (GIB_PER_TOKEN_KERNELS if kernels else GIB_PER_TOKEN)[checkpointing]
     if cfg.finetuning_type == "full" and cfg.method.freeze_vision_tower is False:
         per_token *= 2  # the vision tower's activations are kept for its backward too
     return (base_memory_gib(cfg) + micro_batch * tokens * per_token) * ALLOCATOR_FACTOR
@@ -121,19 +132,19 @@ def estimate_peak_gib(cfg: TrainConfig, micro_batch: int, checkpointing: bool, t
 
 def usable_memory_gib(gpus: tuple[Gpu, ...], memory_budget_gib: float | None) -> float | None:
     if memory_budget_gib is not None:
-        return memory_budget_gib - CONTEXT_GIB
+        return memory_budget_gib * BUDGET_FRACTION - CONTEXT_GIB
     if not gpus:
         return None
     return min(g.memory_gib for g in gpus) * USABLE_FRACTION - CONTEXT_GIB
 
 
 def choose(cfg: TrainConfig, per_process_batch: int, usable_gib: float, tokens: int,
-           checkpointing: bool | None) -> Choice | None:
+           checkpointing: bool | None, kernels: bool = False) -> Choice | None:
     """The fastest (micro-batch, checkpointing) that fits; `checkpointing` fixes it if not None."""
     options = []
     for micro in (b for b in range(per_process_batch, 0, -1) if per_process_batch % b == 0):
         for ckpt in ((False, True) if checkpointing is None else (checkpointing,)):
-            peak = estimate_peak_gib(cfg, micro, ckpt, tokens)
+            peak = estimate_peak_gib(cfg, micro, ckpt, tokens, kernels)
             if peak <= usable_gib:
                 options.append(Choice(micro, per_process_batch // micro, ckpt, peak))
     if not options:
@@ -174,12 +185,13 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
 def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
                     memory_budget_gib: float | None, processes: int,
                     environ: Mapping[str, str] | None = None,
-                    tokens_per_sample: int | None = None, nodes: int = 1) -> Fit:
+                    tokens_per_sample: int | None = None, nodes: int = 1, kernels: bool = False) -> Fit:
     """Speed and memory settings for this machine, as changes to `cfg` with their reasons.
 
     `tokens_per_sample`: the longest sample's tokens if known (e.g. from the data check); else
     an upper estimate from `image_max_pixels` and `cutoff_len`. `nodes` > 1: no tokenised-data
-    cache (another node could read it half-written from a shared home directory).
+    cache (another node could read it half-written from a shared home directory). `kernels`: the
+    fused kernels are on with the fused cross-entropy (glmocr_lf/kernels): less memory per token.
     """
     environ = os.environ if environ is None else environ
     values = cfg.flat()
@@ -204,7 +216,7 @@ def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
         fit.reasons.append(f"{ENV_ALLOC}=expandable_segments:True: less fragmentation with samples "
                            "of varied length")
 
-    _fit_batch(cfg, values, gpus, memory_budget_gib, tokens_per_sample, fit)
+    _fit_batch(cfg, values, gpus, memory_budget_gib, tokens_per_sample, fit, kernels)
 
     workers = fit.values.get("dataloader_num_workers", values.get("dataloader_num_workers"))
     if isinstance(workers, int) and workers > 0 and "dataloader_persistent_workers" not in values:
@@ -223,7 +235,8 @@ def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
 
 
 def _fit_batch(cfg: TrainConfig, values: Mapping[str, Any], gpus: tuple[Gpu, ...],
-               memory_budget_gib: float | None, tokens_per_sample: int | None, fit: Fit) -> None:
+               memory_budget_gib: float | None, tokens_per_sample: int | None, fit: Fit,
+               kernels: bool = False) -> None:
     usable = usable_memory_gib(gpus, memory_budget_gib)
     if usable is None:
         return
@@ -235,9 +248,9 @@ def _fit_batch(cfg: TrainConfig, values: Mapping[str, Any], gpus: tuple[Gpu, ...
     fixed_ckpt = None if explicit is None else not explicit
     where = (f"--memory-budget {memory_budget_gib:g} GiB" if memory_budget_gib is not None
              else f"{min(g.memory_gib for g in gpus):.0f} GiB {gpus[0].name}")
-    best = choose(cfg, per_process_batch, usable, tokens, fixed_ckpt)
+    best = choose(cfg, per_process_batch, usable, tokens, fixed_ckpt, kernels)
     if best is None:
-        smallest = estimate_peak_gib(cfg, 1, True if fixed_ckpt is None else fixed_ckpt, tokens)
+        smallest = estimate_peak_gib(cfg, 1, True if fixed_ckpt is None else fixed_ckpt, tokens, kernels)
         fit.reasons.append(f"memory: even micro-batch 1 needs about {smallest + CONTEXT_GIB:.1f} GiB "
                            f"for {tokens}-token samples; {where} may not be enough (settings unchanged)")
         return

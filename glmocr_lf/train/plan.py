@@ -25,11 +25,12 @@ from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
 from glmocr_lf.fsutil import check_dir_target
+from glmocr_lf.kernels import LIGER_DIST, KernelsMode, decide
 from glmocr_lf.launch import Command, Topology
 from glmocr_lf.machine import Gpu
 from glmocr_lf.train.changes import Changes
 from glmocr_lf.train.tracking import tracking_defaults
-from glmocr_lf.versions import Stack
+from glmocr_lf.versions import Stack, installed
 
 OUR_FILES = {C.TRAIN_YAML, C.TRAIN_RECORD}
 DEEPSPEED_PRESETS = {"z2": "z2", "z3": "z3", "z3-offload": "z3_offload"}
@@ -49,6 +50,7 @@ class LaunchRequest:
     hub: Literal["hf", "modelscope"] = "hf"
     check_data: bool = True
     dry_run: bool = False
+    kernels: KernelsMode = "auto"
 
 
 @dataclass
@@ -239,9 +241,12 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
         data = check_datasets(cfg)
         notes.extend(data.notes)
         max_tokens = data.max_tokens
+    kernels = decide(request.kernels, gpus=gpus, liger_version=installed(LIGER_DIST), environ=os.environ)
+    notes.extend(kernels.notes)
     processes = topology.processes_per_node(len(gpus)) * topology.nnodes
     changes.add(fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=memory_budget,
-                                processes=processes, tokens_per_sample=max_tokens, nodes=topology.nnodes))
+                                processes=processes, tokens_per_sample=max_tokens, nodes=topology.nnodes,
+                                kernels=kernels.on and "flce" in kernels.pieces))
     output_dir = Path(changes.values["output_dir"])
     resume, removals, resume_from = resume_policy(output_dir, request.resume)
     changes.add(resume)
@@ -255,7 +260,7 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
               f"from {request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
     common = launch.common_overlay(stack, request.hub)
     torchrun = launch.torchrun_overlay(topology, visible_gpus=len(gpus))
-    env = {**common.env, **torchrun.env, **launcher.env, **changes.env}
+    env = {**common.env, **torchrun.env, **launcher.env, **changes.env, **kernels.env}
     notes.extend(common.notes + launcher.notes)
     return LaunchPlan(
         config=final,

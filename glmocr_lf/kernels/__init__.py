@@ -1,0 +1,91 @@
+"""Fused kernels for GLM-OCR training: whether they are on, and the launch environment that turns them on.
+
+`decide()` is a pure function of the `--kernels` choice, the GPUs seen, the installed liger-kernel
+version and the caller's environment. The swap itself (`glm_ocr.py`) runs inside LLaMA-Factory's
+training processes, started by a Python start-up hook (`hook/sitecustomize.py`) that the
+environment overlay puts first on PYTHONPATH; nothing installed is patched on disk, and the YAML
+written for the run stays a plain LLaMA-Factory config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from glmocr_lf.machine import Gpu
+
+KernelsMode = Literal["auto", "liger", "none"]
+KERNELS_MODES: tuple[KernelsMode, ...] = ("auto", "liger", "none")
+ENV_KERNELS = "GLMOCR_LF_KERNELS"  # read by the start-up hook: comma-separated pieces
+ENV_PYTHONPATH = "PYTHONPATH"
+LIGER_DIST = "liger-kernel"
+INSTALL_HINT = "pip install 'glmocr-lf[kernels]'"
+
+# What each piece swaps in transformers' GLM-OCR (modeling_glm_ocr.py) for liger-kernel's Triton kernels.
+PIECES: dict[str, str] = {
+    "rms_norm": "RMSNorm (text, vision, vision q/k norms)",
+    "swiglu": "SiLU-mul MLPs (text, vision)",
+    "rope": "rotary embedding (text, vision)",
+    "flce": "fused linear cross-entropy (no logits in training)",
+}
+# flce: measured on one H200 (bench/kernels_check.py model), -4.5% step time and -20 GiB peak on top
+# of the other three, same first loss within 1e-4 relative
+DEFAULT_PIECES: tuple[str, ...] = ("rms_norm", "swiglu", "rope", "flce")
+
+
+def hook_dir() -> Path:
+    """The folder holding our sitecustomize.py; put first on PYTHONPATH of the training processes."""
+    return Path(__file__).resolve().parent / "hook"
+
+
+@dataclass(frozen=True)
+class KernelsDecision:
+    on: bool
+    pieces: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def parse_pieces(value: str) -> tuple[str, ...]:
+    """`GLMOCR_LF_KERNELS` -> known pieces, in order; unknown names raise ValueError."""
+    pieces = tuple(p.strip() for p in value.split(",") if p.strip())
+    unknown = [p for p in pieces if p not in PIECES]
+    if unknown:
+        raise ValueError(f"{ENV_KERNELS}: unknown piece(s) {', '.join(unknown)}; known: {', '.join(PIECES)}")
+    return pieces
+
+
+def decide(mode: KernelsMode, *, gpus: tuple[Gpu, ...], liger_version: str | None,
+           environ: Mapping[str, str], pieces: tuple[str, ...] = DEFAULT_PIECES) -> KernelsDecision:
+    """On or off, why, and the environment overlay for `llamafactory-cli train`.
+
+    `auto` is on when a CUDA GPU is visible and liger-kernel is installed; `liger` insists (an
+    error without liger-kernel, and a note without a GPU: it would fail in the training process);
+    `none` is off. A `GLMOCR_LF_KERNELS` already in the caller's environment chooses the pieces.
+    """
+    if mode == "none":
+        return KernelsDecision(False, notes=("kernels: off (--kernels none)",))
+    if liger_version is None:
+        if mode == "liger":
+            from glmocr_lf.errors import LaunchError
+
+            raise LaunchError("--kernels liger: liger-kernel is not installed", hint=INSTALL_HINT)
+        return KernelsDecision(False, notes=(f"kernels: off (liger-kernel is not installed: {INSTALL_HINT})",))
+    if not gpus and mode == "auto":
+        return KernelsDecision(False, notes=("kernels: off (no CUDA GPU: liger-kernel's Triton kernels need one)",))
+    if environ.get(ENV_KERNELS):
+        pieces = parse_pieces(environ[ENV_KERNELS])
+    hook = str(hook_dir())
+    existing = environ.get(ENV_PYTHONPATH, "")
+    env = {ENV_KERNELS: ",".join(pieces),
+           ENV_PYTHONPATH: hook + (os.pathsep + existing if existing else "")}
+    why = "--kernels liger" if mode == "liger" else "auto: CUDA GPU and liger-kernel present"
+    notes = [f"kernels: liger-kernel {liger_version} ({why}): " + "; ".join(PIECES[p] for p in pieces),
+             f"kernels: swapped inside LLaMA-Factory's processes by the start-up hook {hook}/sitecustomize.py "
+             f"({ENV_PYTHONPATH}, {ENV_KERNELS}); `--kernels none` turns it off"]
+    if not gpus:
+        notes.append("kernels: no CUDA GPU seen here; the training process will fail without one")
+    return KernelsDecision(True, pieces, env, tuple(notes))

@@ -1,0 +1,191 @@
+"""Swap GLM-OCR's elementwise work for liger-kernel's fused Triton kernels, in this process only.
+
+`apply(module, pieces)` replaces methods and module-level functions of transformers'
+`modeling_glm_ocr` (never its files, never the parameters: checkpoints load and save unchanged).
+`missing_targets(module)` names what a transformers upgrade renamed; the CPU tests call it so a
+rename fails CI instead of silently losing the speed-up.
+
+Numerics follow the originals: RMSNorm in liger's "llama" casting mode (fp32 inverse RMS, the
+normalised row cast back to the input dtype before the weight); the vision rotary embedding in
+fp32 as transformers does it; the text rotary embedding is GLM's interleaved variant, which liger
+does not have: q and k are de-interleaved (one copy) and rotated with liger's half-split kernel.
+Attention only sees q·k, which the same permutation of q's and k's head dimensions leaves unchanged,
+so they are never re-interleaved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Any
+
+MODULE = "transformers.models.glm_ocr.modeling_glm_ocr"
+
+# (attribute path in modeling_glm_ocr, what our replacement relies on) for each piece
+TARGETS: dict[str, tuple[str, ...]] = {
+    "rms_norm": ("GlmOcrRMSNorm.forward", "GlmOcrRMSNorm.__init__"),
+    "swiglu": ("GlmOcrTextMLP.forward", "GlmOcrVisionMlp.forward"),
+    "rope": ("apply_rotary_pos_emb", "apply_rotary_pos_emb_vision", "GlmOcrTextAttention.forward",
+             "GlmOcrVisionAttention.forward"),
+    "flce": ("GlmOcrForConditionalGeneration.forward", "GlmOcrCausalLMOutputWithPast"),
+}
+SILU = ("silu", "swish")
+_ORIGINALS = "_glmocr_lf_originals"
+
+
+def _lookup(module: ModuleType, path: str) -> Any:
+    obj: Any = module
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def missing_targets(module: ModuleType, pieces: Iterable[str] = TARGETS) -> list[str]:
+    missing = []
+    for piece in pieces:
+        for path in TARGETS[piece]:
+            try:
+                _lookup(module, path)
+            except AttributeError:
+                missing.append(path)
+    return missing
+
+
+def apply(module: ModuleType, pieces: Iterable[str]) -> list[str]:
+    """Patch `module` (modeling_glm_ocr) for `pieces`; returns what was swapped. Idempotent."""
+    pieces = list(pieces)
+    missing = missing_targets(module, pieces)
+    if missing:
+        raise RuntimeError(f"{MODULE} has no {', '.join(missing)}: this transformers is not the one "
+                           "glmocr-lf's kernels were written for; run with --kernels none")
+    originals: dict[str, Any] = module.__dict__.setdefault(_ORIGINALS, {})
+    done = []
+    for piece in pieces:
+        if piece in originals:
+            continue
+        originals[piece] = _PATCHES[piece](module)
+        done.append(piece)
+    return done
+
+
+def _patch_rms_norm(m: ModuleType) -> dict[str, Any]:
+    from liger_kernel.ops.rms_norm import LigerRMSNormFunction
+
+    original = m.GlmOcrRMSNorm.forward
+
+    def forward(self: Any, hidden_states: Any) -> Any:
+        return LigerRMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon, 0.0, "llama",
+                                          False, None)
+
+    m.GlmOcrRMSNorm.forward = forward
+    return {"GlmOcrRMSNorm.forward": original}
+
+
+def _patch_swiglu(m: ModuleType) -> dict[str, Any]:
+    from liger_kernel.ops.swiglu import LigerFusedGateUpSiLUMulFunction, LigerSiLUMulFunction
+
+    text, vision = m.GlmOcrTextMLP.forward, m.GlmOcrVisionMlp.forward
+
+    def text_forward(self: Any, hidden_states: Any) -> Any:
+        if self.config.hidden_act not in SILU:
+            return text(self, hidden_states)
+        # gate_up_proj holds [gate | up]; the original computes up * silu(gate). 2-D in and out:
+        # liger's backward returns the gradient flattened to rows
+        gate_up = self.gate_up_proj(hidden_states)
+        fused = LigerFusedGateUpSiLUMulFunction.apply(gate_up.reshape(-1, gate_up.shape[-1]), False)
+        return self.down_proj(fused.view(*gate_up.shape[:-1], fused.shape[-1]))
+
+    def vision_forward(self: Any, hidden_state: Any) -> Any:
+        if getattr(self.act_fn, "__class__", type(None)).__name__ not in ("SiLUActivation", "SiLU"):
+            return vision(self, hidden_state)
+        return self.down_proj(LigerSiLUMulFunction.apply(self.gate_proj(hidden_state), self.up_proj(hidden_state)))
+
+    m.GlmOcrTextMLP.forward = text_forward
+    m.GlmOcrVisionMlp.forward = vision_forward
+    return {"GlmOcrTextMLP.forward": text, "GlmOcrVisionMlp.forward": vision}
+
+
+def deinterleave(x: Any) -> Any:
+    """(b, h, s, d) with pairs (0,1), (2,3)... -> same shape, evens then odds; memory laid out (b, s, h, d)."""
+    b, h, s, d = x.shape
+    y = x.transpose(1, 2).reshape(b, s, h, d // 2, 2).transpose(-1, -2).reshape(b, s, h, d)
+    return y.transpose(1, 2)
+
+
+def _patch_rope(m: ModuleType) -> dict[str, Any]:
+    from liger_kernel.ops.rope import LigerRopeFunction
+
+    text, vision = m.apply_rotary_pos_emb, m.apply_rotary_pos_emb_vision
+
+    def text_rope(q: Any, k: Any, cos: Any, sin: Any, unsqueeze_dim: int = 1) -> Any:
+        # partial rotary (cos narrower than a head) keeps the original path
+        if unsqueeze_dim != 1 or cos.shape[-1] != q.shape[-1] or q.shape[-1] % 2:
+            return text(q, k, cos, sin, unsqueeze_dim)
+        q, k = deinterleave(q), deinterleave(k)
+        return LigerRopeFunction.apply(q, k, cos, sin)
+
+    def vision_rope(q: Any, k: Any, cos: Any, sin: Any) -> Any:
+        # (s, h, d) -> (1, h, s, d); fp32 cos/sin make the kernel compute in fp32, as the original does
+        q4, k4 = q.unsqueeze(0).transpose(1, 2), k.unsqueeze(0).transpose(1, 2)
+        q4, k4 = LigerRopeFunction.apply(q4, k4, cos.float(), sin.float())
+        return q4.transpose(1, 2).squeeze(0), k4.transpose(1, 2).squeeze(0)
+
+    setattr(m, "apply_rotary_pos_emb", text_rope)  # noqa: B010 (a module attribute mypy cannot see)
+    setattr(m, "apply_rotary_pos_emb_vision", vision_rope)  # noqa: B010
+    return {"apply_rotary_pos_emb": text, "apply_rotary_pos_emb_vision": vision}
+
+
+def _patch_flce(m: ModuleType) -> dict[str, Any]:
+    from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
+
+    original = m.GlmOcrForConditionalGeneration.forward
+    output_cls = m.GlmOcrCausalLMOutputWithPast
+
+    def forward(self: Any, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None,
+                past_key_values: Any = None, inputs_embeds: Any = None, labels: Any = None,
+                pixel_values: Any = None, pixel_values_videos: Any = None, image_grid_thw: Any = None,
+                video_grid_thw: Any = None, mm_token_type_ids: Any = None, logits_to_keep: Any = 0,
+                **kwargs: Any) -> Any:
+        if not (self.training and labels is not None and logits_to_keep == 0):
+            return original(self, input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids, past_key_values=past_key_values,
+                            inputs_embeds=inputs_embeds, labels=labels, pixel_values=pixel_values,
+                            pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
+                            video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids,
+                            logits_to_keep=logits_to_keep, **kwargs)
+        outputs = self.model(input_ids=input_ids, pixel_values=pixel_values,
+                             pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
+                             video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids,
+                             position_ids=position_ids, attention_mask=attention_mask,
+                             past_key_values=past_key_values, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = outputs[0]
+        # as transformers' ForCausalLMLoss: predict token t+1 from t, mean over labelled tokens
+        shifted = labels[:, 1:].reshape(-1)
+        flat = hidden[:, :-1, :].reshape(-1, hidden.shape[-1])
+        weight = self.lm_head.weight
+        result = LigerFusedLinearCrossEntropyFunction.apply(flat, weight, shifted, None, None, -100, 0.0,
+                                                            0.0, "mean")
+        loss = result[0] if isinstance(result, tuple) else result
+        return output_cls(loss=loss, logits=None, past_key_values=outputs.past_key_values,
+                          hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+                          rope_deltas=outputs.rope_deltas)
+
+    m.GlmOcrForConditionalGeneration.forward = forward
+    return {"GlmOcrForConditionalGeneration.forward": original}
+
+
+_PATCHES: dict[str, Callable[[ModuleType], dict[str, Any]]] = {
+    "rms_norm": _patch_rms_norm, "swiglu": _patch_swiglu, "rope": _patch_rope, "flce": _patch_flce,
+}
+
+
+def restore(module: ModuleType) -> list[str]:
+    """Undo `apply` (for side-by-side measurements in one process); returns the pieces restored."""
+    originals: dict[str, dict[str, Any]] = module.__dict__.get(_ORIGINALS, {})
+    for saved in originals.values():
+        for path, value in saved.items():
+            owner, _, name = path.rpartition(".")
+            setattr(_lookup(module, owner) if owner else module, name, value)
+    pieces = list(originals)
+    originals.clear()
+    return pieces

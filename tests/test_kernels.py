@@ -1,0 +1,195 @@
+"""Fused kernels: the patch targets exist, the swap is off on the CPU, and the launch turns it on on a GPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import put_in_hf_cache
+
+from glmocr_lf.cli import cli
+from glmocr_lf.errors import LaunchError
+from glmocr_lf.kernels import DEFAULT_PIECES, ENV_KERNELS, decide, hook_dir, parse_pieces
+from glmocr_lf.machine import Gpu
+from glmocr_lf.train.plan import LaunchRequest, prepare
+from glmocr_lf.versions import Stack, installed
+
+H100 = (Gpu(0, "NVIDIA H100 80GB HBM3", 81559, (9, 0)),)
+PINNED = Stack({"transformers": "5.6.0"})
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _glm_ocr_in_the_hf_cache() -> None:
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+
+
+def _modeling():  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch", reason="needs the training stack (make install)")
+    pytest.importorskip("transformers", reason="needs the training stack (make install)")
+    from transformers.models.glm_ocr import modeling_glm_ocr
+
+    return modeling_glm_ocr
+
+
+def test_patch_targets_exist_in_installed_transformers() -> None:
+    """A transformers that renames GlmOcrRMSNorm & co. must fail here, not silently lose the speed-up."""
+    from glmocr_lf.kernels.glm_ocr import TARGETS, missing_targets
+
+    assert missing_targets(_modeling()) == []
+    assert set(TARGETS) >= set(DEFAULT_PIECES)
+
+
+def test_decide_is_off_without_gpu_or_liger_and_on_with_both() -> None:
+    off = decide("auto", gpus=(), liger_version="0.8.5", environ={})
+    assert (off.on, off.env, off.notes) == (False, {}, ("kernels: off (no CUDA GPU: liger-kernel's Triton kernels need one)",))
+    missing = decide("auto", gpus=H100, liger_version=None, environ={})
+    assert not missing.on and missing.notes[0].startswith("kernels: off (liger-kernel is not installed")
+    assert decide("none", gpus=H100, liger_version="0.8.5", environ={}).notes == ("kernels: off (--kernels none)",)
+    on = decide("auto", gpus=H100, liger_version="0.8.5", environ={"PYTHONPATH": "/a"})
+    assert on.on and on.pieces == DEFAULT_PIECES
+    assert on.env == {ENV_KERNELS: "rms_norm,swiglu,rope,flce", "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
+    with pytest.raises(LaunchError, match="--kernels liger: liger-kernel is not installed"):
+        decide("liger", gpus=H100, liger_version=None, environ={})
+
+
+def test_pieces_from_the_environment() -> None:
+    chosen = decide("auto", gpus=H100, liger_version="0.8.5", environ={ENV_KERNELS: "rms_norm,flce"})
+    assert chosen.env[ENV_KERNELS] == "rms_norm,flce"
+    with pytest.raises(ValueError, match="unknown piece"):
+        parse_pieces("rms_norm,fast")
+
+
+def test_cpu_dry_run_says_kernels_off_and_adds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf import machine
+
+    if machine.gpus():
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+        "dataset: x\ntemplate: glm_ocr\ndataset_dir: data\noutput_dir: out\nbf16: false\n")
+    monkeypatch.chdir(tmp_path)
+    plan = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, dry_run=True))
+    assert ENV_KERNELS not in plan.env and "PYTHONPATH" not in plan.env
+    assert any(n.startswith("kernels: off (") for n in plan.notes)
+
+
+def test_cli_dry_run_kernels_none(tmp_path: Path) -> None:
+    from conftest import SAMPLE_JSON
+
+    runner = CliRunner()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+        f"dataset: x\ntemplate: glm_ocr\ndataset_dir: {tmp_path / 'data'}\noutput_dir: {tmp_path / 'out'}\n"
+        "bf16: false\n")
+    reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(tmp_path / "data")])
+    assert reg.exit_code == 0, reg.stderr
+    result = runner.invoke(cli, ["train", str(tmp_path / "c.yaml"), "--kernels", "none", "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert "kernels: off (--kernels none)" in result.stderr
+    assert ENV_KERNELS not in result.stdout.splitlines()[0]
+
+
+def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if installed("liger-kernel") is None:
+        pytest.skip("liger-kernel is not installed (pip install 'glmocr-lf[kernels]')")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.delenv(ENV_KERNELS, raising=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+        f"dataset: x\ntemplate: glm_ocr\ndataset_dir: {tmp_path / 'data'}\noutput_dir: {tmp_path / 'out'}\n"
+        "bf16: true\nper_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n")
+    on = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), stack=PINNED, gpus=H100)
+    off = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, kernels="none"),
+                  stack=PINNED, gpus=H100)
+    assert on.env[ENV_KERNELS] == "rms_norm,swiglu,rope,flce"
+    assert on.env["PYTHONPATH"] == f"{hook_dir()}{os.pathsep}/elsewhere"
+    assert (hook_dir() / "sitecustomize.py").is_file()
+    assert {k: v for k, v in on.env.items() if k not in (ENV_KERNELS, "PYTHONPATH")} == off.env
+    assert on.argv == off.argv and on.argv[1:] == ["train", str(tmp_path / "out" / "glmocr_lf_train.yaml")]
+    assert on.yaml_text.split("\n", 2)[2] == off.yaml_text.split("\n", 2)[2]  # header line holds the time
+    assert "liger" not in on.yaml_text
+    assert any(n.startswith("kernels: liger-kernel ") for n in on.notes)
+    assert f"{ENV_KERNELS}=rms_norm,swiglu,rope,flce" in on.shell_line()
+
+
+def test_hook_patches_glm_ocr_on_import_in_a_child_process() -> None:
+    _modeling()
+    if installed("liger-kernel") is None:
+        pytest.skip("liger-kernel is not installed (pip install 'glmocr-lf[kernels]')")
+    code = ("from transformers.models.glm_ocr import modeling_glm_ocr as m\n"
+            "print(m.GlmOcrRMSNorm.forward.__module__, m.apply_rotary_pos_emb.__module__,"
+            " m.GlmOcrTextMLP.forward.__module__)\n")
+    env = {**os.environ, ENV_KERNELS: "rms_norm,swiglu,rope,flce",
+           "PYTHONPATH": os.pathsep.join([str(hook_dir()), str(REPO)])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["glmocr_lf.kernels.glm_ocr"] * 3
+    assert "kernels: liger-kernel swapped in transformers.models.glm_ocr.modeling_glm_ocr: rms_norm, swiglu, rope, flce" \
+        in proc.stderr
+
+
+def test_text_rope_on_deinterleaved_heads_gives_the_same_attention_scores() -> None:
+    """GLM rotates interleaved pairs; liger rotates halves. Same q·k after de-interleaving q and k."""
+    m = _modeling()
+    import torch
+
+    from glmocr_lf.kernels.glm_ocr import deinterleave
+
+    torch.manual_seed(0)
+    b, s, d = 2, 7, 8
+    q = torch.randn(b, s, 4, d).transpose(1, 2)
+    k = torch.randn(b, s, 2, d).transpose(1, 2)
+    ang = torch.rand(b, s, d // 2) * 10
+    cos, sin = torch.cat((ang, ang), -1).cos(), torch.cat((ang, ang), -1).sin()
+    q_ref, k_ref = m.apply_rotary_pos_emb(q, k, cos, sin)
+
+    def half_rope(x: torch.Tensor) -> torch.Tensor:  # what liger's kernel computes
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        return x * cos.unsqueeze(1) + torch.cat((-x2, x1), -1) * sin.unsqueeze(1)
+
+    q_ours, k_ours = half_rope(deinterleave(q)), half_rope(deinterleave(k))
+    ref = q_ref @ k_ref.repeat_interleave(2, dim=1).transpose(-1, -2)
+    ours = q_ours @ k_ours.repeat_interleave(2, dim=1).transpose(-1, -2)
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(deinterleave(q)[..., : d // 2], q[..., 0::2])
+
+
+def test_memory_model_with_kernels_matches_h200_measurements() -> None:
+    """With kernels on, estimates stay above what was measured (docs/benchmarks.md), within 25%."""
+    from glmocr_lf.config.presets import preset
+    from glmocr_lf.train.fit import estimate_peak_gib
+
+    lora, full = preset("lora"), preset("full")
+    measured = [  # (cfg, micro-batch, checkpointing, padded tokens, peak reserved GiB), one H200, kernels on
+        (lora, 16, False, 1352, 29.9), (full, 8, False, 1352, 23.3), (full, 4, False, 1352, 18.7),
+    ]
+    for cfg, micro, ckpt, tokens, reserved in measured:
+        estimate = estimate_peak_gib(cfg, micro, ckpt, tokens, kernels=True)
+        assert reserved <= estimate <= reserved * 1.25, (micro, ckpt, estimate, reserved)
+    # checkpointing with kernels: one measurement (LoRA 4x4, 3.2 GiB); the estimate stays conservative
+    assert estimate_peak_gib(lora, 4, True, 1352, kernels=True) >= 3.2
+
+
+def test_memory_budgets_with_kernels_choose_what_was_measured() -> None:
+    """On the benchmark data (the data check counts 979 tokens) the fit picks the runs measured in budget."""
+    from glmocr_lf.config.presets import preset
+    from glmocr_lf.train.fit import choose, usable_memory_gib
+
+    lora = choose(preset("lora"), 16, usable_memory_gib((), 8.0), 979, None, kernels=True)
+    full = choose(preset("full"), 8, usable_memory_gib((), 24.0), 979, None, kernels=True)
+    assert lora is not None and (lora.micro_batch, lora.checkpointing) == (4, True)  # reserved 3.2 GiB
+    assert full is not None and (full.micro_batch, full.checkpointing) == (4, False)  # reserved 18.7 GiB
+    plain = choose(preset("full"), 8, usable_memory_gib((), 24.0), 979, None, kernels=False)
+    assert plain is not None and (plain.micro_batch, plain.checkpointing) == (8, True)  # 4x2 reserved 24.5
