@@ -152,14 +152,19 @@ def _open_parquet(source: Path, wanted: list[str]) -> _Table:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(source)
+        # pre_buffer would fetch every row group's column chunks up front: the whole file in memory
+        parquet = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError...: all mean "not Parquet"
         raise DataError(f"{source}: not a readable Parquet file ({err})") from None
     names = parquet.schema_arrow.names
     columns = [c for c in dict.fromkeys(wanted + (["task"] if "task" in names else [])) if c in names]
-    # one batch at a time: memory holds a row group's worth of the wanted columns, not the file
-    batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
-    return _Table(names, parquet.metadata.num_rows, batches, source.parent)
+    return _Table(names, parquet.metadata.num_rows, _row_group_batches(parquet, columns), source.parent)
+
+
+def _row_group_batches(parquet: Any, columns: list[str]) -> Iterator[Any]:
+    """Batches of one row group at a time: memory holds a row group's wanted columns, not the file."""
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
 
 
 def _open_arrow_file(source: Path) -> _Table:
