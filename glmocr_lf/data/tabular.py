@@ -221,7 +221,8 @@ def _open_datasets(source: Path, options: TabularOptions) -> _Table:
     except Exception as err:  # datasets raises many types (offline, missing cache, bad folder)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         where = "not in the local cache and HF_HUB_OFFLINE is set" if hub and offline else str(err).splitlines()[0]
-        raise DataError(f"{source}: cannot load the dataset: {where}") from None
+        what = "no such file or folder, nor a hub dataset: " if hub else "cannot load the dataset: "
+        raise DataError(f"{source}: {what}{where}") from None
     if isinstance(loaded, (datasets.DatasetDict, dict)):
         splits = list(loaded)
         split = options.split or ("train" if "train" in splits else splits[0] if len(splits) == 1 else None)
