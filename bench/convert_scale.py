@@ -1,10 +1,11 @@
 """Convert, validate and register a Parquet file of N rows with embedded PNG bytes; report the time
 and peak memory (max RSS) of each step and check that a re-run writes no new file.
 
-    .venv/bin/python bench/convert_scale.py [-n 10000] [--row-group 1000] [--noise SIDE] [--keep DIR]
+    .venv/bin/python bench/convert_scale.py [-n 10000] [--row-group 1000] [--noise SIDE] [--saved] [--keep DIR]
 
 Each row gets its own PNG: a text line drawn by PIL (about 400x48, ~1 KB), as OCR line sets have,
 or with --noise 160 incompressible 160x160 pixels (~77 KB; 10,000 rows make a ~750 MB file).
+Peak memory is the max RSS of each command, as /usr/bin/time -f %M reports it.
 Target: peak memory of the conversion under 1 GiB, whatever N.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -57,17 +57,27 @@ def generate(path: Path, count: int, row_group: int, noise: int = 0) -> int:
     return path.stat().st_size
 
 
+def save_to_disk(parquet: Path) -> Path:
+    import datasets
+
+    folder = parquet.with_name("saved")
+    loaded = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(parquet.with_name("cache")))
+    loaded.cast_column("image", datasets.Image()).save_to_disk(str(folder))
+    shutil.rmtree(parquet.with_name("cache"), ignore_errors=True)
+    return folder
+
+
 def run(label: str, *args: str) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one glmocr-lf command in its own process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak RSS in MiB) of one glmocr-lf command, read by /usr/bin/time (its own max RSS)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "glmocr_lf", *args], capture_output=True, text=True)
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "glmocr_lf", *args],
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode != 0:
         sys.exit(f"{label} failed:\n{done.stderr}")
-    # ru_maxrss of children is the largest child so far: measure the biggest step first
-    mib = max(peak, before) / 1024
+    *talk, kib = done.stderr.strip().splitlines()
+    mib = int(kib) / 1024
+    done.stderr = "\n".join(talk)
     print(f"{label:<10} {seconds:7.1f} s   peak RSS {mib:7.1f} MiB   {done.stderr.strip().splitlines()[-1]}")
     return seconds, mib
 
@@ -83,13 +93,28 @@ def main() -> None:
     parser.add_argument("--noise", type=int, default=0, metavar="SIDE",
                         help="random-pixel images of SIDE x SIDE instead of text lines (a large file)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--saved", action="store_true",
+                        help="convert a datasets.save_to_disk folder (Image feature) made from the Parquet file")
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        generate(args.generate, args.n, args.row_group, args.noise)
+        if args.saved:
+            save_to_disk(args.generate)
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="glmocr-convert-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         source = root / "rows.parquet"
         start = time.perf_counter()
-        size = generate(source, args.n, args.row_group, args.noise)
+        # in a child: Linux counts the parent's RSS at fork in each later child's ru_maxrss, so this
+        # process stays small (no pyarrow buffers) while it measures the commands
+        subprocess.run([sys.executable, __file__, "--generate", str(source), "-n", str(args.n),
+                        "--row-group", str(args.row_group), "--noise", str(args.noise),
+                        *(["--saved"] if args.saved else [])], check=True)
+        size = source.stat().st_size
+        if args.saved:
+            source = root / "saved"
         print(f"generated {args.n} rows, {size / 2**20:.1f} MiB, in {time.perf_counter() - start:.1f} s")
         out = root / "out" / "ocr.json"
         _, peak = run("convert", "data", "convert", str(source), "-o", str(out), "--force")

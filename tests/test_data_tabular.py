@@ -128,8 +128,8 @@ def test_a_hub_id_not_in_the_cache_says_so_offline(tmp_path: Path) -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     result = invoke("data", "convert", "someone/not-cached", "-o", "o.json")
     assert (result.exit_code, result.stderr) == (
-        1, "Error: someone/not-cached: cannot load the dataset: not in the local cache and "
-           "HF_HUB_OFFLINE is set\n")
+        1, "Error: someone/not-cached: no such file or folder, nor a hub dataset: not in the local cache "
+           "and HF_HUB_OFFLINE is set\n")
 
 
 def test_a_missing_path_that_is_no_hub_id(tmp_path: Path) -> None:

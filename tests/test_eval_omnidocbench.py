@@ -9,7 +9,9 @@ opendatalab/OmniDocBench's metric code; wheel sha256
 beautifulsoup4 4.15.0, Levenshtein 0.27, apted 1.0.3. Its data_preprocess.py functions are the same
 as bch9248/OmniDocBench (a fork of opendatalab/OmniDocBench) at commit
 c8ab3a33d52088a37646724b38253f92f4c565e0, utils/data_preprocess.py. Each case is one section
-(norm_gt / norm_pred from those functions); EDIT_TOTAL is calc_page_edit_dist over a task's cases.
+(norm_gt / norm_pred from those functions); EDIT_TOTAL is calc_page_edit_dist over a task's cases,
+which is `edit_whole` of call_Edit_dist in metrics/cal_metric.py (bch9248/OmniDocBench at commit
+fb1207ec8289ae3fde2ac37940a62dcd99bc8cfb); `edit_sample_avg` there is the mean of the ratios.
 """
 
 from __future__ import annotations
@@ -116,3 +118,11 @@ def test_the_default_protocol_is_unchanged(tmp_path: Path) -> None:
     tasks = run_score(tmp_path)
     assert "edit" not in tasks["overall"] and "edit_total" not in tasks["overall"]
     assert set(tasks["formula"]) == {"quality", "ned", "cer", "exact", "latex_ned", "latex_exact", "repetition"}
+
+
+def test_two_empty_sides_have_no_edit_ratio() -> None:
+    # call_Edit_dist sets no ratio when both sides are empty; its mean (a pandas mean) skips them
+    score = omnidocbench.score_sample(prediction(0, "text", "", ""))
+    assert "edit" not in score.metrics and (score.metrics["edit_len"], score.metrics["max_len"]) == (0, 0)
+    summary = omnidocbench.summarize("text", [score, omnidocbench.score_sample(prediction(1, "text", "ab", "ax"))])
+    assert (summary.metrics["edit"], summary.metrics["edit_total"]) == (0.5, 0.5)

@@ -1,7 +1,8 @@
 """`data convert` from where OCR data is published: Parquet files, Arrow files and
 `datasets.save_to_disk` folders, and hub dataset ids found in the local cache.
 
-One streaming pass, a batch of rows at a time (memory stays flat on a large file): each image cell
+One streaming pass, a batch of rows at a time (memory stays flat on a large file: Parquet row
+group by row group, Arrow files by plain reads rather than a memory map): each image cell
 (bytes, the `datasets` Image struct `{"bytes", "path"}`, or a path) is checked and stored under its
 hash in OUT_images/, so a re-run writes nothing new. Every row problem is collected with its row index
 (counted from 0) and reported together.
@@ -55,7 +56,7 @@ class _Table:
     """Batches of rows, their column names and how many rows there are in all."""
 
     columns: list[str]
-    rows: int
+    rows: int  # 0: not known before reading (an Arrow stream file)
     batches: Iterator[Any]  # pyarrow RecordBatch or Table
     base: Path | None  # relative image paths resolve here
 
@@ -83,6 +84,9 @@ def collect_tabular(source: Path, options: TabularOptions, output: Path, *, task
             progress(index, table.rows)
     if index == 0:
         raise DataError(f"{source}: no rows")
+    if table.rows and index != table.rows:  # e.g. a dataset whose rows are selected by an index map
+        raise DataError(f"{source}: read {index} rows from its Arrow files, but it has {table.rows}",
+                        hint="save it again with save_to_disk (it writes the selected rows only)")
     return collected
 
 
@@ -152,14 +156,19 @@ def _open_parquet(source: Path, wanted: list[str]) -> _Table:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(source)
+        # pre_buffer would fetch every row group's column chunks up front: the whole file in memory
+        parquet = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError...: all mean "not Parquet"
         raise DataError(f"{source}: not a readable Parquet file ({err})") from None
     names = parquet.schema_arrow.names
     columns = [c for c in dict.fromkeys(wanted + (["task"] if "task" in names else [])) if c in names]
-    # one batch at a time: memory holds a row group's worth of the wanted columns, not the file
-    batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
-    return _Table(names, parquet.metadata.num_rows, batches, source.parent)
+    return _Table(names, parquet.metadata.num_rows, _row_group_batches(parquet, columns), source.parent)
+
+
+def _row_group_batches(parquet: Any, columns: list[str]) -> Iterator[Any]:
+    """Batches of one row group at a time: memory holds a row group's wanted columns, not the file."""
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
 
 
 def _open_arrow_file(source: Path) -> _Table:
@@ -167,19 +176,36 @@ def _open_arrow_file(source: Path) -> _Table:
     import pyarrow as pa
 
     try:
-        mapped = pa.memory_map(str(source))
-        try:
-            reader: Any = pa.ipc.open_file(mapped)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        except pa.ArrowInvalid:  # datasets writes the stream format
-            mapped.seek(0)
-            reader = pa.ipc.open_stream(mapped)
-            table = reader.read_all()  # memory-mapped: batches reference the file, not copies
-            batches, rows = iter(table.to_batches(BATCH_ROWS)), table.num_rows
+        with pa.OSFile(str(source)) as handle:
+            names = _arrow_reader(handle).schema.names
     except (OSError, pa.ArrowInvalid) as err:
         raise DataError(f"{source}: not a readable Arrow file ({err})") from None
-    return _Table(reader.schema.names, rows, batches, source.parent)
+    return _Table(names, 0, _arrow_batches([source]), source.parent)
+
+
+def _arrow_reader(handle: Any) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_file(handle)
+    except pa.ArrowInvalid:  # datasets writes the stream format
+        handle.seek(0)
+        return pa.ipc.open_stream(handle)
+
+
+def _arrow_batches(paths: list[Path]) -> Iterator[Any]:
+    """Record batches read from the files, one at a time. Plain reads, not a memory map: mapped
+    pages of a file read through stay resident, so a 700 MB dataset would cost 700 MB of RSS."""
+    import pyarrow as pa
+
+    for path in paths:
+        with pa.OSFile(str(path)) as handle:
+            reader = _arrow_reader(handle)
+            if isinstance(reader, pa.ipc.RecordBatchFileReader):
+                for i in range(reader.num_record_batches):
+                    yield reader.get_batch(i)
+            else:
+                yield from reader
 
 
 def _open_datasets(source: Path, options: TabularOptions) -> _Table:
@@ -195,7 +221,8 @@ def _open_datasets(source: Path, options: TabularOptions) -> _Table:
     except Exception as err:  # datasets raises many types (offline, missing cache, bad folder)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         where = "not in the local cache and HF_HUB_OFFLINE is set" if hub and offline else str(err).splitlines()[0]
-        raise DataError(f"{source}: cannot load the dataset: {where}") from None
+        what = "no such file or folder, nor a hub dataset: " if hub else "cannot load the dataset: "
+        raise DataError(f"{source}: {what}{where}") from None
     if isinstance(loaded, (datasets.DatasetDict, dict)):
         splits = list(loaded)
         split = options.split or ("train" if "train" in splits else splits[0] if len(splits) == 1 else None)
@@ -203,7 +230,9 @@ def _open_datasets(source: Path, options: TabularOptions) -> _Table:
             raise DataError(f"{source}: {'no split ' + repr(options.split) if options.split else 'several splits'}; "
                             f"splits: {', '.join(splits)}", hint="pick one with --split")
         loaded = loaded[split]
-    # the arrow format hands over the stored cells (Image -> {"bytes", "path"}) without decoding them
-    arrow = loaded.with_format("arrow")
-    return _Table(list(loaded.column_names), len(loaded), arrow.iter(batch_size=BATCH_ROWS),
-                  None if hub else source)
+    base = None if hub else source
+    files = [Path(f["filename"]) for f in loaded.cache_files]
+    if files:  # stored cells as they are (Image -> {"bytes", "path"}), without decoding them
+        return _Table(list(loaded.column_names), len(loaded), _arrow_batches(files), base)
+    arrow = loaded.with_format("arrow")  # an in-memory dataset: nothing to stream from
+    return _Table(list(loaded.column_names), len(loaded), arrow.iter(batch_size=BATCH_ROWS), base)

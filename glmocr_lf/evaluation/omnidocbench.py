@@ -11,9 +11,10 @@ Per sample, by task (the prompt decides, as in our protocol):
   its code, and the edit distance of the normalised HTML.
 
 Where a normalised string comes out empty, the raw one is compared (their `calc_section_edit_dist`).
-Aggregates: `edit` is the mean over samples, `edit_total` the sum of edits over the sum of max
-lengths (how OmniDocBench totals a page). Matching regions of a whole page to a prediction is not
-done: each sample here is one region.
+Aggregates, as their `call_Edit_dist`: `edit` is the mean of the per-sample ratios
+(`edit_sample_avg`; a sample with both sides empty has none), `edit_total` the sum of edits over
+the sum of max lengths (`edit_whole`). Matching regions of a whole page to a prediction is not done:
+each sample here is one region.
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ def score_sample(prediction: Prediction) -> SampleScore:
         kind = "text"  # JSON answers are text to OmniDocBench
         norm_pred, norm_ref = normalize_text(pred) or pred, normalize_text(ref) or ref
     edits, length = edit(norm_pred, norm_ref)
-    values["edit"] = edits / length if length else 0.0
-    values["quality"] = values["teds"] if kind == "table" else 1.0 - values["edit"]
+    if length:  # two empty strings have no ratio; their `edit_sample_avg` leaves them out
+        values["edit"] = edits / length
+    values["quality"] = values["teds"] if kind == "table" else 1.0 - values.get("edit", 0.0)
     ordered = {metric.name: values[metric.name] for metric in METRICS if metric.name in values}
     # the totals' parts travel with the sample (not metrics of their own)
     ordered.update(edit_len=float(edits), max_len=float(length))
