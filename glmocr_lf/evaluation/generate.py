@@ -39,7 +39,7 @@ from glmocr_lf.fsutil import atomic_write_text, check_dir_target
 from glmocr_lf.modelfiles import stale_merge
 
 if TYPE_CHECKING:
-    from glmocr_lf.evaluation.score import Scores
+    from glmocr_lf.evaluation.scoring import Scores
 
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"

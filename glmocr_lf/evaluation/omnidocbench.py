@@ -29,7 +29,7 @@ from rapidfuzz.distance import Levenshtein
 
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction
-from glmocr_lf.evaluation.score import METRICS, SampleScore, TaskScore, sample_kind
+from glmocr_lf.evaluation.scoring import METRICS, SampleScore, TaskScore, sample_kind
 
 INLINE_MATH = re.compile(r"\$(.*?)\$|\\\((.*?)\\\)")
 _ESCAPED = re.compile(r"\\([\\_&%^])")

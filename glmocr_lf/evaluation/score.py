@@ -14,98 +14,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
+from glmocr_lf.evaluation.scoring import (
+    METRICS,
+    SampleScore,
+    Scores,
+    TaskScore,
+    sample_kind,
+)
 
-SampleKind = Literal["text", "table", "formula", "json"]
 Protocol = Literal["ours", "omnidocbench"]
 PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")
 OVERALL = "overall"
 POOL_THRESHOLD = 16  # fewer samples score faster than a pool starts
 POOL_CHUNK = 4
-BUILTIN_KINDS: dict[str, SampleKind] = {"text": "text", "table": "table", "formula": "formula"}
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    higher_is_better: bool
-    description: str
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("quality", True, "primary score in [0, 1]: teds, 1-latex_ned, json_f1 or 1-ned"),
-    Metric("ned", False, "edit distance / max length (OmniDocBench)"),
-    Metric("cer", False, "edit distance / reference length"),
-    Metric("exact", True, "prediction equals reference"),
-    Metric("teds", True, "table tree-edit-distance similarity, cell content included"),
-    Metric("teds_s", True, "table structure similarity (TEDS-S)"),
-    Metric("latex_ned", False, "edit distance on normalised LaTeX"),
-    Metric("latex_exact", True, "normalised LaTeX equal"),
-    Metric("json_valid", True, "prediction is valid JSON"),
-    Metric("json_f1", True, "field-level F1 against the reference JSON"),
-    Metric("repetition", False, "prediction ends in a loop the reference does not have"),
-    # --protocol omnidocbench
-    Metric("edit", False, "OmniDocBench: edit distance / max length after its normalisation, mean"),
-    Metric("edit_total", False, "OmniDocBench: sum of edit distances / sum of max lengths"),
-)
-METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
-
-
-@dataclass(frozen=True)
-class SampleScore:
-    id: str
-    task: str
-    kind: SampleKind
-    metrics: dict[str, float]
-
-    @property
-    def quality(self) -> float:
-        return self.metrics["quality"]
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    task: str
-    samples: int
-    metrics: dict[str, float]  # in METRICS order, only those some sample has
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "samples": self.samples,
-                "metrics": {name: round(value, 6) for name, value in self.metrics.items()}}
-
-
-@dataclass(frozen=True)
-class Scores:
-    source: str
-    tasks: list[TaskScore]  # overall last
-    samples: list[SampleScore]
-
-    def task(self, name: str) -> TaskScore | None:
-        return next((t for t in self.tasks if t.task == name), None)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "tasks": [t.to_json() for t in self.tasks]}
-
-
-def sample_kind(prediction: Prediction) -> SampleKind:
-    """GLM-OCR's own prompts name the kind (a text sample whose reference reads `$a$ and $b$` is
-    still text); a custom prompt is classified by what its reference looks like."""
-    if prediction.task in BUILTIN_KINDS:
-        return BUILTIN_KINDS[prediction.task]
-    reference = prediction.reference
-    if m.is_table(reference):
-        return "table"
-    if m.looks_like_latex(reference):
-        return "formula"
-    if m.is_json_answer(reference):
-        return "json"
-    return "text"
 
 
 def score_sample(prediction: Prediction) -> SampleScore:
