@@ -57,11 +57,14 @@ class ChildFailedError(GlmocrLfError):
         self.output_tail = list(output_tail)
 
 
+EVAL_EXTRA_HINT = "install the eval extra: pip install 'glmocr-lf[eval]' (`make install` has it)"
+
+
 class MissingDependencyError(GlmocrLfError):
     """A heavy dependency (torch, transformers, llamafactory) is needed but not installed."""
 
-    def __init__(self, package: str, purpose: str) -> None:
+    def __init__(self, package: str, purpose: str, hint: str | None = None) -> None:
         super().__init__(
             f"{package} is required to {purpose} but is not installed",
-            hint="install the training stack: `make install`, or see README § Install",
+            hint=hint or "install the training stack: `make install`, or see README § Install",
         )

@@ -87,13 +87,19 @@ def model_dir_problems(model_dir: Path) -> list[str]:
 
 def cached_snapshot(repo_id: str) -> Path | None:
     """The Hugging Face cache's snapshot of `repo_id` (by its config.json), never downloading."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
     # read the environment now, not when huggingface_hub was first imported
     cache = os.environ.get("HF_HUB_CACHE") or (
         os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # the light install: read the cache's documented layout ourselves
+        root = Path(cache or Path.home() / ".cache" / "huggingface" / "hub")
+        repo = root / ("models--" + repo_id.replace("/", "--"))
+        try:
+            snapshot = repo / "snapshots" / (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return snapshot if (snapshot / "config.json").is_file() else None
     hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache)
     return Path(hit).parent if isinstance(hit, str) else None
 

@@ -51,3 +51,24 @@ def test_python_dash_m_works(tmp_path: Path) -> None:
                           cwd=tmp_path, check=False)
     assert proc.returncode == 0
     assert proc.stdout.startswith("Usage: glmocr-lf [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_eval_without_the_eval_extra_is_one_error_line(tmp_path: Path) -> None:
+    """A light install asked to score: one line naming the extra, not a traceback."""
+    probe = ("import builtins, sys\n"
+             "real = builtins.__import__\n"
+             "def no_rapidfuzz(name, *args, **kwargs):\n"
+             "    if name.startswith('rapidfuzz'):\n"
+             "        raise ImportError(name=name)\n"
+             "    return real(name, *args, **kwargs)\n"
+             "builtins.__import__ = no_rapidfuzz\n"
+             "from glmocr_lf.cli import main\n"
+             "sys.argv = ['glmocr-lf', 'eval', 'score', 'p.jsonl']\n"
+             "main()\n")
+    (tmp_path / "p.jsonl").write_text('{"reference": "a", "prediction": "a"}\n')
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Error: rapidfuzz is required to score OCR output but is not installed",
+        "Hint: install the eval extra: pip install 'glmocr-lf[eval]' (`make install` has it)",
+    ]

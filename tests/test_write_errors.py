@@ -55,7 +55,7 @@ COMMANDS: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("export", _adapter, ["export", "--adapter", "run", "--out", "{out}/merged"], "stack"),
     ("train", _config, ["train", "lora.yaml", "output_dir={out}/run"], ""),
     ("eval run", lambda root: good_dataset(root / "src"),
-     ["eval", "run", "--model", "m", "--dataset", "src/ds.json", "--out", "{out}/eval"], ""),
+     ["eval", "run", "--model", "m", "--dataset", "src/ds.json", "--out", "{out}/eval"], "eval"),
     ("eval compare", _predictions, ["eval", "compare", "a.jsonl", "b.jsonl", "--out", "{out}/report.md"], "eval"),
     ("data convert", _pages, ["data", "convert", "pages", "-o", "{out}/ocr.json"], ""),
     ("data register", lambda root: good_dataset(root / "src"),

@@ -14,7 +14,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rapidfuzz.distance import Levenshtein
+from glmocr_lf.errors import EVAL_EXTRA_HINT, MissingDependencyError
+
+try:
+    from rapidfuzz.distance import Levenshtein
+except ImportError:  # the light install: one line, not a traceback
+    raise MissingDependencyError("rapidfuzz", "score OCR output", hint=EVAL_EXTRA_HINT) from None
 
 # --------------------------------------------------------------------------------------------------
 # Text

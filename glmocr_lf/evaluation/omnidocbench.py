@@ -25,7 +25,12 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from rapidfuzz.distance import Levenshtein
+from glmocr_lf.errors import EVAL_EXTRA_HINT, MissingDependencyError
+
+try:
+    from rapidfuzz.distance import Levenshtein
+except ImportError:  # the light install: one line, not a traceback
+    raise MissingDependencyError("rapidfuzz", "score OCR output", hint=EVAL_EXTRA_HINT) from None
 
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction
