@@ -13,7 +13,7 @@ from typing import Any
 
 from glmocr_lf import __version__, launch
 from glmocr_lf import constants as C
-from glmocr_lf.errors import ChildFailedError, GlmocrLfError
+from glmocr_lf.errors import GlmocrLfError
 from glmocr_lf.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
 from glmocr_lf.launch import Command
@@ -198,26 +198,13 @@ def carry_mtp(base_dir: Path, out: Path) -> int:
 
 
 def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportResult:
-    from glmocr_lf.process import run_child
-
     cmd = plan.command
     ensure_dir(plan.out)
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     log_path = plan.out / C.EXPORT_LOG
-    with log_path.open("w", encoding="utf-8") as log_file:
-        log_file.write(f"$ {cmd.shell_line()}\n")
-
-        def log_line(line: str) -> None:
-            log_file.write(line + "\n")
-            log_file.flush()
-            on_line(line)
-
-        result = run_child(cmd.argv, env_overlay=cmd.env, cwd=cmd.cwd, on_line=log_line)
+    result = launch.run(cmd, log_path, on_line=on_line)
     if result.exit_code != 0:
-        cause = result.root_error()
-        raise ChildFailedError(f"export failed (exit code {result.exit_code})" + (f": {cause}" if cause else ""),
-                               result.exit_code, output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:],
-                               log=log_path)
+        raise launch.failure(f"export failed (exit code {result.exit_code})", result, log_path)
     problems = model_dir_problems(plan.out)
     if problems:
         raise GlmocrLfError("the exported model is incomplete\n  " + "\n  ".join(problems))

@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 
 from glmocr_lf import __version__, versions
 from glmocr_lf import constants as C
-from glmocr_lf.errors import LaunchError, Problem
+from glmocr_lf.errors import ChildFailedError, LaunchError, Problem
 from glmocr_lf.fsutil import atomic_write_text
+from glmocr_lf.process import ChildResult, run_child
 from glmocr_lf.versions import STACK, Stack, installed
 
 DEFAULT_MASTER_PORT = 29500
@@ -239,3 +241,25 @@ def write_record(path: Path, cmd: Command, **fields: Any) -> None:
         **fields,
     }
     atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def run(cmd: Command, log_path: Path, *, on_line: Callable[[str], None],
+        on_tick: Callable[[], None] | None = None, append: bool = False) -> ChildResult:
+    """Run `cmd`: every line of its output goes to `log_path` (after a `$ command` line; appended for
+    a resumed run) and to `on_line`."""
+    with log_path.open("a" if append else "w", encoding="utf-8") as log_file:
+        log_file.write(f"$ {cmd.shell_line()}\n")
+
+        def log_line(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+            on_line(line)
+
+        return run_child(cmd.argv, env_overlay=cmd.env, cwd=cmd.cwd, on_line=log_line, on_tick=on_tick)
+
+
+def failure(what: str, result: ChildResult, log_path: Path) -> ChildFailedError:
+    """The error for a failed child: `what`, its root error, its exit code, last lines and log."""
+    cause = result.root_error()
+    return ChildFailedError(what + (f": {cause}" if cause else ""), result.exit_code,
+                            output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:], log=log_path)

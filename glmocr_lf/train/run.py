@@ -12,9 +12,7 @@ from typing import Any
 from glmocr_lf import constants as C
 from glmocr_lf import launch
 from glmocr_lf.data import jsonl
-from glmocr_lf.errors import ChildFailedError
 from glmocr_lf.fsutil import atomic_write_text, ensure_dir
-from glmocr_lf.process import ChildResult, run_child
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
 
@@ -138,16 +136,8 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
             hooks.on_log(entry)
 
     log_path = plan.output_dir / C.TRAIN_LOG
-    with log_path.open("a", encoding="utf-8") as log_file:
-        log_file.write(f"$ {plan.shell_line()}\n")
-
-        def on_line(line: str) -> None:
-            log_file.write(line + "\n")
-            log_file.flush()
-            hooks.on_line(line)
-
-        result: ChildResult = run_child(plan.argv, env_overlay=plan.env, cwd=plan.command.cwd,
-                                        on_line=on_line, on_tick=tick)
+    # appended: a resumed run keeps the log of the part before it (--fresh removes it)
+    result = launch.run(plan.command, log_path, on_line=hooks.on_line, on_tick=tick, append=True)
     summary = summarise(plan.output_dir, log, result.exit_code)
     summary.log = str(log_path)
     if plan.resume_from is not None:
@@ -157,9 +147,6 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
                  finished=launch.now(),
                  exit_code=result.exit_code, summary=summary.to_dict())
     if result.exit_code != 0:
-        cause = result.root_error()
         what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
-        message = f"training {what}" + (f": {cause}" if cause else "")
-        raise ChildFailedError(message, result.exit_code,
-                               output_tail=list(result.tail)[-C.FAILURE_TAIL_LINES:], log=log_path)
+        raise launch.failure(f"training {what}", result, log_path)
     return summary
