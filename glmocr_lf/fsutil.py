@@ -21,12 +21,27 @@ def file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+def blocked(path: Path) -> GlmocrLfError | None:
+    """The error for a `path` that cannot be created because a file stands where a folder must."""
+    blocker = file_in_the_way(path)
+    if blocker is None:
+        return None
+    return GlmocrLfError(f"{path}: cannot create it: {blocker} is a file, not a directory",
+                         hint="choose a path inside a directory")
+
+
+def check_file_target(path: Path) -> None:
+    """Refuse, before any work, a file target below a file (`afile/out.json`)."""
+    error = blocked(path)
+    if error is not None:
+        raise error
+
+
 def write_error(path: Path, err: OSError) -> GlmocrLfError:
     """The one-line error for an OSError met while creating or writing `path`."""
-    blocker = file_in_the_way(path)
-    if blocker is not None:
-        return GlmocrLfError(f"{path}: cannot create it: {blocker} is a file, not a directory",
-                             hint="choose a path inside a directory")
+    error = blocked(path)
+    if error is not None:
+        return error
     if err.errno == errno.EROFS:
         reason = "read-only file system"
     elif isinstance(err, PermissionError):
@@ -41,10 +56,7 @@ def check_dir_target(path: Path, what: str = "directory") -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise GlmocrLfError(f"{path}: is a file, expected a {what}")
-    blocker = file_in_the_way(path)
-    if blocker is not None:
-        raise GlmocrLfError(f"{path}: cannot create it: {blocker} is a file, not a directory",
-                            hint="choose a path inside a directory")
+    check_file_target(path)
 
 
 def ensure_dir(path: Path, what: str = "directory") -> Path:

@@ -166,3 +166,12 @@ def test_a_cached_hub_id_is_read_through_load_dataset(tmp_path: Path, monkeypatc
     assert invoke("data", "convert", "someone/lines", "-o", "b.json", "--split", "train").exit_code == 0
     assert calls == [("someone/lines", None), ("someone/lines", "train")]
     assert json.loads(Path("b.json").read_text())[0]["messages"][1]["content"] == "hub"
+
+
+def test_a_file_in_the_way_of_the_output_is_one_error_before_any_image_is_written(tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(rows(3)), "src.parquet")
+    Path("afile").write_text("not a folder")
+    result = invoke("data", "convert", "src.parquet", "-o", "afile/ocr.json")  # raised NotADirectoryError before
+    assert (result.exit_code, result.stderr) == (1, "Error: afile/ocr.json: cannot create it: afile is a file, "
+                                                    "not a directory\nHint: choose a path inside a directory\n")
+    assert Path("afile").read_text() == "not a folder"

@@ -23,7 +23,7 @@ from glmocr_lf.data import jsonl
 from glmocr_lf.data.collected import Collected, Progress, sharegpt
 from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
+from glmocr_lf.fsutil import atomic_write_text, check_file_target, decode_utf8, read_bytes
 
 if TYPE_CHECKING:
     from glmocr_lf.data.layout import LayoutOptions
@@ -66,6 +66,8 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
     if not 0 <= val_ratio < 1:
         raise DataError(f"--val-ratio must be in [0, 1), got {val_ratio}")
     targets = [output] + ([val_path(output)] if val_ratio > 0 else [])
+    # before any reader extracts images into OUT_images/: a file in the way is one error line
+    check_file_target(output)
     for target in targets:
         if target.exists() and not force:
             raise DataError(f"{target}: already exists", hint="pass --force to overwrite it")
