@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -141,3 +142,11 @@ def require_empty_dir(path: Path, *, force: bool, what: str = "directory",
     check_dir_target(path, what)
     if path.is_dir() and not force and any(path.iterdir()):
         raise GlmocrLfError(f"{path}: {what} is not empty", hint=hint)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder tree; nothing if it is not there."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data.samples import read_samples
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir, require_empty_dir
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path, require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
 # Small enough for a CPU: <= 64 image tokens per sample, 2-sample micro-batches.
@@ -75,8 +74,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     directory = directory.resolve()
     require_empty_dir(directory, force=force, hint="pass --force to reuse it")
     for stale in ("tiny-glm-ocr", "saves"):
-        if (directory / stale).exists():
-            shutil.rmtree(directory / stale)
+        remove_path(directory / stale)
     ensure_dir(directory)
 
     on_stage("[1/5] building a tiny GLM-OCR")

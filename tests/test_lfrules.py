@@ -158,7 +158,7 @@ def test_the_launch_plan_carries_the_tracking_defaults(tmp_path: Path) -> None:
     assert plan.env["TENSORBOARD_LOGGING_DIR"].startswith(str(tmp_path / "out" / "runs") + "/")
     assert "run_name: out\n" in plan.yaml_text and "report_to: tensorboard\n" in plan.yaml_text
     assert "enable_liger_kernel: true\n" in plan.yaml_text
-    assert any(n.startswith("warning: model.enable_liger_kernel: does nothing for GLM-OCR") for n in plan.notes)
+    assert any(w.startswith("model.enable_liger_kernel: does nothing for GLM-OCR") for w in plan.warnings)
 
 
 def test_summary_names_the_event_files(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.launch import whitespace_note
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
@@ -282,7 +282,7 @@ def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
     fresh = data_dir / f".{name}.staging-{tag}"
     old = data_dir / f".{name}.old-{tag}"
     staged_dir = data_dir / name
-    _remove(fresh)
+    remove_path(fresh)
     moved = False
     try:
         if plan.files:
@@ -295,20 +295,13 @@ def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
             os.replace(fresh, staged_dir)
         atomic_write_text(data_dir / f"{name}.json", plan.text)
     except BaseException:
-        _remove(fresh)
+        remove_path(fresh)
         if moved:
-            _remove(staged_dir)
+            remove_path(staged_dir)
             os.replace(old, staged_dir)
         raise
     if moved:
-        _remove(old)
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
+        remove_path(old)
 
 
 def list_datasets(data_dir: Path) -> list[DatasetListing]:
@@ -353,7 +346,7 @@ def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveR
             if file_name == f"{name}.json" and NAME_RE.match(name):
                 for path in (data_dir / file_name, data_dir / name):
                     if path.exists() or path.is_symlink():
-                        _remove(path)
+                        remove_path(path)
                         purged.append(path)
             else:
                 kept.append(data_dir / file_name)

@@ -202,16 +202,16 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     gpus = machine.gpus() if gpus is None else gpus
     topology = request.topology
     source = str(request.config)
-    if topology.problems():
-        raise ConfigError("train options", topology.problems())
+    option_problems = topology.problems()
+    if option_problems:
+        raise ConfigError("train options", option_problems)
     cfg = load_config(request.config, request.overrides)
     if not cfg.output.output_dir:
         raise ConfigError(source, [Problem("output.output_dir", "required to launch training")])
     check_dir_target(Path(cfg.output.output_dir).expanduser(), "output_dir")
 
     notes: list[str] = []
-    notes.extend(f"warning: {p.path}: {p.message}" for p in config_warnings(cfg))
-    warnings: list[str] = []
+    warnings = [f"{p.path}: {p.message}" for p in config_warnings(cfg)]
     blocking = machine_problems(cfg, gpus, stack)
     launcher_problems, launcher = launch.launcher_overlay(topology, visible_gpus=len(gpus),
                                                           config_deepspeed=cfg.flat().get("deepspeed"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 from glmocr_lf import constants as C
 from glmocr_lf import launch
 from glmocr_lf.data import jsonl
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir
+from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
 
@@ -117,10 +116,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
     """Run the plan; raise ChildFailedError (with the child's exit code) if training fails."""
     hooks = hooks or Hooks()
     for path in plan.removals:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        remove_path(path)
     ensure_dir(plan.output_dir, "output_dir")
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     started = launch.now()
