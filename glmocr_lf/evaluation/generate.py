@@ -25,9 +25,9 @@ from glmocr_lf.constants import (
     LF_DEFAULT_IMAGE_MIN_PIXELS,
 )
 from glmocr_lf.data import jsonl
-from glmocr_lf.data.info import Layout, local_file
+from glmocr_lf.data.info import Layout
 from glmocr_lf.data.report import CheckOptions
-from glmocr_lf.data.validate import validate_file
+from glmocr_lf.data.validate import resolve_source, validate_file
 from glmocr_lf.errors import DataError, GlmocrLfError, MissingDependencyError
 from glmocr_lf.evaluation.predictions import (
     Prediction,
@@ -109,13 +109,8 @@ def default_out_dir(model: str, adapter: Path | None) -> Path:
 
 def resolve_dataset(dataset: str, data_dir: Path) -> DatasetSource:
     """A ShareGPT file given directly, or a name registered in `data_dir`/dataset_info.json."""
-    path = Path(dataset)
-    if path.suffix in (".json", ".jsonl") or path.is_file():
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        return DatasetSource(path, path.parent, Layout())
-    file, layout = local_file(data_dir, dataset)
-    return DatasetSource(file, data_dir, layout)
+    path, options = resolve_source(dataset, data_dir, CheckOptions())
+    return DatasetSource(path, options.media_dir or path.parent, options.layout)
 
 
 def load_samples(source: DatasetSource, max_samples: int | None = None) -> list[EvalSample]:
