@@ -61,6 +61,16 @@ def test_h100_lora_one_micro_batch_no_checkpointing_grouped() -> None:
     assert any(r.startswith("micro-batch 4 x 4 accumulation -> 16 x 1") for r in result.reasons)
 
 
+def test_nan_filter_sync_off_on_a_gpu_unless_the_config_says() -> None:
+    final, result = run("lora")
+    assert final["logging_nan_inf_filter"] is False
+    assert any(r.startswith("logging_nan_inf_filter: false (") for r in result.reasons)
+    kept, result = run("lora", logging_nan_inf_filter=True)
+    assert kept["logging_nan_inf_filter"] is True and "logging_nan_inf_filter" not in result.values
+    cpu, result = run("lora", gpus=())
+    assert "logging_nan_inf_filter" not in cpu and "logging_nan_inf_filter" not in result.values
+
+
 def test_h100_full_one_micro_batch_no_checkpointing() -> None:
     final, _ = run("full")
     assert (final["per_device_train_batch_size"], final["gradient_accumulation_steps"]) == (8, 1)

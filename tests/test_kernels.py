@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_decide_is_off_without_gpu_or_liger_and_on_with_both() -> None:
     assert decide("none", gpus=H100, liger_version="0.8.5", environ={}).notes == ("kernels: off (--kernels none)",)
     on = decide("auto", gpus=H100, liger_version="0.8.5", environ={"PYTHONPATH": "/a"})
     assert on.on and on.pieces == DEFAULT_PIECES
-    assert on.env == {ENV_KERNELS: "rms_norm,swiglu,rope,flce", "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
+    assert on.env == {ENV_KERNELS: ",".join(DEFAULT_PIECES), "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
     with pytest.raises(LaunchError, match="--kernels liger: liger-kernel is not installed"):
         decide("liger", gpus=H100, liger_version=None, environ={})
 
@@ -112,7 +113,7 @@ def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
     on = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), stack=PINNED, gpus=H100)
     off = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, kernels="none"),
                   stack=PINNED, gpus=H100)
-    assert on.env[ENV_KERNELS] == "rms_norm,swiglu,rope,flce"
+    assert on.env[ENV_KERNELS] == ",".join(DEFAULT_PIECES)
     assert on.env["PYTHONPATH"] == f"{hook_dir()}{os.pathsep}/elsewhere"
     assert (hook_dir() / "sitecustomize.py").is_file()
     assert {k: v for k, v in on.env.items() if k not in (ENV_KERNELS, "PYTHONPATH")} == off.env
@@ -120,7 +121,7 @@ def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
     assert on.yaml_text.split("\n", 2)[2] == off.yaml_text.split("\n", 2)[2]  # header line holds the time
     assert "liger" not in on.yaml_text
     assert any(n.startswith("kernels: liger-kernel ") for n in on.notes)
-    assert f"{ENV_KERNELS}=rms_norm,swiglu,rope,flce" in on.shell_line()
+    assert f"{ENV_KERNELS}={','.join(DEFAULT_PIECES)}" in on.shell_line()
 
 
 def test_hook_patches_glm_ocr_on_import_in_a_child_process() -> None:
@@ -130,13 +131,13 @@ def test_hook_patches_glm_ocr_on_import_in_a_child_process() -> None:
     code = ("from transformers.models.glm_ocr import modeling_glm_ocr as m\n"
             "print(m.GlmOcrRMSNorm.forward.__module__, m.apply_rotary_pos_emb.__module__,"
             " m.GlmOcrTextMLP.forward.__module__)\n")
-    env = {**os.environ, ENV_KERNELS: "rms_norm,swiglu,rope,flce",
+    env = {**os.environ, ENV_KERNELS: ",".join(DEFAULT_PIECES),
            "PYTHONPATH": os.pathsep.join([str(hook_dir()), str(REPO)])}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["glmocr_lf.kernels.glm_ocr"] * 3
-    assert "kernels: liger-kernel swapped in transformers.models.glm_ocr.modeling_glm_ocr: rms_norm, swiglu, rope, flce" \
+    assert ("kernels: swapped in transformers.models.glm_ocr.modeling_glm_ocr: " + ", ".join(DEFAULT_PIECES)) \
         in proc.stderr
 
 
@@ -166,6 +167,54 @@ def test_text_rope_on_deinterleaved_heads_gives_the_same_attention_scores() -> N
     assert torch.equal(deinterleave(q)[..., : d // 2], q[..., 0::2])
 
 
+def test_vision_attention_in_one_varlen_call_equals_the_per_image_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The varlen path's plumbing (packing, cu_seqlens, one max-length sync per forward) on the CPU.
+
+    torch's varlen_attn is FlashAttention (CUDA only): here it is stood in for by exact per-sequence
+    attention, and the CUDA gate is opened, so the test proves what our forward feeds it and does
+    with its output; bench/kernels_check.py ops checks the real kernel against float64 on a GPU.
+    """
+    m = _modeling()
+    import torch
+
+    from glmocr_lf.kernels import glm_ocr
+
+    calls: list[tuple[int, int]] = []
+
+    def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k):  # type: ignore[no-untyped-def]
+        assert q.shape == k.shape == v.shape and q.dim() == 3 and cu_q.dtype == torch.int32
+        calls.append((max_q, max_k))
+        bounds = cu_q.tolist()
+        outs = [torch.nn.functional.scaled_dot_product_attention(
+            *(t[a:b].transpose(0, 1) for t in (q, k, v))).transpose(0, 1) for a, b in itertools.pairwise(bounds)]
+        return torch.cat(outs)
+
+    torch.manual_seed(0)
+    config = m.GlmOcrVisionConfig(hidden_size=64, num_heads=4, depth=1, attention_bias=True)
+    config._attn_implementation = "sdpa"
+    attn = m.GlmOcrVisionAttention(config).eval()
+    lengths = [16, 9, 25, 4]
+    cu = torch.tensor([0, *lengths]).cumsum(0).to(torch.int32)
+    hidden = torch.randn(sum(lengths), 64)
+    ang = torch.rand(sum(lengths), 8) * 10
+    emb = torch.cat((ang, ang), -1)
+    position = (emb.cos(), emb.sin())
+    with torch.no_grad():
+        ref = attn(hidden, cu, position_embeddings=position)
+        glm_ocr.apply(m, ["vision_attn"])
+        try:
+            assert glm_ocr._varlen_applies(attn, hidden, position, False) is False  # CPU: the original path
+            monkeypatch.setattr(glm_ocr, "_varlen_applies", lambda *a: True)
+            monkeypatch.setattr(glm_ocr, "_varlen", lambda: reference_varlen)
+            outs = [attn(hidden, cu, position_embeddings=position) for _ in range(3)]  # three layers, one cu
+        finally:
+            glm_ocr.restore(m)
+    for out in outs:
+        assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    assert calls == [(25, 25)] * 3
+    assert cu._glmocr_lf_max == 25  # computed once, kept on the tensor every layer receives
+
+
 def test_memory_model_with_kernels_matches_h200_measurements() -> None:
     """With kernels on, estimates stay above what was measured (docs/benchmarks.md), within 25%."""
     from glmocr_lf.config.presets import preset
@@ -173,7 +222,7 @@ def test_memory_model_with_kernels_matches_h200_measurements() -> None:
 
     lora, full = preset("lora"), preset("full")
     measured = [  # (cfg, micro-batch, checkpointing, padded tokens, peak reserved GiB), one H200, kernels on
-        (lora, 16, False, 1352, 29.9), (full, 8, False, 1352, 23.3), (full, 4, False, 1352, 18.7),
+        (lora, 16, False, 1352, 29.9), (full, 8, False, 1352, 25.3), (full, 4, False, 1352, 19.6),
     ]
     for cfg, micro, ckpt, tokens, reserved in measured:
         estimate = estimate_peak_gib(cfg, micro, ckpt, tokens, kernels=True)
@@ -190,6 +239,26 @@ def test_memory_budgets_with_kernels_choose_what_was_measured() -> None:
     lora = choose(preset("lora"), 16, usable_memory_gib((), 8.0), 979, None, kernels=True)
     full = choose(preset("full"), 8, usable_memory_gib((), 24.0), 979, None, kernels=True)
     assert lora is not None and (lora.micro_batch, lora.checkpointing) == (4, True)  # reserved 3.2 GiB
-    assert full is not None and (full.micro_batch, full.checkpointing) == (4, False)  # reserved 18.7 GiB
+    assert full is not None and (full.micro_batch, full.checkpointing) == (4, False)  # reserved 19.6 GiB
     plain = choose(preset("full"), 8, usable_memory_gib((), 24.0), 979, None, kernels=False)
     assert plain is not None and (plain.micro_batch, plain.checkpointing) == (8, True)  # 4x2 reserved 24.5
+
+
+def test_vision_positions_from_one_host_copy_are_identical() -> None:
+    """rot_pos_emb from `grid_thw.tolist()` gives exactly transformers' positions and rotary table."""
+    m = _modeling()
+    import torch
+
+    from glmocr_lf.kernels import glm_ocr
+
+    config = m.GlmOcrVisionConfig(hidden_size=64, num_heads=4, depth=1, spatial_merge_size=2)
+    vision = m.GlmOcrVisionModel(config)
+    grid = torch.tensor([[1, 4, 6], [1, 8, 2], [2, 2, 4]])
+    ref_emb, ref_pos = vision.rot_pos_emb(grid)
+    glm_ocr.apply(m, ["vision_positions"])
+    try:
+        emb, pos = vision.rot_pos_emb(grid)
+    finally:
+        glm_ocr.restore(m)
+    assert torch.equal(pos, ref_pos) and torch.equal(emb, ref_emb)
+    assert pos.shape == (4 * 6 + 8 * 2 + 2 * 2 * 4, 2)

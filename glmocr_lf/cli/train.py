@@ -86,7 +86,7 @@ class _TrainCommand(click.Command):
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--kernels", type=click.Choice(["auto", "liger", "none"]), default="auto", show_default=True,
-              help="Fused GLM-OCR kernels from liger-kernel (auto: on with a CUDA GPU and liger-kernel).")
+              help="Fused GLM-OCR kernels (liger-kernel and torch; auto: on with a CUDA GPU and liger-kernel).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")

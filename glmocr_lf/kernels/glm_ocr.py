@@ -1,12 +1,15 @@
-"""Swap GLM-OCR's elementwise work for liger-kernel's fused Triton kernels, in this process only.
+"""Swap parts of GLM-OCR for fused kernels (torch's and liger-kernel's), in this process only.
 
 `apply(module, pieces)` replaces methods and module-level functions of transformers'
 `modeling_glm_ocr` (never its files, never the parameters: checkpoints load and save unchanged).
 `missing_targets(module)` names what a transformers upgrade renamed; the CPU tests call it so a
 rename fails CI instead of silently losing the speed-up.
 
-Numerics follow the originals: RMSNorm in liger's "llama" casting mode (fp32 inverse RMS, the
-normalised row cast back to the input dtype before the weight); the vision rotary embedding in
+Numerics follow the originals: RMSNorm by torch's fused `rms_norm` (fp32 accumulation; an input
+whose dtype differs from the weight's keeps the original) or, as `rms_norm_liger`, liger's "llama"
+casting mode (fp32 inverse RMS, the normalised row cast back to the input dtype before the weight);
+the vision attention as one FlashAttention call over the packed images (torch's varlen_attn, same
+scale, no dropout); the vision rotary positions from Python ints (identical); the vision rotary embedding in
 fp32 as transformers does it; the text rotary embedding is GLM's interleaved variant, which liger
 does not have: q and k are de-interleaved (one copy) and rotated with liger's half-split kernel.
 Attention only sees q·k, which the same permutation of q's and k's head dimensions leaves unchanged,
@@ -24,10 +27,13 @@ MODULE = "transformers.models.glm_ocr.modeling_glm_ocr"
 # (attribute path in modeling_glm_ocr, what our replacement relies on) for each piece
 TARGETS: dict[str, tuple[str, ...]] = {
     "rms_norm": ("GlmOcrRMSNorm.forward", "GlmOcrRMSNorm.__init__"),
+    "rms_norm_liger": ("GlmOcrRMSNorm.forward", "GlmOcrRMSNorm.__init__"),
     "swiglu": ("GlmOcrTextMLP.forward", "GlmOcrVisionMlp.forward"),
     "rope": ("apply_rotary_pos_emb", "apply_rotary_pos_emb_vision", "GlmOcrTextAttention.forward",
              "GlmOcrVisionAttention.forward"),
     "flce": ("GlmOcrForConditionalGeneration.forward", "GlmOcrCausalLMOutputWithPast"),
+    "vision_attn": ("GlmOcrVisionAttention.forward", "apply_rotary_pos_emb_vision", "is_flash_attention_requested"),
+    "vision_positions": ("GlmOcrVisionModel.rot_pos_emb",),
 }
 SILU = ("silu", "swish")
 _ORIGINALS = "_glmocr_lf_originals"
@@ -68,7 +74,7 @@ def apply(module: ModuleType, pieces: Iterable[str]) -> list[str]:
     return done
 
 
-def _patch_rms_norm(m: ModuleType) -> dict[str, Any]:
+def _patch_rms_norm_liger(m: ModuleType) -> dict[str, Any]:
     from liger_kernel.ops.rms_norm import LigerRMSNormFunction
 
     original = m.GlmOcrRMSNorm.forward
@@ -76,6 +82,23 @@ def _patch_rms_norm(m: ModuleType) -> dict[str, Any]:
     def forward(self: Any, hidden_states: Any) -> Any:
         return LigerRMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon, 0.0, "llama",
                                           False, None)
+
+    m.GlmOcrRMSNorm.forward = forward
+    return {"GlmOcrRMSNorm.forward": original}
+
+
+def _patch_rms_norm(m: ModuleType) -> dict[str, Any]:
+    """torch's own fused RMSNorm (one ATen op: far less launch overhead on the CPU than a Triton call)."""
+    import torch
+
+    original = m.GlmOcrRMSNorm.forward
+    rms_norm = torch.nn.functional.rms_norm
+
+    def forward(self: Any, hidden_states: Any) -> Any:
+        weight = self.weight
+        if hidden_states.dtype != weight.dtype:  # the original promotes; keep its exact dtype rules
+            return original(self, hidden_states)
+        return rms_norm(hidden_states, (weight.shape[0],), weight, self.variance_epsilon)
 
     m.GlmOcrRMSNorm.forward = forward
     return {"GlmOcrRMSNorm.forward": original}
@@ -174,8 +197,96 @@ def _patch_flce(m: ModuleType) -> dict[str, Any]:
     return {"GlmOcrForConditionalGeneration.forward": original}
 
 
+def _max_length(cu_seqlens: Any) -> int:
+    """Longest image of the batch: one host sync per vision forward, not one per layer.
+
+    Every layer gets the same `cu_seqlens` tensor, so the value is kept on it.
+    """
+    cached: int | None = getattr(cu_seqlens, "_glmocr_lf_max", None)
+    if cached is None:
+        cached = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        cu_seqlens._glmocr_lf_max = cached
+    return cached
+
+
+def _varlen_applies(module: Any, hidden_states: Any, position_embeddings: Any, flash_requested: bool) -> bool:
+    """varlen_attn is FlashAttention over the packed images: CUDA, half precision, no dropout.
+
+    Anything else (CPU, fp32, an attention dropout in training, flash-attn already chosen) keeps
+    transformers' own path.
+    """
+    import torch
+
+    return bool(hidden_states.is_cuda and hidden_states.dtype in (torch.bfloat16, torch.float16)
+                and not (module.training and module.attention_dropout) and position_embeddings is not None
+                and not flash_requested)
+
+
+def _varlen() -> Callable[..., Any]:
+    from torch.nn.attention.varlen import varlen_attn
+
+    return varlen_attn  # type: ignore[no-any-return]
+
+
+def _patch_vision_attn(m: ModuleType) -> dict[str, Any]:
+    import torch
+
+    _varlen()  # fail here, at patch time, if this torch has no varlen attention
+    original = m.GlmOcrVisionAttention.forward
+
+    def forward(self: Any, hidden_states: Any, cu_seqlens: Any, rotary_pos_emb: Any = None,
+                position_embeddings: Any = None, **kwargs: Any) -> Any:
+        if not _varlen_applies(self, hidden_states, position_embeddings,
+                               m.is_flash_attention_requested(self.config)):
+            return original(self, hidden_states, cu_seqlens, rotary_pos_emb=rotary_pos_emb,
+                            position_embeddings=position_embeddings, **kwargs)
+        seq_length = hidden_states.shape[0]
+        q, k, v = self.qkv(hidden_states).reshape(seq_length, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        q, k = m.apply_rotary_pos_emb_vision(self.q_norm(q), self.k_norm(k), *position_embeddings)
+        longest = _max_length(cu_seqlens)
+        cu = cu_seqlens.to(torch.int32)
+        # (tokens, heads, head_dim) in and out; default scale 1/sqrt(head_dim) = the original's `scaling`
+        out = _varlen()(q.to(v.dtype).contiguous(), k.to(v.dtype).contiguous(), v.contiguous(), cu, cu,
+                        longest, longest)
+        return self.proj(out.reshape(seq_length, -1))
+
+    m.GlmOcrVisionAttention.forward = forward
+    return {"GlmOcrVisionAttention.forward": original}
+
+
+def _patch_vision_positions(m: ModuleType) -> dict[str, Any]:
+    """The vision tower's rotary positions from one host copy of `grid_thw`.
+
+    transformers builds them image by image from CUDA scalars (`torch.arange(h)` of a 0-d CUDA
+    tensor, `h // 2`...): about nine host syncs per image in every training step. The same CPU
+    tensors are built here from Python ints, so the result is identical (integers).
+    """
+    import torch
+
+    original = m.GlmOcrVisionModel.rot_pos_emb
+
+    def rot_pos_emb(self: Any, grid_thw: Any) -> Any:
+        merge = self.spatial_merge_size
+        grids = grid_thw.tolist()
+        pos_ids = []
+        for t, h, w in grids:
+            hpos = torch.arange(h).unsqueeze(1).expand(-1, w)
+            hpos = hpos.reshape(h // merge, merge, w // merge, merge).permute(0, 2, 1, 3).flatten()
+            wpos = torch.arange(w).unsqueeze(0).expand(h, -1)
+            wpos = wpos.reshape(h // merge, merge, w // merge, merge).permute(0, 2, 1, 3).flatten()
+            pos_ids.append(torch.stack([hpos, wpos], dim=-1).repeat(t, 1))
+        pos = torch.cat(pos_ids, dim=0)
+        largest = max(max(h, w) for _, h, w in grids)
+        return self.rotary_pos_emb(largest)[pos].flatten(1), pos
+
+    m.GlmOcrVisionModel.rot_pos_emb = rot_pos_emb
+    return {"GlmOcrVisionModel.rot_pos_emb": original}
+
+
 _PATCHES: dict[str, Callable[[ModuleType], dict[str, Any]]] = {
-    "rms_norm": _patch_rms_norm, "swiglu": _patch_swiglu, "rope": _patch_rope, "flce": _patch_flce,
+    "rms_norm": _patch_rms_norm, "rms_norm_liger": _patch_rms_norm_liger, "swiglu": _patch_swiglu, "rope": _patch_rope, "flce": _patch_flce,
+    "vision_attn": _patch_vision_attn,
+    "vision_positions": _patch_vision_positions,
 }
 
 

@@ -50,13 +50,14 @@ from glmocr_lf.train.changes import Changes
 # percent above that with expandable segments. Measured per token: 2.1-2.3 MB without gradient
 # checkpointing, 0.55-0.71 MB with it; the model below is rounded up.
 GIB_PER_TOKEN = {False: 2.4e-3, True: 0.8e-3}  # keyed by gradient checkpointing
-# With liger-kernel's fused kernels including the fused linear cross-entropy (glmocr_lf/kernels's
-# default), measured on one H200 at 1,352 padded tokens: 1.17e-3 (LoRA 16x1), 0.96e-3 and 1.12e-3
-# (full 8x1, 4x2) without checkpointing; the logits (~0.6 MB per token) are never materialised and
-# full fine-tuning no longer carries an fp32 residual stream. With checkpointing LoRA 4x4 peaked
-# at 3.2 GiB reserved; that one measurement is kept at the conservative 0.8e-3. Without the fused
-# cross-entropy the kernels measured 1.6-1.9e-3: the plain figures above apply then.
-GIB_PER_TOKEN_KERNELS = {False: 1.3e-3, True: 0.8e-3}
+# With glmocr_lf/kernels's default pieces (the fused linear cross-entropy among them), measured on
+# one H200 at 1,352 padded tokens without checkpointing: LoRA 16x1 29.9 GiB reserved, full 8x1 25.3
+# and 4x2 19.6 GiB (torch's fused RMSNorm keeps ~2 GiB more at 8x1 than liger's, 23.3); the logits
+# (~0.6 MB per token) are never materialised. 1.4e-3 keeps every estimate 4-18% above those
+# (tests/test_kernels.py). With checkpointing LoRA 4x4 peaked at 3.2 GiB reserved; that one
+# measurement is kept at the conservative 0.8e-3. Without the fused cross-entropy the plain
+# figures above apply.
+GIB_PER_TOKEN_KERNELS = {False: 1.4e-3, True: 0.8e-3}
 LORA_BASE_GIB = 2.4  # bf16 weights (1.1 B parameters) + LoRA weights, grads and Adam states
 TRAINED_PARAMS = {"language": 0.68e9, "vision": 0.40e9, "projector": 0.03e9}
 TOTAL_PARAMS = 1.11e9
@@ -223,6 +224,11 @@ def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
         fit.values["dataloader_persistent_workers"] = True
         fit.reasons.append("dataloader_persistent_workers: true (restarting the loader processes "
                            "stalled every epoch by ~3 s)")
+    if "logging_nan_inf_filter" not in values:
+        fit.values["logging_nan_inf_filter"] = False
+        fit.reasons.append("logging_nan_inf_filter: false (transformers' NaN check reads each micro-batch's "
+                           "loss back from the GPU, a host sync that idles the GPU every step; a NaN or "
+                           "inf loss is then logged as it is instead of being left out of the average)")
 
     if (nodes == 1 and not values.get("tokenized_path") and not values.get("overwrite_cache")
             and not values.get("streaming")):

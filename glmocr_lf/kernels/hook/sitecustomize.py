@@ -29,7 +29,7 @@ def _patch(module: ModuleType) -> None:
 
     done = apply(module, parse_pieces(_PIECES))
     if os.environ.get("LOCAL_RANK", "0") == "0":
-        print(f"[glmocr-lf] kernels: liger-kernel swapped in {_TARGET}: {', '.join(done)}",
+        print(f"[glmocr-lf] kernels: swapped in {_TARGET}: {', '.join(done)}",
               file=sys.stderr, flush=True)
 
 
