@@ -40,19 +40,14 @@ case $PHASE in
     run --name cal-full-ckpt-8x1 --vendor full --steps 12 "${OMP[@]}" -- per_device_train_batch_size=8 gradient_accumulation_steps=1 tokenized_path=$W/tok
     run --name cal-lora-16x1-compile --vendor lora --steps 30 --timeout 200 "${OMP[@]}" -- disable_gradient_checkpointing=true per_device_train_batch_size=16 gradient_accumulation_steps=1 tokenized_path=$W/tok torch_compile=true
     ;;
-  side)  # side by side on one GPU: vendor YAMLs (raw llamafactory-cli) vs glmocr-lf train
-    # ours-lora logs every step (a handicap, if anything: one more sync) for the loss curve below
+  side)  # side by side on one GPU: vendor YAMLs (raw llamafactory-cli) vs glmocr-lf train, then the budgets
+    # loss curves of the kernels against none: phase `levers` (logging every step costs a sync per step)
     K="python3 bench/kernels_check.py"
-    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
     run --name vendor-lora --vendor lora --steps 55
-    ours ours-lora --ours lora --steps 55 -- logging_steps=1
+    ours ours-lora --ours lora --steps 55
     run --name vendor-full --vendor full --steps 55
     ours ours-full --ours full --steps 55
-    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
-    if left 500; then  # loss curve of the default kernels (fused cross-entropy included) against none
-      ours k-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
-      $K curves --work $W ours-lora:k-lora-none | tee -a "$OUT/kernels.jsonl"
-    fi
     if left 470; then
       ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
       ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
@@ -100,6 +95,37 @@ case $PHASE in
       ours c-full-budget24 --ours full --steps 20 -- --memory-budget 24
       $K budget --work $W c-lora-budget8:8 c-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
     fi
+    ;;
+  profile)  # where a step's GPU time goes (torch.profiler in the probe), and the vision attention piece
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"
+    VA=GLMOCR_LF_KERNELS=rms_norm,swiglu,rope,flce,vision_attn
+    ours pf-full --ours full --steps 26 --env GLMOCR_BENCH_PROFILE=20:4
+    ours pf-full-va --ours full --steps 26 --env GLMOCR_BENCH_PROFILE=20:4 --env $VA
+    ours pf-lora-va --ours lora --steps 26 --env GLMOCR_BENCH_PROFILE=20:4 --env $VA
+    cp $W/probe/*.profile.txt "$OUT/" 2>/dev/null; head -14 $W/probe/*.profile.txt
+    ours sp-full --ours full --steps 55
+    ours sp-full-va --ours full --steps 55 --env $VA
+    left 440 && ours sp-lora-va --ours lora --steps 55 --env $VA
+    left 480 && ours sp-lora --ours lora --steps 55
+    left 520 && ours sp-full-va-tf32 --ours full --steps 55 --env $VA -- tf32=true
+    ;;
+  levers)  # CPU-side levers (the profile showed the GPU ~40% idle): candidate pieces + no NaN-filter sync
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    $K ops 2>&1 | tee -a "$OUT/kernels.jsonl"
+    VA=GLMOCR_LF_KERNELS=rms_norm_liger,swiglu,rope,flce,vision_attn
+    TN=GLMOCR_LF_KERNELS=rms_norm,swiglu,rope,flce,vision_attn
+    NAN=logging_nan_inf_filter=false
+    ours lv-full-cand --ours full --steps 55 --env $TN -- logging_steps=1 $NAN
+    ours lv-full-none --ours full --steps 55 -- logging_steps=1 --kernels none
+    ours lv-lora-cand --ours lora --steps 55 --env $TN -- logging_steps=1 $NAN
+    ours lv-lora-none --ours lora --steps 55 -- logging_steps=1 --kernels none
+    $K curves --work $W lv-full-cand:lv-full-none lv-lora-cand:lv-lora-none | tee -a "$OUT/kernels.jsonl"
+    left 480 && ours lv-full-va-nan --ours full --steps 55 --env $VA -- logging_steps=1 $NAN
+    left 530 && ours lv-full-syncs --ours full --steps 23 --env $TN --env GLMOCR_BENCH_SYNCS=20 -- $NAN
+    cp $W/probe/*.syncs.txt "$OUT/" 2>/dev/null; cat $W/probe/*.syncs.txt
     ;;
   *) echo "unknown phase $PHASE"; exit 2;;
 esac

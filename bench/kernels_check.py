@@ -44,13 +44,14 @@ def check_ops() -> list[dict[str, Any]]:
     dev, bf = "cuda", torch.bfloat16
     rows = []
 
-    def compare(name: str, make: Any, run: Any, grad_inputs: int = 99) -> None:
+    def compare(name: str, make: Any, run: Any, grad_inputs: int = 99,
+                pieces: tuple[str, ...] = ("rms_norm_liger", "swiglu", "rope")) -> None:
         inputs = make()
         outs = {}
         for label in ("ref64", "orig", "ours"):
             glm_ocr.restore(m)
             if label == "ours":
-                glm_ocr.apply(m, ["rms_norm", "swiglu", "rope"])
+                glm_ocr.apply(m, pieces)
             xs = [x.detach().double() if label == "ref64" else x.detach().clone() for x in inputs]
             for x in xs[:grad_inputs]:  # cos/sin are computed under no_grad in the model
                 x.requires_grad_(x.is_floating_point())
@@ -91,6 +92,10 @@ def check_ops() -> list[dict[str, Any]]:
                 module.weight.data = saved
         compare(f"rms_norm {shape} w={str(wdt)[6:]}", lambda shape=shape: [torch.randn(shape, device=dev, dtype=bf)],
                 run_norm)
+        x_dtype = torch.float32 if wdt == torch.float32 else bf  # full fine-tuning: fp32 stream, fp32 weight
+        compare(f"rms_norm (torch) {shape} x={str(x_dtype)[6:]} w={str(wdt)[6:]}",
+                lambda shape=shape, x_dtype=x_dtype: [torch.randn(shape, device=dev, dtype=x_dtype)], run_norm,
+                pieces=("rms_norm",))
 
     def text_mlp_run(xs: list[Any]) -> Any:
         up = xs[0]
@@ -134,6 +139,29 @@ def check_ops() -> list[dict[str, Any]]:
         return [torch.randn(s, 16, 64, device=dev, dtype=bf), torch.randn(s, 16, 64, device=dev, dtype=bf),
                 emb.cos(), emb.sin()]
     compare("vision rope (9000, 16, 64)", make_vision_rope, vision_rope, 2)
+
+    # vision attention: per-image SDPA loop (original) vs one varlen_attn call; images of different sizes
+    import copy
+
+    config = m.GlmOcrVisionConfig(hidden_size=1024, num_heads=16, depth=1, attention_bias=True)
+    config._attn_implementation = "sdpa"
+    attn = m.GlmOcrVisionAttention(config).to(dev, bf)
+    attn64 = copy.deepcopy(attn).double()
+    lengths = [2304, 1600, 3136, 900, 2304, 1024, 196, 3600]
+    cu = torch.tensor([0, *lengths], device=dev).cumsum(0).to(torch.int32)
+
+    def vision_attention(xs: list[Any]) -> Any:
+        module = attn64 if xs[0].dtype == torch.float64 else attn
+        return module(xs[0], torch.tensor(cu.tolist(), device=dev, dtype=torch.int32),
+                      position_embeddings=(xs[1], xs[2]))
+
+    def make_vision_attention() -> list[Any]:
+        s = sum(lengths)
+        ang = torch.rand(s, 32, device=dev) * 100
+        emb = torch.cat((ang, ang), dim=-1)
+        return [torch.randn(s, 1024, device=dev, dtype=bf), emb.cos(), emb.sin()]
+    compare(f"vision attention {len(lengths)} images, {sum(lengths)} patches", make_vision_attention,
+            vision_attention, 1, ("vision_attn",))
     return rows
 
 

@@ -4,6 +4,11 @@ Loaded by Python at start-up (this folder is put first on PYTHONPATH, also for t
 children). It changes nothing LLaMA-Factory or transformers compute: it adds one TrainerCallback
 that records a wall-clock time at every optimizer step (after a CUDA synchronize), counts the
 samples and tokens each micro-batch carries, and writes a JSON record from rank 0 at the end.
+With GLMOCR_BENCH_PROFILE=START:COUNT it also runs torch.profiler over optimizer steps
+START+1..START+COUNT on rank 0 and writes `<probe>.profile.txt`: wall time of those steps, GPU
+kernel time by kind (matmul, attention, Triton, elementwise, optimizer, copies), the GPU's idle
+share, and the top kernels and CPU-side ops. With GLMOCR_BENCH_SYNCS=STEP it counts the host syncs of
+optimizer step STEP+1 by call site (torch.cuda.set_sync_debug_mode) into `<probe>.syncs.txt`.
 """
 
 from __future__ import annotations
@@ -26,11 +31,22 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
     state = {"samples": 0, "tokens": None, "padded": 0, "image_tokens": None, "micro_batches": 0,
              "max_len": 0, "tokens_sq": None, "image_sq": None}
 
+    profile_at = os.environ.get("GLMOCR_BENCH_PROFILE", "")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+
     class Probe(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
             self.steps: list[float] = []
             self.first_step_begin: float | None = None
             self.train_begin: float | None = None
+            self.prof = None
+            self.prof_start = 0.0
+            start, _, count = profile_at.partition(":")
+            self.prof_range = (int(start), int(start) + int(count or 3)) if start and rank0 else None
+            syncs_at = os.environ.get("GLMOCR_BENCH_SYNCS", "")
+            self.syncs_at = int(syncs_at) if syncs_at and rank0 else None
+            self.syncs: dict[str, int] = {}
+            self.show = None
 
         def on_train_begin(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             self.train_begin = time.time()
@@ -38,11 +54,51 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
         def on_step_begin(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             if self.first_step_begin is None:
                 self.first_step_begin = time.time()
+            if self.prof_range and st.global_step == self.prof_range[0] and self.prof is None:
+                torch.cuda.synchronize()
+                acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                self.prof = torch.profiler.profile(activities=acts)
+                self.prof.__enter__()
+                self.prof_start = time.time()
+            if self.syncs_at is not None and st.global_step == self.syncs_at:
+                import traceback
+                import warnings
+
+                self.show = warnings.showwarning
+
+                def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+                    if "synchroniz" not in str(message):
+                        return self.show(message, category, filename, lineno, file, line)
+                    frames = [f for f in traceback.extract_stack()[:-1]
+                              if "/torch/" not in f.filename and "warnings" not in f.filename]
+                    site = " <- ".join(f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} {f.name}"
+                                       for f in frames[-3:][::-1])
+                    self.syncs[site] = self.syncs.get(site, 0) + 1
+                    return None
+
+                warnings.showwarning = show
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
 
         def on_step_end(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.steps.append(time.time())
+            if self.show is not None and self.syncs_at is not None and st.global_step == self.syncs_at + 1:
+                import warnings
+
+                torch.cuda.set_sync_debug_mode(0)
+                warnings.showwarning = self.show
+                self.show = None
+                rows = sorted(self.syncs.items(), key=lambda kv: -kv[1])
+                with open(f"{_OUT}.syncs.txt", "w") as fh:
+                    fh.write(f"{sum(self.syncs.values())} host syncs in optimizer step {self.syncs_at + 1}\n")
+                    fh.writelines(f"{n:5d}  {site}\n" for site, n in rows)
+            if self.prof is not None and self.prof_range and st.global_step == self.prof_range[1]:
+                wall = time.time() - self.prof_start
+                self.prof.__exit__(None, None, None)
+                _write_profile(self.prof, wall, self.prof_range[1] - self.prof_range[0])
+                self.prof = None
 
         def on_train_end(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             if int(os.environ.get("RANK", "0")) != 0:
@@ -101,6 +157,50 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
 
     trainer_cls.__init__ = __init__
     trainer_cls.training_step = training_step
+
+
+def _kind(name: str) -> str:
+    n = name.lower()
+    if "multi_tensor" in n or "adam" in n:
+        return "optimizer"
+    if any(k in n for k in ("flash", "fmha", "attention", "cudnn")):
+        return "attention"
+    if any(k in n for k in ("gemm", "nvjet", "cutlass", "sm90_xmma", "cublas", "matmul", "splitk")):
+        return "matmul"
+    if "memcpy" in n or "memset" in n:
+        return "copy/memset"
+    if any(k in n for k in ("_kernel", "triton")) and not n.startswith("void at::"):
+        return "triton (liger)"
+    if "reduce" in n:
+        return "reduction"
+    if "elementwise" in n or "vectorized" in n or "unrolled" in n:
+        return "elementwise"
+    return "other"
+
+
+def _write_profile(prof, wall: float, steps: int) -> None:  # type: ignore[no-untyped-def]
+    """Summarise a torch.profiler run of `steps` optimizer steps that took `wall` seconds."""
+    events = prof.key_averages()
+    kernels = [e for e in events if getattr(e, "self_device_time_total", 0) > 0 and e.device_type.name == "CUDA"]
+    by_kind: dict[str, float] = {}
+    for e in kernels:
+        by_kind[_kind(e.key)] = by_kind.get(_kind(e.key), 0.0) + e.self_device_time_total / 1e3
+    busy = sum(by_kind.values())
+    lines = [f"profiled {steps} optimizer steps: wall {1e3 * wall / steps:.1f} ms/step, GPU kernels "
+             f"{busy / steps:.1f} ms/step, GPU idle {100 * (1 - busy / 1e3 / wall):.0f}%"]
+    for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {kind:16s} {ms / steps:8.1f} ms/step  {100 * ms / busy:5.1f}%  "
+                     f"{sum(e.count for e in kernels if _kind(e.key) == kind) // steps} launches/step")
+    lines.append("top kernels (ms/step, calls/step, kind):")
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:30]:
+        lines.append(f"  {e.self_device_time_total / 1e3 / steps:7.2f} {e.count // steps:6d}  "
+                     f"{_kind(e.key):14s} {e.key[:110]}")
+    lines.append("top CPU ops by self CPU time (ms/step, calls/step):")
+    cpu = [e for e in events if e.self_cpu_time_total > 0]
+    for e in sorted(cpu, key=lambda e: -e.self_cpu_time_total)[:30]:
+        lines.append(f"  {e.self_cpu_time_total / 1e3 / steps:7.2f} {e.count // steps:6d}  {e.key[:100]}")
+    with open(f"{_OUT}.profile.txt", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
