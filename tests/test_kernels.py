@@ -201,11 +201,11 @@ def test_vision_attention_in_one_varlen_call_equals_the_per_image_loop(monkeypat
     position = (emb.cos(), emb.sin())
     with torch.no_grad():
         ref = attn(hidden, cu, position_embeddings=position)
+        monkeypatch.setattr(glm_ocr, "_varlen", lambda: reference_varlen)  # bound when the patch is applied
         glm_ocr.apply(m, ["vision_attn"])
         try:
             assert glm_ocr._varlen_applies(attn, hidden, position, False) is False  # CPU: the original path
             monkeypatch.setattr(glm_ocr, "_varlen_applies", lambda *a: True)
-            monkeypatch.setattr(glm_ocr, "_varlen", lambda: reference_varlen)
             outs = [attn(hidden, cu, position_embeddings=position) for _ in range(3)]  # three layers, one cu
         finally:
             glm_ocr.restore(m)

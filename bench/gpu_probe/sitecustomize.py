@@ -182,19 +182,22 @@ def _write_profile(prof, wall: float, steps: int) -> None:  # type: ignore[no-un
     """Summarise a torch.profiler run of `steps` optimizer steps that took `wall` seconds."""
     events = prof.key_averages()
     kernels = [e for e in events if getattr(e, "self_device_time_total", 0) > 0 and e.device_type.name == "CUDA"]
+    kinds = {e.key: _kind(e.key) for e in kernels}
     by_kind: dict[str, float] = {}
+    launches: dict[str, int] = {}
     for e in kernels:
-        by_kind[_kind(e.key)] = by_kind.get(_kind(e.key), 0.0) + e.self_device_time_total / 1e3
+        by_kind[kinds[e.key]] = by_kind.get(kinds[e.key], 0.0) + e.self_device_time_total / 1e3
+        launches[kinds[e.key]] = launches.get(kinds[e.key], 0) + e.count
     busy = sum(by_kind.values())
     lines = [f"profiled {steps} optimizer steps: wall {1e3 * wall / steps:.1f} ms/step, GPU kernels "
              f"{busy / steps:.1f} ms/step, GPU idle {100 * (1 - busy / 1e3 / wall):.0f}%"]
     for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {kind:16s} {ms / steps:8.1f} ms/step  {100 * ms / busy:5.1f}%  "
-                     f"{sum(e.count for e in kernels if _kind(e.key) == kind) // steps} launches/step")
+                     f"{launches[kind] // steps} launches/step")
     lines.append("top kernels (ms/step, calls/step, kind):")
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:30]:
         lines.append(f"  {e.self_device_time_total / 1e3 / steps:7.2f} {e.count // steps:6d}  "
-                     f"{_kind(e.key):14s} {e.key[:110]}")
+                     f"{kinds[e.key]:14s} {e.key[:110]}")
     lines.append("top CPU ops by self CPU time (ms/step, calls/step):")
     cpu = [e for e in events if e.self_cpu_time_total > 0]
     for e in sorted(cpu, key=lambda e: -e.self_cpu_time_total)[:30]:

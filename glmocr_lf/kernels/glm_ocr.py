@@ -231,7 +231,7 @@ def _varlen() -> Callable[..., Any]:
 def _patch_vision_attn(m: ModuleType) -> dict[str, Any]:
     import torch
 
-    _varlen()  # fail here, at patch time, if this torch has no varlen attention
+    varlen = _varlen()  # looked up once, at patch time: fails here if this torch has none
     original = m.GlmOcrVisionAttention.forward
 
     def forward(self: Any, hidden_states: Any, cu_seqlens: Any, rotary_pos_emb: Any = None,
@@ -246,8 +246,8 @@ def _patch_vision_attn(m: ModuleType) -> dict[str, Any]:
         longest = _max_length(cu_seqlens)
         cu = cu_seqlens.to(torch.int32)
         # (tokens, heads, head_dim) in and out; default scale 1/sqrt(head_dim) = the original's `scaling`
-        out = _varlen()(q.to(v.dtype).contiguous(), k.to(v.dtype).contiguous(), v.contiguous(), cu, cu,
-                        longest, longest)
+        out = varlen(q.to(v.dtype).contiguous(), k.to(v.dtype).contiguous(), v.contiguous(), cu, cu,
+                     longest, longest)
         return self.proj(out.reshape(seq_length, -1))
 
     m.GlmOcrVisionAttention.forward = forward
@@ -284,8 +284,8 @@ def _patch_vision_positions(m: ModuleType) -> dict[str, Any]:
 
 
 _PATCHES: dict[str, Callable[[ModuleType], dict[str, Any]]] = {
-    "rms_norm": _patch_rms_norm, "rms_norm_liger": _patch_rms_norm_liger, "swiglu": _patch_swiglu, "rope": _patch_rope, "flce": _patch_flce,
-    "vision_attn": _patch_vision_attn,
+    "rms_norm": _patch_rms_norm, "rms_norm_liger": _patch_rms_norm_liger, "swiglu": _patch_swiglu,
+    "rope": _patch_rope, "flce": _patch_flce, "vision_attn": _patch_vision_attn,
     "vision_positions": _patch_vision_positions,
 }
 
