@@ -44,10 +44,12 @@ case $PHASE in
     # loss curves of the kernels against none: phase `levers` (logging every step costs a sync per step)
     K="python3 bench/kernels_check.py"
     left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    # ours as a long run trains (`--compile on`: auto compiles from 500 (full) / 2,700 (LoRA) steps);
+    # steps that compiled are reported apart, samples/s is the steady state without them
     run --name vendor-lora --vendor lora --steps 55
-    ours ours-lora --ours lora --steps 55
+    ours ours-lora --ours lora --steps 55 -- --compile on
     run --name vendor-full --vendor full --steps 55
-    ours ours-full --ours full --steps 55
+    ours ours-full --ours full --steps 55 -- --compile on
     if left 470; then
       ours ours-lora-budget8 --ours lora --steps 20 -- --memory-budget 8
       ours ours-full-budget24 --ours full --steps 20 -- --memory-budget 24
@@ -126,6 +128,29 @@ case $PHASE in
     left 480 && ours lv-full-va-nan --ours full --steps 55 --env $VA -- logging_steps=1 $NAN
     left 530 && ours lv-full-syncs --ours full --steps 23 --env $TN --env GLMOCR_BENCH_SYNCS=20 -- $NAN
     cp $W/probe/*.syncs.txt "$OUT/" 2>/dev/null; cat $W/probe/*.syncs.txt
+    ;;
+  compile)  # the `compile` piece (torch.compile of the text decoder layers) on top of the defaults
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    CMP=GLMOCR_LF_KERNELS=rms_norm,swiglu,rope,flce,vision_attn,vision_positions,compile
+    ours co-full-def --ours full --steps 55 -- logging_steps=1
+    ours co-full-cmp --ours full --steps 55 --timeout 300 --env $CMP --env TORCH_LOGS=recompiles -- logging_steps=1
+    $K curves --work $W co-full-cmp:co-full-def | tee -a "$OUT/kernels.jsonl"
+    grep -c "Recompiling" $W/logs/co-full-cmp* 2>/dev/null
+    left 400 && run --name vendor-full --vendor full --steps 55
+    left 330 && ours co-lora-cmp --ours lora --steps 55 --timeout 240 --env $CMP --env TORCH_LOGS=recompiles
+    grep -c "Recompiling" $W/logs/co-lora-cmp* 2>/dev/null
+    ;;
+  ccheck)  # compile: LoRA loss curve against no compile; with gradient checkpointing and the memory budgets
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    ours cc-lora-def --ours lora --steps 55 -- logging_steps=1 --compile off
+    ours cc-lora-cmp --ours lora --steps 55 -- logging_steps=1 --compile on
+    $K curves --work $W cc-lora-cmp:cc-lora-def | tee -a "$OUT/kernels.jsonl"
+    ours cc-lora-budget8 --ours lora --steps 30 -- --memory-budget 8 --compile on
+    ours cc-full-budget24 --ours full --steps 30 -- --memory-budget 24 --compile on
+    $K budget --work $W cc-lora-budget8:8 cc-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    left 500 && ours cc-lora-budget8-off --ours lora --steps 30 -- --memory-budget 8 --compile off
     ;;
   *) echo "unknown phase $PHASE"; exit 2;;
 esac

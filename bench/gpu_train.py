@@ -244,9 +244,17 @@ def summarize(record: dict[str, Any], meta: dict[str, Any], warmup: int, method:
         return out
     world = record.get("world_size", 1)
     per_step = record["per_device_train_batch_size"] * record["gradient_accumulation_steps"] * world
-    timed = len(steps) - warmup
-    seconds = steps[-1] - steps[warmup - 1]
+    # steady state: the steps after `warmup` in which torch.compile traced no new graph (a compile
+    # is paid once per graph; a run without compile has none, and every step after warm-up counts)
+    begin = record.get("first_step_begin") or steps[0]
+    durations = [end - start for start, end in zip([begin, *steps[:-1]], steps, strict=True)]
+    graphs = record.get("graphs_after_step") or [0] * len(steps)
+    compiled = [i for i, n in enumerate(graphs) if n > (graphs[i - 1] if i else 0)]
+    timed_idx = [i for i in range(warmup, len(steps)) if i not in compiled]
+    timed = len(timed_idx)
+    seconds = sum(durations[i] for i in timed_idx)
     samples_s = per_step * timed / seconds
+    all_steps = per_step * (len(steps) - warmup) / (steps[-1] - steps[warmup - 1])
     samples = max(record.get("rank0_samples", 0), 1)
     tokens = record.get("rank0_tokens", 0) / samples
     image_tokens = record.get("rank0_image_tokens", 0) / samples
@@ -271,8 +279,18 @@ def summarize(record: dict[str, Any], meta: dict[str, Any], warmup: int, method:
         "launch_to_first_step_s": (record["first_step_begin"] - record["process_start"])
         if record.get("first_step_begin") and record.get("process_start") else None,
         "wall_s": record.get("wall_s"), "gpu": record.get("gpu"), "timed_steps": timed,
+        "samples_s_all_steps": all_steps, "graphs": graphs[-1] if graphs else 0,
+        "compile_steps": {i + 1: round(durations[i], 1) for i in compiled},
     })
     return out
+
+
+def _compiles(row: dict[str, Any]) -> str:
+    """Steps that compiled (left out of samples/s) and the rate with them counted, if any."""
+    if not row["compile_steps"]:
+        return ""
+    steps = ", ".join(f"{k}: {v}" for k, v in row["compile_steps"].items())
+    return f"{steps} (all steps: {row['samples_s_all_steps']:.1f}/s)"
 
 
 def report(work: Path, warmup: int) -> str:
@@ -284,16 +302,16 @@ def report(work: Path, warmup: int) -> str:
         rows.append(summarize(record, meta, warmup, method))
     (work / "summary.json").write_text(json.dumps(rows, indent=1))
     head = ("| run | GPUs | batch | samples/s | tokens/s | peak alloc / reserved GiB | MFU | "
-            "launch→1st step s | padding | rc |\n|---|---|---|---|---|---|---|---|---|---|")
+            "launch→1st step s | padding | compiling steps (s) | rc |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         if "samples_s" not in r:
-            lines.append(f"| {r['name']} | | | | | | | | | {r['rc']} ({r['steps']} steps) |")
+            lines.append(f"| {r['name']} | | | | | | | | | | {r['rc']} ({r['steps']} steps) |")
             continue
         launch = f"{r['launch_to_first_step_s']:.1f}" if r["launch_to_first_step_s"] else ""
         lines.append(f"| {r['name']} | {r['gpus']} | {r['batch']} | {r['samples_s']:.1f} | "
                      f"{r['tokens_s'] / 1000:.1f}k | {r['alloc_gib']:.1f} / {r['reserved_gib']:.1f} | "
-                     f"{100 * r['mfu']:.1f}% | {launch} | {100 * r['padding']:.0f}% | {r['rc']} |")
+                     f"{100 * r['mfu']:.1f}% | {launch} | {100 * r['padding']:.0f}% | {_compiles(r)} | {r['rc']} |")
     return "\n".join(lines)
 
 

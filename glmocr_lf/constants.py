@@ -34,6 +34,9 @@ IMAGE_PLACEHOLDER = "<image>"
 LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768
 LF_DEFAULT_IMAGE_MIN_PIXELS = 32 * 32
 LF_DEFAULT_CUTOFF_LEN = 2048
+# transformers' TrainingArguments defaults, which LLaMA-Factory keeps
+HF_DEFAULT_TRAIN_BATCH = 8
+HF_DEFAULT_EPOCHS = 3.0
 
 DATASET_INFO = "dataset_info.json"
 

@@ -262,3 +262,4 @@ def test_vision_positions_from_one_host_copy_are_identical() -> None:
         glm_ocr.restore(m)
     assert torch.equal(pos, ref_pos) and torch.equal(emb, ref_emb)
     assert pos.shape == (4 * 6 + 8 * 2 + 2 * 2 * 4, 2)
+

@@ -3,7 +3,9 @@
 Loaded by Python at start-up (this folder is put first on PYTHONPATH, also for torchrun's
 children). It changes nothing LLaMA-Factory or transformers compute: it adds one TrainerCallback
 that records a wall-clock time at every optimizer step (after a CUDA synchronize), counts the
-samples and tokens each micro-batch carries, and writes a JSON record from rank 0 at the end.
+samples and tokens each micro-batch carries and how many torch.compile graphs exist after each
+step (steps that compile are reported apart from the steady state), and writes a JSON record
+from rank 0 at the end.
 With GLMOCR_BENCH_PROFILE=START:COUNT it also runs torch.profiler over optimizer steps
 START+1..START+COUNT on rank 0 and writes `<probe>.profile.txt`: wall time of those steps, GPU
 kernel time by kind (matmul, attention, Triton, elementwise, optimizer, copies), the GPU's idle
@@ -23,6 +25,12 @@ import time
 _OUT = os.environ.get("GLMOCR_BENCH_PROBE")
 
 
+def _graphs_compiled() -> int:
+    """Graphs torch.compile has traced in this process (steps that compile are not steady state)."""
+    dynamo = sys.modules.get("torch._dynamo.utils")
+    return int(dynamo.counters["stats"]["unique_graphs"]) if dynamo is not None else 0
+
+
 def _patch_trainer(module):  # type: ignore[no-untyped-def]
     import torch
     from transformers import TrainerCallback
@@ -37,6 +45,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
     class Probe(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
             self.steps: list[float] = []
+            self.graphs: list[int] = []  # torch.compile graphs so far, after each step (0: nothing compiled)
             self.first_step_begin: float | None = None
             self.train_begin: float | None = None
             self.prof = None
@@ -84,6 +93,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.steps.append(time.time())
+            self.graphs.append(_graphs_compiled())
             if self.show is not None and self.syncs_at is not None and st.global_step == self.syncs_at + 1:
                 import warnings
 
@@ -109,6 +119,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
                 "train_begin": self.train_begin,
                 "first_step_begin": self.first_step_begin,
                 "step_end_times": self.steps,
+                "graphs_after_step": self.graphs,
                 "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                 "per_device_train_batch_size": args.per_device_train_batch_size,
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,

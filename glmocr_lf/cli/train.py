@@ -87,11 +87,15 @@ class _TrainCommand(click.Command):
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--kernels", type=click.Choice(["auto", "liger", "none"]), default="auto", show_default=True,
               help="Fused GLM-OCR kernels (liger-kernel and torch; auto: on with a CUDA GPU and liger-kernel).")
+@click.option("--compile", "compile_", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="torch.compile the decoder layers (a kernels piece; auto: on a single GPU when the run "
+                   "is long enough to pay back the compilation).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")
 def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
-          memory_budget: float | None, hub: str, kernels: str, dry_run: bool, verbose: bool) -> None:
+          memory_budget: float | None, hub: str, kernels: str, compile_: str, dry_run: bool,
+          verbose: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
 
@@ -108,7 +112,7 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
         topology=topology,
         resume="resume" if resume else ("fresh" if fresh else None),
         memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
-        dry_run=dry_run, kernels=kernels,  # type: ignore[arg-type]
+        dry_run=dry_run, kernels=kernels, compile=compile_,  # type: ignore[arg-type]
     )
     plan = prepare(request)
     for note in plan.notes:

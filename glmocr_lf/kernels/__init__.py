@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,8 @@ from glmocr_lf.machine import Gpu
 
 KernelsMode = Literal["auto", "liger", "none"]
 KERNELS_MODES: tuple[KernelsMode, ...] = ("auto", "liger", "none")
+CompileMode = Literal["auto", "on", "off"]
+COMPILE_MODES: tuple[CompileMode, ...] = ("auto", "on", "off")
 ENV_KERNELS = "GLMOCR_LF_KERNELS"  # read by the start-up hook: comma-separated pieces
 ENV_PYTHONPATH = "PYTHONPATH"
 LIGER_DIST = "liger-kernel"
@@ -35,11 +37,20 @@ PIECES: dict[str, str] = {
     "flce": "fused linear cross-entropy (no logits in training)",
     "vision_attn": "vision attention as one varlen FlashAttention call (torch), not one call per image",
     "vision_positions": "vision rotary positions from one host copy of the image grids (no syncs per image)",
+    "compile": "torch.compile of the text decoder layers (one dynamic-shape graph, compiled at the first step)",
 }
 # flce: -4.5% step time and -20 GiB peak on top of the first three (one H200, kernels_check.py model);
 # rms_norm (torch) over rms_norm_liger, vision_attn and vision_positions: fewer CPU launches and host
 # syncs in a step the CPU bounds (section 5's profile)
 DEFAULT_PIECES: tuple[str, ...] = ("rms_norm", "swiglu", "rope", "flce", "vision_attn", "vision_positions")
+
+
+# `compile`, one H200 (docs/benchmarks.md section 6): optimizer steps after which the one-time
+# compilation (cold: the first step, and a graph for the first batch without padding) is paid back
+# by the faster steps. Full 8x1: +18 s once, 262 -> 190 ms per step; LoRA 16x1: +76 s once,
+# 402 -> 346 ms per step (each pair in one device call). `auto` compiles from twice that.
+COMPILE_BREAK_EVEN_STEPS = {"full": 250, "lora": 1350}
+COMPILE_PAYS = 2
 
 
 def hook_dir() -> Path:
@@ -97,3 +108,59 @@ def decide(mode: KernelsMode, *, gpus: tuple[Gpu, ...], liger_version: str | Non
     if not gpus:
         notes.append("kernels: no CUDA GPU seen here; the training process will fail without one")
     return KernelsDecision(True, pieces, env, tuple(notes))
+
+
+def with_compile(decision: KernelsDecision, mode: CompileMode, *, steps: int | None, method: str,
+                 unmeasured: str | None, environ: Mapping[str, str]) -> KernelsDecision:
+    """Add the `compile` piece when it pays: `on`, or `auto` for a run long enough to earn back the
+    compilation (`steps`: the run's optimizer steps, None if unknown) and not of a kind `auto`
+    leaves alone (`unmeasured`: why, e.g. several processes).
+
+    With `auto`, pieces named in `GLMOCR_LF_KERNELS` are kept as they are; `on` and `off` add or
+    remove `compile` among them. torch.compile runs inside the kernels' start-up hook, so `on`
+    needs the kernels on.
+    """
+    if mode == "off":
+        if "compile" not in decision.pieces:
+            return decision
+        pieces = tuple(p for p in decision.pieces if p != "compile")
+        return replace(decision, pieces=pieces, env={**decision.env, ENV_KERNELS: ",".join(pieces)},
+                       notes=(*decision.notes, "compile: off (--compile off)"))
+    if "compile" in decision.pieces or (mode == "auto" and decision.on and environ.get(ENV_KERNELS)):
+        return decision
+    if not decision.on:
+        if mode == "on":
+            from glmocr_lf.errors import LaunchError
+
+            raise LaunchError("--compile on: torch.compile of the decoder layers runs in the kernels' "
+                              f"start-up hook, which is off here ({'; '.join(decision.notes)})",
+                              hint="drop --compile on, or run on a CUDA GPU without --kernels none")
+        return decision
+    kind = "lora" if method == "lora" else "full"
+    pays = COMPILE_BREAK_EVEN_STEPS[kind] * COMPILE_PAYS
+    where = f"{kind} fine-tuning pays back the compilation after ~{COMPILE_BREAK_EVEN_STEPS[kind]} steps"
+    if mode == "auto":
+        why_not = None
+        if unmeasured:
+            why_not = unmeasured
+        elif steps is None:
+            why_not = "the run's length is unknown (a dataset that is not a local file)"
+        elif steps < pays:
+            why_not = f"~{steps} optimizer steps, under the {pays} it takes to be clearly worth it ({where})"
+        if why_not:
+            return replace(decision, notes=(*decision.notes, f"compile: off ({why_not}); --compile on to force"))
+    why = "--compile on" if mode == "on" else f"auto: ~{steps} optimizer steps; {where}"
+    pieces = (*decision.pieces, "compile")
+    env = {**decision.env, ENV_KERNELS: ",".join(pieces)}
+    note = (f"compile: on ({why}): {PIECES['compile']}; the first step and the first batch without "
+            "padding take longer while it compiles; --compile off to skip")
+    return replace(decision, pieces=pieces, env=env, notes=(*decision.notes, note))
+
+
+def compile_unmeasured(values: Mapping[str, object], processes: int) -> str | None:
+    """Why `--compile auto` stays off for this run, if it does for its kind (not its length)."""
+    if processes > 1 or values.get("deepspeed"):
+        return "several processes or DeepSpeed: not measured there"
+    if values.get("torch_compile"):
+        return "torch_compile: true in the config: LLaMA-Factory compiles the whole model already"
+    return None

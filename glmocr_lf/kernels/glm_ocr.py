@@ -34,6 +34,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "flce": ("GlmOcrForConditionalGeneration.forward", "GlmOcrCausalLMOutputWithPast"),
     "vision_attn": ("GlmOcrVisionAttention.forward", "apply_rotary_pos_emb_vision", "is_flash_attention_requested"),
     "vision_positions": ("GlmOcrVisionModel.rot_pos_emb",),
+    "compile": ("GlmOcrTextDecoderLayer.forward",),
 }
 SILU = ("silu", "swish")
 _ORIGINALS = "_glmocr_lf_originals"
@@ -74,12 +75,26 @@ def apply(module: ModuleType, pieces: Iterable[str]) -> list[str]:
     return done
 
 
+def _compiling() -> Callable[[], bool]:
+    """torch.compiler.is_compiling, bound once per patch (no lookup per call in a CPU-bound step).
+
+    Inside a `compile` region liger's Triton calls step aside: inductor fuses the originals itself.
+    """
+    import torch
+
+    is_compiling: Callable[[], bool] = torch.compiler.is_compiling
+    return is_compiling
+
+
 def _patch_rms_norm_liger(m: ModuleType) -> dict[str, Any]:
     from liger_kernel.ops.rms_norm import LigerRMSNormFunction
 
     original = m.GlmOcrRMSNorm.forward
+    compiling = _compiling()
 
     def forward(self: Any, hidden_states: Any) -> Any:
+        if compiling():
+            return original(self, hidden_states)
         return LigerRMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon, 0.0, "llama",
                                           False, None)
 
@@ -108,9 +123,10 @@ def _patch_swiglu(m: ModuleType) -> dict[str, Any]:
     from liger_kernel.ops.swiglu import LigerFusedGateUpSiLUMulFunction, LigerSiLUMulFunction
 
     text, vision = m.GlmOcrTextMLP.forward, m.GlmOcrVisionMlp.forward
+    compiling = _compiling()
 
     def text_forward(self: Any, hidden_states: Any) -> Any:
-        if self.config.hidden_act not in SILU:
+        if self.config.hidden_act not in SILU or compiling():
             return text(self, hidden_states)
         # gate_up_proj holds [gate | up]; the original computes up * silu(gate). 2-D in and out:
         # liger's backward returns the gradient flattened to rows
@@ -139,10 +155,11 @@ def _patch_rope(m: ModuleType) -> dict[str, Any]:
     from liger_kernel.ops.rope import LigerRopeFunction
 
     text, vision = m.apply_rotary_pos_emb, m.apply_rotary_pos_emb_vision
+    compiling = _compiling()
 
     def text_rope(q: Any, k: Any, cos: Any, sin: Any, unsqueeze_dim: int = 1) -> Any:
         # partial rotary (cos narrower than a head) keeps the original path
-        if unsqueeze_dim != 1 or cos.shape[-1] != q.shape[-1] or q.shape[-1] % 2:
+        if unsqueeze_dim != 1 or cos.shape[-1] != q.shape[-1] or q.shape[-1] % 2 or compiling():
             return text(q, k, cos, sin, unsqueeze_dim)
         q, k = deinterleave(q), deinterleave(k)
         return LigerRopeFunction.apply(q, k, cos, sin)
@@ -283,10 +300,27 @@ def _patch_vision_positions(m: ModuleType) -> dict[str, Any]:
     return {"GlmOcrVisionModel.rot_pos_emb": original}
 
 
+COMPILE_BACKEND = "inductor"  # the tests trace with "aot_eager": same graphs, no code generation
+
+
+def _patch_compile(m: ModuleType) -> dict[str, Any]:
+    """torch.compile of the text decoder layer: one graph for every layer and every sequence length.
+
+    Dynamic shapes from the first call (the batch's padded length changes every step), so the 16
+    layers share one compiled forward and backward instead of one per length; inductor fuses the
+    norms, rotary, SiLU-mul and the casts between the matmuls, so far fewer kernels are launched.
+    """
+    import torch
+
+    original = m.GlmOcrTextDecoderLayer.forward
+    m.GlmOcrTextDecoderLayer.forward = torch.compile(original, dynamic=True, backend=COMPILE_BACKEND)
+    return {"GlmOcrTextDecoderLayer.forward": original}
+
+
 _PATCHES: dict[str, Callable[[ModuleType], dict[str, Any]]] = {
     "rms_norm": _patch_rms_norm, "rms_norm_liger": _patch_rms_norm_liger, "swiglu": _patch_swiglu,
     "rope": _patch_rope, "flce": _patch_flce, "vision_attn": _patch_vision_attn,
-    "vision_positions": _patch_vision_positions,
+    "vision_positions": _patch_vision_positions, "compile": _patch_compile,
 }
 
 

@@ -24,6 +24,8 @@ def dataset_names(cfg: TrainConfig) -> list[str]:
 class DataCheck:
     notes: list[str] = field(default_factory=list)
     max_tokens: int | None = None  # the longest sample, image tokens included (for fitting the card)
+    # samples the training datasets give (max_samples applied); None when one is not a local file
+    train_samples: int | None = None
 
 
 def check_datasets(cfg: TrainConfig) -> DataCheck:
@@ -45,6 +47,8 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
         raise DataError(f"{info_path}: not found{where}",
                         hint="register a dataset with `glmocr-lf data register NAME FILE --data-dir DIR`")
     media_dir = Path(cfg.dataset.media_dir).expanduser().resolve() if cfg.dataset.media_dir else dataset_dir
+    training = {n.strip() for n in (cfg.dataset.dataset or "").split(",") if n.strip()}
+    counts: dict[str, int | None] = {name: None for name in training}
     for name in names:
         entry = get_entry(dataset_dir, name)
         problem = entry.problem()
@@ -65,6 +69,8 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
         report = validate_file(path, options, collect_records=True)
         report.raise_for_errors(f"dataset {name}", why="training would fail or silently drop samples",
                                 hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
+        if name in counts:
+            counts[name] = min(report.samples, cfg.dataset.max_samples or report.samples)
         result.notes.append(f"dataset {name}: {report.samples} samples OK"
                             + (f", {len(report.warnings)} warning(s)" if report.warnings else ""))
         dropped = packing_drop_note(cfg, name, (r.tokens for r in report.records))  # issue 11
@@ -73,4 +79,6 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
         longest = max((r.tokens for r in report.records if r.tokens is not None), default=None)
         if longest is not None:
             result.max_tokens = max(result.max_tokens or 0, longest)
+    known = [n for n in counts.values() if n is not None]
+    result.train_samples = sum(known) if counts and len(known) == len(counts) else None
     return result

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import Any
 
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.constants import ENV_OMP_NUM_THREADS as OMP_NUM_THREADS
+from glmocr_lf.constants import HF_DEFAULT_EPOCHS, HF_DEFAULT_TRAIN_BATCH
 from glmocr_lf.data.info import read_info
 from glmocr_lf.errors import DataError
 from glmocr_lf.imaging import image_tokens
@@ -183,6 +185,23 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
     return Path(root).expanduser() / "tokenized" / digest
 
 
+def optimizer_steps(values: Mapping[str, Any], samples: int | None, processes: int) -> int | None:
+    """How many optimizer steps the run will take: `max_steps` when set, else the epochs over the
+    training samples (less a `val_size` hold-out) at the effective batch; None when unknown."""
+    max_steps = values.get("max_steps")
+    if isinstance(max_steps, int) and max_steps > 0:
+        return max_steps
+    if samples is None:
+        return None
+    held_out = values.get("val_size") or 0
+    if held_out:
+        samples -= int(samples * held_out) if held_out < 1 else int(held_out)
+    batch = (values.get("per_device_train_batch_size") or HF_DEFAULT_TRAIN_BATCH) \
+        * (values.get("gradient_accumulation_steps") or 1) * max(processes, 1)
+    epochs = values.get("num_train_epochs") or HF_DEFAULT_EPOCHS
+    return max(0, math.ceil(math.ceil(max(samples, 0) / batch) * epochs))
+
+
 def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
                     memory_budget_gib: float | None, processes: int,
                     environ: Mapping[str, str] | None = None,
@@ -246,7 +265,7 @@ def _fit_batch(cfg: TrainConfig, values: Mapping[str, Any], gpus: tuple[Gpu, ...
     usable = usable_memory_gib(gpus, memory_budget_gib)
     if usable is None:
         return
-    micro = int(values.get("per_device_train_batch_size") or 8)  # transformers' default is 8
+    micro = int(values.get("per_device_train_batch_size") or HF_DEFAULT_TRAIN_BATCH)
     accumulation = int(values.get("gradient_accumulation_steps") or 1)
     per_process_batch = micro * accumulation
     tokens = tokens_per_sample or sample_tokens(cfg)

@@ -25,7 +25,14 @@ from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
 from glmocr_lf.errors import ConfigError, LaunchError, Problem
 from glmocr_lf.fsutil import check_dir_target
-from glmocr_lf.kernels import LIGER_DIST, KernelsMode, decide
+from glmocr_lf.kernels import (
+    LIGER_DIST,
+    CompileMode,
+    KernelsMode,
+    compile_unmeasured,
+    decide,
+    with_compile,
+)
 from glmocr_lf.launch import Command, Topology
 from glmocr_lf.machine import Gpu
 from glmocr_lf.train.changes import Changes
@@ -51,6 +58,7 @@ class LaunchRequest:
     check_data: bool = True
     dry_run: bool = False
     kernels: KernelsMode = "auto"
+    compile: CompileMode = "auto"
 
 
 @dataclass
@@ -196,7 +204,7 @@ def resume_policy(output_dir: Path, mode: ResumeMode | None) -> tuple[Changes, l
 def prepare(request: LaunchRequest, *, stack: Stack | None = None,
             gpus: tuple[Gpu, ...] | None = None) -> LaunchPlan:
     from glmocr_lf import machine
-    from glmocr_lf.train.fit import fit_to_hardware
+    from glmocr_lf.train.fit import fit_to_hardware, optimizer_steps
 
     stack = stack or Stack.detect()
     gpus = machine.gpus() if gpus is None else gpus
@@ -234,15 +242,14 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     if problems:
         raise ConfigError(source, problems)
 
-    max_tokens = None
+    max_tokens = train_samples = None
     if request.check_data:
         from glmocr_lf.train.datacheck import check_datasets
 
         data = check_datasets(cfg)
         notes.extend(data.notes)
-        max_tokens = data.max_tokens
+        max_tokens, train_samples = data.max_tokens, data.train_samples
     kernels = decide(request.kernels, gpus=gpus, liger_version=installed(LIGER_DIST), environ=os.environ)
-    notes.extend(kernels.notes)
     processes = topology.processes_per_node(len(gpus)) * topology.nnodes
     changes.add(fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=memory_budget,
                                 processes=processes, tokens_per_sample=max_tokens, nodes=topology.nnodes,
@@ -252,6 +259,11 @@ def prepare(request: LaunchRequest, *, stack: Stack | None = None,
     changes.add(resume)
     notes.extend(changes.reasons)
     final = apply_changes(cfg, changes.values, source)
+    values = final.flat()
+    kernels = with_compile(kernels, request.compile, steps=optimizer_steps(values, train_samples, processes),
+                           method=final.finetuning_type, environ=os.environ,
+                           unmeasured=compile_unmeasured(values, processes))
+    notes.extend(kernels.notes)
 
     rendered = adapt(final, stack)
     notes.extend(rendered.notes)
