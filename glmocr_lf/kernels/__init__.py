@@ -1,7 +1,8 @@
 """Fused kernels for GLM-OCR training: whether they are on, and the launch environment that turns them on.
 
 `decide()` is a pure function of the `--kernels` choice, the GPUs seen, the installed liger-kernel
-version and the caller's environment. The swap itself (`glm_ocr.py`) runs inside LLaMA-Factory's
+version and the caller's environment; `with_compile()` then adds the `compile` piece for
+`--compile`, from the run's length in optimizer steps. The swap itself (`glm_ocr.py`) runs inside LLaMA-Factory's
 training processes, started by a Python start-up hook (`hook/sitecustomize.py`) that the
 environment overlay puts first on PYTHONPATH; nothing installed is patched on disk, and the YAML
 written for the run stays a plain LLaMA-Factory config.
@@ -144,7 +145,7 @@ def with_compile(decision: KernelsDecision, mode: CompileMode, *, steps: int | N
         if unmeasured:
             why_not = unmeasured
         elif steps is None:
-            why_not = "the run's length is unknown (a dataset that is not a local file)"
+            why_not = "the run's length is unknown: no max_steps, and a dataset not counted (not a local file)"
         elif steps < pays:
             why_not = f"~{steps} optimizer steps, under the {pays} it takes to be clearly worth it ({where})"
         if why_not:
