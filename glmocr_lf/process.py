@@ -2,7 +2,8 @@
 
 The child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
 reaching us are forwarded to that whole group exactly once (torchrun and its workers included), we
-keep waiting, and the child's exit code becomes ours. The argv is a list, never a shell string; our own os.environ is never changed.
+keep waiting, and the child's exit code becomes ours; one we ignore (SIGHUP under nohup) is not
+forwarded. The argv is a list, never a shell string; our own os.environ is never changed.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+        # a signal we ignore stays ignored (`nohup glmocr-lf train ...`): forwarding the hangup would
+        # stop a child that installs its own handler (torchrun does) and defeat nohup
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
     lines: queue.Queue[str | None] = queue.Queue()
     reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
     reader.start()

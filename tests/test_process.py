@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,15 @@ def _signal_when_ready(lines: list[str], signum: int) -> None:
     threading.Thread(target=send, daemon=True).start()
 
 
+@pytest.fixture(autouse=True)
+def _signals_as_a_terminal_leaves_them() -> Iterator[None]:
+    """Default dispositions whatever started pytest (under nohup, SIGHUP arrives ignored)."""
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
 def test_hangup_and_term_go_to_the_child(tmp_path: Path, signum: signal.Signals) -> None:
     lines: list[str] = []
@@ -120,3 +130,15 @@ def test_run_record_says_interrupted(tmp_path: Path, invoke: Invoke, signum: sig
     assert failed.value.message.startswith(f"training interrupted by {signum.name}")
     record = json.loads((tmp_path / "run" / "glmocr_lf_run.json").read_text())
     assert (record["status"], record["signal"], record["exit_code"]) == ("interrupted", signum.name, 128 + signum)
+
+
+def test_an_ignored_hangup_is_not_forwarded(tmp_path: Path) -> None:
+    """Under `nohup`, SIGHUP reaches us ignored: the child keeps running and SIGHUP stays ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    lines: list[str] = []
+    _signal_when_ready(lines, signal.SIGHUP)
+    short = "import time; print('ready', flush=True); time.sleep(2); print('done', flush=True)"
+    result = run_child([sys.executable, "-c", short], env_overlay={}, cwd=tmp_path, on_line=lines.append)
+    assert (result.exit_code, result.interrupted, result.signal) == (0, False, None)
+    assert lines == ["ready", "done"]
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
