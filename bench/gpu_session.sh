@@ -136,10 +136,10 @@ case $PHASE in
     ours co-full-def --ours full --steps 55 -- logging_steps=1
     ours co-full-cmp --ours full --steps 55 --timeout 300 --env $CMP --env TORCH_LOGS=recompiles -- logging_steps=1
     $K curves --work $W co-full-cmp:co-full-def | tee -a "$OUT/kernels.jsonl"
-    grep -c "Recompiling" $W/logs/co-full-cmp* 2>/dev/null
+    grep -c "Recompiling" $W/runs/co-full-cmp/train.log
     left 400 && run --name vendor-full --vendor full --steps 55
     left 330 && ours co-lora-cmp --ours lora --steps 55 --timeout 240 --env $CMP --env TORCH_LOGS=recompiles
-    grep -c "Recompiling" $W/logs/co-lora-cmp* 2>/dev/null
+    grep -c "Recompiling" $W/runs/co-lora-cmp/train.log
     ;;
   ccheck)  # compile: LoRA loss curve against no compile; with gradient checkpointing and the memory budgets
     K="python3 bench/kernels_check.py"

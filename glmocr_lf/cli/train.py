@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from glmocr_lf.cli import terminal
+from glmocr_lf.kernels import COMPILE_MODES, KERNELS_MODES
 
 if TYPE_CHECKING:
     from glmocr_lf.launch import Topology
@@ -85,9 +86,9 @@ class _TrainCommand(click.Command):
 @click.option("--memory-budget", type=float, metavar="GiB", help="Fit the run into this much GPU memory.")
 @click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
-@click.option("--kernels", type=click.Choice(["auto", "liger", "none"]), default="auto", show_default=True,
+@click.option("--kernels", type=click.Choice(KERNELS_MODES), default="auto", show_default=True,
               help="Fused GLM-OCR kernels (liger-kernel and torch; auto: on with a CUDA GPU and liger-kernel).")
-@click.option("--compile", "compile_", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+@click.option("--compile", "compile_", type=click.Choice(COMPILE_MODES), default="auto", show_default=True,
               help="torch.compile the decoder layers (a kernels piece; auto: on a single GPU when the run "
                    "is long enough to pay back the compilation).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
