@@ -56,8 +56,8 @@ def build_real_dims_model(out_dir: Path, seed: int = 0) -> dict[str, Any]:
         GlmOcrForConditionalGeneration,
     )
 
-    from glmocr_lf.imaging import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
-    from glmocr_lf.smoke_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
+    from glmocr_lf.data.resize import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
+    from glmocr_lf.smoke.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out_dir)

@@ -35,8 +35,8 @@ def _pinned_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     ones."""
     if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("real_stack"):
         return
-    from glmocr_lf import launch
-    from glmocr_lf.versions import Stack
+    from glmocr_lf.runtime import launch
+    from glmocr_lf.runtime.versions import Stack
 
     monkeypatch.setattr(Stack, "detect", classmethod(lambda cls: cls.pinned()))
     monkeypatch.setattr(launch, "llamafactory_cli", lambda required=True: "/stack/bin/llamafactory-cli")

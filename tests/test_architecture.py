@@ -63,7 +63,7 @@ def test_no_import_circle() -> None:
 
 
 def test_export_does_not_import_train() -> None:
-    assert not {m for m in graph()["glmocr_lf.export"] if m.startswith("glmocr_lf.train")}
+    assert not {m for m in graph()["glmocr_lf.export.merge"] if m.startswith("glmocr_lf.train")}
 
 
 def test_one_module_reads_dataset_info_and_one_reads_json_lines() -> None:

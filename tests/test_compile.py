@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_JSON, invoke, put_in_hf_cache
 
-from glmocr_lf.errors import LaunchError
 from glmocr_lf.kernels import (
     COMPILE_BREAK_EVEN_STEPS,
     COMPILE_PAYS,
@@ -17,10 +16,11 @@ from glmocr_lf.kernels import (
     decide,
     with_compile,
 )
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime.errors import LaunchError
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack, installed
 from glmocr_lf.train.fit import optimizer_steps
 from glmocr_lf.train.plan import LaunchRequest, prepare
-from glmocr_lf.versions import Stack, installed
 
 H200 = (Gpu(0, "NVIDIA H200", 143771, (9, 0)),)
 PINNED = Stack({"transformers": "5.6.0"})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import Invoke, needs_stack
 
-from glmocr_lf.versions import installed
+from glmocr_lf.runtime.versions import installed
 
 
 def write(path: Path, text: str) -> Path:
@@ -166,7 +166,7 @@ def test_validate_directory_and_non_utf8(invoke: Invoke) -> None:
 
 
 def test_bf16_warns_without_bf16_gpu(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf import machine
+    from glmocr_lf.runtime import machine
 
     monkeypatch.setattr(machine, "gpus", lambda: ())
     write(Path("c.yaml"), MINIMAL + "bf16: true\n")
@@ -197,7 +197,7 @@ def test_usage_error_exits_2(invoke: Invoke) -> None:
 
 @needs_stack  # without it, a key we do not model is a warning: see test_lfkeys.py
 def test_debug_shows_traceback(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf.errors import ConfigError
+    from glmocr_lf.runtime.errors import ConfigError
 
     with pytest.raises(ConfigError):
         invoke("--debug", "config", "new", "--method", "lora", "--set", "lora_rnak=8")
@@ -208,7 +208,7 @@ def test_debug_shows_traceback(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) 
 
 def test_version_lists_stack(invoke: Invoke) -> None:
     from glmocr_lf import __version__
-    from glmocr_lf.versions import installed
+    from glmocr_lf.runtime.versions import installed
 
     result = invoke("--version")
     assert result.exit_code == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from glmocr_lf.imaging import image_tokens, lf_preprocess_size, smart_resize
+from glmocr_lf.data.resize import image_tokens, lf_preprocess_size, smart_resize
 
 SIZES = [
     (1, 1), (10, 10), (27, 500), (28, 28), (29, 27), (100, 37), (224, 224), (767, 769), (768, 768),

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import invoke, needs_stack
 
-from glmocr_lf import doctor as doctor_module
-from glmocr_lf import machine, versions
 from glmocr_lf.cli import cli
-from glmocr_lf.machine import Gpu
+from glmocr_lf.project import doctor as doctor_module
+from glmocr_lf.runtime import machine, versions
+from glmocr_lf.runtime.machine import Gpu
 
 GOOD = {"llamafactory": "0.9.5", "transformers": "5.5.4", "torch": "2.14.1", "torchvision": "0.29.1",
         "torchaudio": "2.11.0", "peft": "0.18.1", "trl": "0.24.0", "datasets": "4.0.0",
@@ -176,7 +176,7 @@ def test_json_report_on_stdout(stack: dict[str, str | None]) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
-    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
 
     return build_tiny_glm_ocr(tmp_path_factory.mktemp("doctor") / "tiny")
 

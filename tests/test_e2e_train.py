@@ -33,7 +33,7 @@ VISION_FROZEN = ("model.visual.patch_embed.", "model.visual.blocks.", "model.vis
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
 
     return build_tiny_glm_ocr(tmp_path_factory.mktemp("models") / "tiny", with_mtp=True)
 

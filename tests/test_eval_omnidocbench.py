@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from glmocr_lf.cli import cli
-from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.evaluation.predictions import Prediction
+from glmocr_lf.runtime.constants import TASK_PROMPTS
 
 for _module in ("rapidfuzz", "apted", "lxml", "bs4", "pylatexenc"):
     pytest.importorskip(_module, reason="the omnidocbench protocol needs the eval extra")

@@ -15,7 +15,6 @@ pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
 from conftest import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
 
-from glmocr_lf.errors import DataError
 from glmocr_lf.evaluation.generate import (
     EvalSample,
     build_prompt,
@@ -23,6 +22,7 @@ from glmocr_lf.evaluation.generate import (
     resolve_dataset,
     resolve_image_max_pixels,
 )
+from glmocr_lf.runtime.errors import DataError
 
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                "assistant_tag": "assistant"}
@@ -170,7 +170,7 @@ def test_image_max_pixels_comes_from_the_training_record(tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     pytest.importorskip("torch")
-    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
 
     root = tmp_path_factory.mktemp("tiny")
     with pytest.MonkeyPatch.context() as patch:
@@ -189,7 +189,7 @@ def test_prompt_and_pixels_match_llamafactory(tiny_models: tuple[Path, Path]) ->
     from PIL import Image
     from transformers import AutoProcessor
 
-    from glmocr_lf.imaging import lf_preprocess_image
+    from glmocr_lf.data.resize import lf_preprocess_image
 
     max_pixels, min_pixels = 200_000, 1024
     image = SAMPLE_IMAGES / "1.png"
@@ -283,7 +283,7 @@ def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
 
 
 def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke, tmp_path: Path) -> None:
-    from glmocr_lf.modelfiles import file_sha256
+    from glmocr_lf.runtime.modelfiles import file_sha256
 
     run = tmp_path / "run"
     run.mkdir()

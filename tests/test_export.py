@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from glmocr_lf.cli import cli
-from glmocr_lf.export import record_resolution
+from glmocr_lf.export.merge import record_resolution
 
 
 def test_processor_capped_at_training_resolution(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from glmocr_lf.config.presets import preset
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.train import fit as fitmod
 from glmocr_lf.train.fit import (
     estimate_peak_gib,

@@ -16,9 +16,9 @@ from conftest import SAMPLE_JSON
 from glmocr_lf.cli import cli
 from glmocr_lf.config import load_config, preset, render_config
 from glmocr_lf.data.registry import sharegpt_entry
-from glmocr_lf.resources import templates_dir
-from glmocr_lf.scaffold import template_files
-from glmocr_lf.versions import Stack
+from glmocr_lf.project.scaffold import template_files
+from glmocr_lf.runtime.resources import templates_dir
+from glmocr_lf.runtime.versions import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "init"

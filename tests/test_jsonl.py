@@ -10,8 +10,8 @@ from conftest import EVAL_MISSING, EVAL_SKIP_REASON, SAMPLE_IMAGES, Invoke
 
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.samples import read_samples
-from glmocr_lf.errors import DataError
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions, write_predictions
+from glmocr_lf.runtime.errors import DataError
 
 # line and paragraph separators, NEL, vertical tab, form feed, escape, and a non-BMP character
 AWKWARD = "a\u2028b\u2029c\x85d\x0be\x0cf\x1bg 𝔘𝔫𝔦 😀"

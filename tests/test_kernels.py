@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from conftest import put_in_hf_cache
 
 from glmocr_lf.cli import cli
-from glmocr_lf.errors import LaunchError
 from glmocr_lf.kernels import DEFAULT_PIECES, ENV_KERNELS, decide, hook_dir, parse_pieces
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime.errors import LaunchError
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack, installed
 from glmocr_lf.train.plan import LaunchRequest, prepare
-from glmocr_lf.versions import Stack, installed
 
 H100 = (Gpu(0, "NVIDIA H100 80GB HBM3", 81559, (9, 0)),)
 PINNED = Stack({"transformers": "5.6.0"})
@@ -66,7 +66,7 @@ def test_pieces_from_the_environment() -> None:
 
 
 def test_cpu_dry_run_says_kernels_off_and_adds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf import machine
+    from glmocr_lf.runtime import machine
 
     if machine.gpus():
         pytest.skip("this machine has a GPU")

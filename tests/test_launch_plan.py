@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import Invoke, put_in_hf_cache
 
-from glmocr_lf import launch
 from glmocr_lf.cli import cli
-from glmocr_lf.errors import ConfigError, LaunchError
-from glmocr_lf.launch import Topology
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime import launch
+from glmocr_lf.runtime.errors import ConfigError, LaunchError
+from glmocr_lf.runtime.launch import Topology
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack
 from glmocr_lf.train.plan import LaunchRequest, prepare
-from glmocr_lf.versions import Stack
 
 H100 = tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 81559, (9, 0)) for i in range(4))
 T4 = (Gpu(0, "Tesla T4", 15360, (7, 5)),)
@@ -199,7 +199,7 @@ def test_overrides_must_be_key_value(project: Path, runner: CliRunner) -> None:
 
 
 def test_modelscope_needs_its_package(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf import versions
+    from glmocr_lf.runtime import versions
 
     real = versions.installed
     monkeypatch.setattr(versions, "installed", lambda dist: None if dist == "modelscope" else real(dist))

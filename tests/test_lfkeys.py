@@ -13,7 +13,7 @@ from conftest import needs_stack
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import lfkeys
-from glmocr_lf.versions import installed
+from glmocr_lf.runtime.versions import installed
 
 MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"
 ACCEPTED = ("optim: adamw_torch_fused\nneftune_noise_alpha: 5\nsave_strategy: steps\n"

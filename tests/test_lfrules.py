@@ -11,10 +11,10 @@ from conftest import needs_stack, put_in_hf_cache
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import check, from_flat, lfrules
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack
 from glmocr_lf.train.plan import LaunchRequest, prepare
 from glmocr_lf.train.tracking import summary_rows, tracking_defaults
-from glmocr_lf.versions import Stack
 
 pytestmark = needs_stack
 MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"

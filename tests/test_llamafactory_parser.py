@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from glmocr_lf.config import preset, render_config
-from glmocr_lf.machine import has_bf16_gpu
-from glmocr_lf.versions import Stack
+from glmocr_lf.runtime.machine import has_bf16_gpu
+from glmocr_lf.runtime.versions import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("llamafactory")

@@ -10,7 +10,7 @@ import pytest
 from glmocr_lf.config import preset, render_config
 from glmocr_lf.config.load import from_flat, read_config_file
 from glmocr_lf.config.presets import DELIBERATE
-from glmocr_lf.versions import Stack
+from glmocr_lf.runtime.versions import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = {"lora": REPO / "examples/vendor/glm_ocr_lora_sft.yaml",

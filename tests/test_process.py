@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Invoke, put_in_hf_cache
 
-from glmocr_lf.errors import ChildFailedError
-from glmocr_lf.process import run_child
+from glmocr_lf.runtime.errors import ChildFailedError
+from glmocr_lf.runtime.process import run_child
 from glmocr_lf.train.run import Hooks
 
 CHILD = """

@@ -17,8 +17,8 @@ import pytest
 from conftest import REPO, STACK_MISSING, Invoke
 from data_fixtures import good_dataset, make_png
 
-from glmocr_lf.errors import GlmocrLfError
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir
+from glmocr_lf.runtime.errors import GlmocrLfError
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir
 
 EVAL_EXTRA = all(importlib.util.find_spec(m) for m in ("rapidfuzz", "apted", "lxml"))
 PREDICTION = {"id": "0", "task": "text", "prompt": "<image>Text Recognition:", "reference": "a",

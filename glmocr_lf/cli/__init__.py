@@ -14,8 +14,8 @@ import click
 
 from glmocr_lf import __version__
 from glmocr_lf.cli import terminal
-from glmocr_lf.constants import ENV_DEBUG
-from glmocr_lf.errors import GlmocrLfError
+from glmocr_lf.runtime.constants import ENV_DEBUG
+from glmocr_lf.runtime.errors import GlmocrLfError
 
 
 class _UserError(click.ClickException):
@@ -64,7 +64,7 @@ class GlmocrGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from glmocr_lf.versions import installed
+    from glmocr_lf.runtime.versions import installed
 
     click.echo(f"glmocr-lf {__version__}")
     for dist in ("llamafactory", "transformers"):

@@ -27,7 +27,7 @@ def config_new(method: str, model: str | None, dataset: str | None, output: Path
                sets: tuple[str, ...], force: bool) -> None:
     """Write a commented config from the vendor's LoRA or full recipe."""
     from glmocr_lf.config import parse_overrides, preset, render_config
-    from glmocr_lf.fsutil import atomic_write_text
+    from glmocr_lf.runtime.fsutil import atomic_write_text
 
     cfg = preset(method, model=model, dataset=dataset, overrides=parse_overrides(sets))  # type: ignore[arg-type]
     text, notes = render_config(cfg)

@@ -21,7 +21,7 @@ def doctor(model: str | None, as_json: bool) -> None:
 
     Every finding that is not ok says how to fix it.
     """
-    from glmocr_lf.doctor import run_doctor
+    from glmocr_lf.project.doctor import run_doctor
 
     report = run_doctor(model)
     if as_json:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
+from glmocr_lf.runtime.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
 
 
 @click.group("eval", short_help="OCR metrics: run, score and compare models.")
@@ -129,7 +129,7 @@ def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json
                  top: int) -> None:
     """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions."""
     from glmocr_lf.evaluation.compare import compare_files, render_markdown
-    from glmocr_lf.fsutil import atomic_write_text
+    from glmocr_lf.runtime.fsutil import atomic_write_text
 
     comparison = compare_files(baseline, candidate, top=top)
     if as_json:

@@ -25,8 +25,8 @@ def export(adapter: Path | None, model: Path | None, base: str | None, out: Path
     """Merge a LoRA adapter into its base (or re-save a full fine-tune) with llamafactory-cli export,
     then check the result: weights, tokenizer, processor, chat template; record the training
     resolution in the processor config; carry the base's MTP layer for vLLM."""
-    from glmocr_lf.constants import EXPORT_LOG
-    from glmocr_lf.export import ExportRequest, execute_export, plan_export
+    from glmocr_lf.export.merge import ExportRequest, execute_export, plan_export
+    from glmocr_lf.runtime.constants import EXPORT_LOG
 
     plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub,
                                       dry_run=dry_run))

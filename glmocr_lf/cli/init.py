@@ -20,7 +20,7 @@ from glmocr_lf.cli import terminal
                    "kept and init's version written beside it as FILE.new; nothing is deleted.")
 def init(directory: Path, example: bool, force: bool) -> None:
     """Create a project in DIRECTORY: LoRA and full configs, data/, a Makefile and a README."""
-    from glmocr_lf.scaffold import scaffold
+    from glmocr_lf.project.scaffold import scaffold
 
     result = scaffold(directory, example=example, force=force)
     for note in result.notes:

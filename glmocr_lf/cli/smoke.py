@@ -16,8 +16,8 @@ from glmocr_lf.cli import terminal
 @click.option("--force", is_flag=True, help="Write into a non-empty directory.")
 def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None:
     """Build a tiny randomly initialised GLM-OCR (same classes and files as zai-org/GLM-OCR) in DIRECTORY."""
-    from glmocr_lf.fsutil import require_empty_dir
-    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+    from glmocr_lf.runtime.fsutil import require_empty_dir
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
 
     require_empty_dir(directory, force=force)
     path = build_tiny_glm_ocr(directory, seed=seed, with_mtp=with_mtp)
@@ -32,7 +32,7 @@ def smoke_model(directory: Path, seed: int, with_mtp: bool, force: bool) -> None
 def smoke(directory: Path | None, steps: int, force: bool, verbose: bool) -> None:
     """Run the whole pipeline on the CPU with a tiny model: build it, register the bundled sample,
     LoRA-train a few steps, export, reload and generate one answer. DIRECTORY defaults to a temp dir."""
-    from glmocr_lf.smoke import run_smoke
+    from glmocr_lf.smoke.pipeline import run_smoke
 
     result = run_smoke(directory, steps=steps, force=force, on_stage=terminal.info,
                        on_line=terminal.note if verbose else (lambda _line: None))

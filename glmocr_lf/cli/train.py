@@ -13,7 +13,7 @@ from glmocr_lf.cli import terminal
 from glmocr_lf.kernels import COMPILE_MODES, KERNELS_MODES
 
 if TYPE_CHECKING:
-    from glmocr_lf.launch import Topology
+    from glmocr_lf.runtime.launch import Topology
     from glmocr_lf.train.run import TrainSummary
 
 
@@ -44,7 +44,7 @@ def topology_options(func: Any) -> Any:
 
     @functools.wraps(func)
     def with_topology(*args: Any, **kwargs: Any) -> Any:
-        from glmocr_lf.launch import Topology
+        from glmocr_lf.runtime.launch import Topology
 
         return func(*args, topology=Topology(**{n: kwargs.pop(n) for n in names}), **kwargs)
 

@@ -10,10 +10,10 @@ from glmocr_lf.config.lfkeys import Unavailable
 from glmocr_lf.config.lfrules import lf_machine_problems, lf_rule_warnings
 from glmocr_lf.config.load import load_config
 from glmocr_lf.config.models import UNCHECKED, TrainConfig
-from glmocr_lf.errors import ConfigError, Problem
-from glmocr_lf.machine import Gpu
-from glmocr_lf.machine import gpus as detect_gpus
-from glmocr_lf.versions import Stack
+from glmocr_lf.runtime.errors import ConfigError, Problem
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.machine import gpus as detect_gpus
+from glmocr_lf.runtime.versions import Stack
 
 
 def machine_problems(cfg: TrainConfig, gpus: tuple[Gpu, ...] | None = None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.versions import installed
+from glmocr_lf.runtime.versions import installed
 
 FORMAT = 1  # bump when derive_table() changes what it writes: older cache files are then ignored
 ENV_CACHE_DIR = "GLMOCR_LF_CACHE_DIR"
@@ -297,7 +297,7 @@ def suggestion_pool(table: KeyTable | Unavailable) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from glmocr_lf.fsutil import atomic_write_text
+    from glmocr_lf.runtime.fsutil import atomic_write_text
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:

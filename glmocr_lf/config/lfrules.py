@@ -8,12 +8,12 @@ import importlib.util
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from glmocr_lf.errors import Problem
-from glmocr_lf.versions import installed, parse
+from glmocr_lf.runtime.errors import Problem
+from glmocr_lf.runtime.versions import installed, parse
 
 if TYPE_CHECKING:
     from glmocr_lf.config.models import TrainConfig
-    from glmocr_lf.machine import Gpu
+    from glmocr_lf.runtime.machine import Gpu
 
 # LLaMA-Factory issue 10782 (packed mRoPE position_ids not padded to a multiple of 8), fixed after it.
 PACKING_PAD_FIXED_AFTER = "0.9.5"

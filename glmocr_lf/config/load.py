@@ -14,7 +14,7 @@ from glmocr_lf.config import lfkeys
 from glmocr_lf.config.lfkeys import KeyTable, Unavailable
 from glmocr_lf.config.models import KEY_SECTION, SECTIONS, UNCHECKED, TrainConfig
 from glmocr_lf.config.rules import rule_problems
-from glmocr_lf.errors import ConfigError, Problem
+from glmocr_lf.runtime.errors import ConfigError, Problem
 
 
 class _Loader(yaml.SafeLoader):

@@ -158,19 +158,19 @@ class TrainConfig(BaseModel):
 
     @property
     def image_max_pixels(self) -> int:
-        from glmocr_lf.constants import LF_DEFAULT_IMAGE_MAX_PIXELS
+        from glmocr_lf.runtime.constants import LF_DEFAULT_IMAGE_MAX_PIXELS
 
         return self.model.image_max_pixels or LF_DEFAULT_IMAGE_MAX_PIXELS
 
     @property
     def image_min_pixels(self) -> int:
-        from glmocr_lf.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
+        from glmocr_lf.runtime.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
 
         return self.model.image_min_pixels or LF_DEFAULT_IMAGE_MIN_PIXELS
 
     @property
     def cutoff_len(self) -> int:
-        from glmocr_lf.constants import LF_DEFAULT_CUTOFF_LEN
+        from glmocr_lf.runtime.constants import LF_DEFAULT_CUTOFF_LEN
 
         return self.dataset.cutoff_len or LF_DEFAULT_CUTOFF_LEN
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from glmocr_lf.config.load import from_flat
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.constants import HF_MODEL_ID, LF_DEFAULT_IMAGE_MAX_PIXELS
+from glmocr_lf.runtime.constants import HF_MODEL_ID, LF_DEFAULT_IMAGE_MAX_PIXELS
 
 Method = Literal["lora", "full"]
 METHODS: tuple[Method, ...] = ("lora", "full")

@@ -10,7 +10,7 @@ import yaml
 from glmocr_lf import __version__
 from glmocr_lf.config import lfkeys
 from glmocr_lf.config.models import SECTION_ORDER, SECTIONS, UNCHECKED, TrainConfig
-from glmocr_lf.versions import Stack
+from glmocr_lf.runtime.versions import Stack
 
 HELP_WIDTH = 90  # a passed-through key's comment: LLaMA-Factory's help, cut to this many characters
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from glmocr_lf.config.lfrules import lf_rule_problems
-from glmocr_lf.constants import TEMPLATE
-from glmocr_lf.errors import Problem
+from glmocr_lf.runtime.constants import TEMPLATE
+from glmocr_lf.runtime.errors import Problem
 
 if TYPE_CHECKING:
     from glmocr_lf.config.models import TrainConfig

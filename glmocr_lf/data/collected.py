@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER
+from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER
 
 Progress = Callable[[int, int], None]  # (done, total) rows or pages
 Pair = tuple[str, dict[str, Any]]  # (image path as written in the sample, sample)

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.collected import Collected, Progress, sharegpt
-from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, check_file_target, decode_utf8, read_bytes
+from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
+from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import atomic_write_text, check_file_target, decode_utf8, read_bytes
 
 if TYPE_CHECKING:
     from glmocr_lf.data.layout import LayoutOptions

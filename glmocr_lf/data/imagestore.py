@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from glmocr_lf.data.images import TAIL_BYTES, _truncation
+from glmocr_lf.data.imagecheck import TAIL_BYTES, _truncation
 
 # (magic prefix, PIL format, file suffix); WEBP is checked apart (RIFF....WEBP)
 _MAGIC = (

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import DATASET_INFO
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, decode_utf8, read_bytes
+from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import atomic_write_text, decode_utf8, read_bytes
 
 LOCK_NAME = ".dataset_info.json.lock"
 LOCK_TIMEOUT_S = 120

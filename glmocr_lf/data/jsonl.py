@@ -13,8 +13,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, decode_utf8, ensure_dir, read_bytes, write_error
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import (
+    atomic_write_text,
+    decode_utf8,
+    ensure_dir,
+    read_bytes,
+    write_error,
+)
 
 Numbered = list[tuple[int, Any]]  # (1-based line number, record)
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import store
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import decode_utf8, read_bytes
-from glmocr_lf.imaging import PROCESSOR_MIN_PIXELS
+from glmocr_lf.data.resize import PROCESSOR_MIN_PIXELS
+from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import decode_utf8, read_bytes
 
 SKIP = "skip"
 TEXT_CATEGORIES = (

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf.constants import DATASET_INFO
 from glmocr_lf.data.info import entries, info_lock, read_info, unknown_name, write_info
 from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path
-from glmocr_lf.launch import whitespace_note
+from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
+from glmocr_lf.runtime.launch import whitespace_note
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
 Status = Literal["added", "unchanged", "replaced"]

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf.constants import LF_DEFAULT_IMAGE_MAX_PIXELS, LF_DEFAULT_IMAGE_MIN_PIXELS
 from glmocr_lf.data.info import Layout
 from glmocr_lf.data.samples import FileFormat, SampleFile
-from glmocr_lf.errors import DataError
+from glmocr_lf.runtime.constants import LF_DEFAULT_IMAGE_MAX_PIXELS, LF_DEFAULT_IMAGE_MIN_PIXELS
+from glmocr_lf.runtime.errors import DataError
 
 Severity = Literal["error", "warning"]
 

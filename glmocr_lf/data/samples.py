@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.info import Layout
-from glmocr_lf.errors import DataError
-from glmocr_lf.fsutil import decode_utf8, read_bytes
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import decode_utf8, read_bytes
 
 FileFormat = Literal["json", "jsonl"]
 

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_CUTOFF_LEN
 from glmocr_lf.data.report import CheckOptions
 from glmocr_lf.data.validate import Progress, resolve_source, validate_file
+from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_CUTOFF_LEN
 
 DEFAULT_CUTOFF_LEN = LF_DEFAULT_CUTOFF_LEN
 

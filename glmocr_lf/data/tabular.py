@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import decode_check, store
-from glmocr_lf.errors import DataError
+from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.errors import DataError
 
 BATCH_ROWS = 256
 ARROW_SUFFIXES = (".parquet", ".arrow")

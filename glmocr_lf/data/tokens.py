@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glmocr_lf.constants import IMAGE_PLACEHOLDER
-from glmocr_lf.errors import MissingDependencyError
+from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER
+from glmocr_lf.runtime.errors import MissingDependencyError
 
 TextCounter = Callable[[str], int]
 
@@ -30,7 +30,7 @@ def tokenizer_counter(model: Path) -> TextCounter:
         from transformers import AutoTokenizer
     except ImportError:
         raise MissingDependencyError("transformers", "count tokens with --model") from None
-    from glmocr_lf.errors import DataError
+    from glmocr_lf.runtime.errors import DataError
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model), trust_remote_code=False)

@@ -12,11 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.constants import (
-    IMAGE_PLACEHOLDER,
-    TASK_PROMPTS,
-)
-from glmocr_lf.data.images import ImageCheck, ImageChecker, ImageRequest
+from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.data.info import is_registered_file, local_file
 from glmocr_lf.data.report import (
     CheckOptions,
@@ -25,6 +21,7 @@ from glmocr_lf.data.report import (
     Severity,
     ValidationReport,
 )
+from glmocr_lf.data.resize import image_tokens
 from glmocr_lf.data.samples import RawSample, SampleFile, json_type, read_samples
 from glmocr_lf.data.tokens import (
     TextCounter,
@@ -33,8 +30,11 @@ from glmocr_lf.data.tokens import (
     estimate_text_tokens,
     tokenizer_counter,
 )
-from glmocr_lf.errors import DataError
-from glmocr_lf.imaging import image_tokens
+from glmocr_lf.runtime.constants import (
+    IMAGE_PLACEHOLDER,
+    TASK_PROMPTS,
+)
+from glmocr_lf.runtime.errors import DataError
 
 ROLES = ("system", "user", "assistant")
 TASK_PROMPT_SET = frozenset(TASK_PROMPTS.values())

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf.errors import DataError
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
 from glmocr_lf.evaluation.score import format_value, metric_columns, score_predictions
-from glmocr_lf.evaluation.scoring import METRIC_BY_NAME, Scores
+from glmocr_lf.evaluation.scoretypes import METRIC_BY_NAME, Scores
+from glmocr_lf.runtime.errors import DataError
 
 MIN_DELTA = 0.01
 SIGNIFICANCE = 0.05

@@ -18,28 +18,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmocr_lf.constants import (
-    EXPORT_RECORD,
-    IMAGE_PLACEHOLDER,
-    LF_DEFAULT_IMAGE_MAX_PIXELS,
-    LF_DEFAULT_IMAGE_MIN_PIXELS,
-)
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.info import Layout
 from glmocr_lf.data.report import CheckOptions
 from glmocr_lf.data.validate import resolve_source, validate_file
-from glmocr_lf.errors import DataError, GlmocrLfError, MissingDependencyError
 from glmocr_lf.evaluation.predictions import (
     Prediction,
     detect_task,
     read_predictions,
     write_predictions,
 )
-from glmocr_lf.fsutil import atomic_write_text, check_dir_target
-from glmocr_lf.modelfiles import stale_merge
+from glmocr_lf.runtime.constants import (
+    EXPORT_RECORD,
+    IMAGE_PLACEHOLDER,
+    LF_DEFAULT_IMAGE_MAX_PIXELS,
+    LF_DEFAULT_IMAGE_MIN_PIXELS,
+)
+from glmocr_lf.runtime.errors import DataError, GlmocrLfError, MissingDependencyError
+from glmocr_lf.runtime.fsutil import atomic_write_text, check_dir_target
+from glmocr_lf.runtime.modelfiles import stale_merge
 
 if TYPE_CHECKING:
-    from glmocr_lf.evaluation.scoring import Scores
+    from glmocr_lf.evaluation.scoretypes import Scores
 
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"
@@ -246,7 +246,7 @@ def _generate(torch: Any, processor: Any, model: Any, samples: Sequence[EvalSamp
     """Each batch of samples with its answers, as soon as they are decoded."""
     from PIL import Image
 
-    from glmocr_lf.imaging import lf_preprocess_image
+    from glmocr_lf.data.resize import lf_preprocess_image
 
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # batched generation continues every row from its last token

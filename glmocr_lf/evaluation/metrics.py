@@ -14,7 +14,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from glmocr_lf.errors import EVAL_EXTRA_HINT, MissingDependencyError
+from glmocr_lf.runtime.errors import EVAL_EXTRA_HINT, MissingDependencyError
 
 try:
     from rapidfuzz.distance import Levenshtein

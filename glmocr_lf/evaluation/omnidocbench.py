@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from glmocr_lf.errors import EVAL_EXTRA_HINT, MissingDependencyError
+from glmocr_lf.runtime.errors import EVAL_EXTRA_HINT, MissingDependencyError
 
 try:
     from rapidfuzz.distance import Levenshtein
@@ -34,7 +34,7 @@ except ImportError:  # the light install: one line, not a traceback
 
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction
-from glmocr_lf.evaluation.scoring import METRICS, SampleScore, TaskScore, sample_kind
+from glmocr_lf.evaluation.scoretypes import METRICS, SampleScore, TaskScore, sample_kind
 
 INLINE_MATH = re.compile(r"\$(.*?)\$|\\\((.*?)\\\)")
 _ESCAPED = re.compile(r"\\([\\_&%^])")

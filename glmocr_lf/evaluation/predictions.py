@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.data import jsonl
-from glmocr_lf.errors import DataError
+from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.errors import DataError
 
 OUR_KEYS = ("reference", "prediction")
 LF_KEYS = ("label", "predict")

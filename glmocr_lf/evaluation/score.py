@@ -17,16 +17,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from glmocr_lf.constants import TASK_PROMPTS
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
-from glmocr_lf.evaluation.scoring import (
+from glmocr_lf.evaluation.scoretypes import (
     METRICS,
     SampleScore,
     Scores,
     TaskScore,
     sample_kind,
 )
+from glmocr_lf.runtime.constants import TASK_PROMPTS
 
 Protocol = Literal["ours", "omnidocbench"]
 PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime.machine import Gpu
 
 KernelsMode = Literal["auto", "liger", "none"]
 KERNELS_MODES: tuple[KernelsMode, ...] = ("auto", "liger", "none")
@@ -90,7 +90,7 @@ def decide(mode: KernelsMode, *, gpus: tuple[Gpu, ...], liger_version: str | Non
         return KernelsDecision(False, notes=("kernels: off (--kernels none)",))
     if liger_version is None:
         if mode == "liger":
-            from glmocr_lf.errors import LaunchError
+            from glmocr_lf.runtime.errors import LaunchError
 
             raise LaunchError("--kernels liger: liger-kernel is not installed", hint=INSTALL_HINT)
         return KernelsDecision(False, notes=(f"kernels: off (liger-kernel is not installed: {INSTALL_HINT})",))
@@ -131,7 +131,7 @@ def with_compile(decision: KernelsDecision, mode: CompileMode, *, steps: int | N
         return decision
     if not decision.on:
         if mode == "on":
-            from glmocr_lf.errors import LaunchError
+            from glmocr_lf.runtime.errors import LaunchError
 
             raise LaunchError("--compile on: torch.compile of the decoder layers runs in the kernels' "
                               f"start-up hook, which is off here ({'; '.join(decision.notes)})",

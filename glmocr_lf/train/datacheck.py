@@ -7,9 +7,9 @@ from pathlib import Path
 
 from glmocr_lf.config.lfrules import packing_drop_note
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.constants import DATASET_INFO
 from glmocr_lf.data.info import get_entry
-from glmocr_lf.errors import DataError
+from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.errors import DataError
 
 
 def dataset_names(cfg: TrainConfig) -> list[str]:

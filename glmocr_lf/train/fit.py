@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.constants import ENV_OMP_NUM_THREADS as OMP_NUM_THREADS
-from glmocr_lf.constants import HF_DEFAULT_EPOCHS, HF_DEFAULT_TRAIN_BATCH
 from glmocr_lf.data.info import read_info
-from glmocr_lf.errors import DataError
-from glmocr_lf.imaging import image_tokens
-from glmocr_lf.machine import Gpu
+from glmocr_lf.data.resize import image_tokens
+from glmocr_lf.runtime.constants import ENV_OMP_NUM_THREADS as OMP_NUM_THREADS
+from glmocr_lf.runtime.constants import HF_DEFAULT_EPOCHS, HF_DEFAULT_TRAIN_BATCH
+from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.train.changes import Changes
 
 # -- memory model (GiB), calibrated on an H100 with a real-dimension GLM-OCR, bf16 --------------

@@ -17,14 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf import constants as C
-from glmocr_lf import launch
 from glmocr_lf.config.check import config_warnings, machine_problems
 from glmocr_lf.config.load import apply_changes, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
-from glmocr_lf.errors import ConfigError, LaunchError, Problem
-from glmocr_lf.fsutil import check_dir_target
 from glmocr_lf.kernels import (
     LIGER_DIST,
     CompileMode,
@@ -33,11 +29,15 @@ from glmocr_lf.kernels import (
     decide,
     with_compile,
 )
-from glmocr_lf.launch import Command, Topology
-from glmocr_lf.machine import Gpu
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime import launch
+from glmocr_lf.runtime.errors import ConfigError, LaunchError, Problem
+from glmocr_lf.runtime.fsutil import check_dir_target
+from glmocr_lf.runtime.launch import Command, Topology
+from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack, installed
 from glmocr_lf.train.changes import Changes
 from glmocr_lf.train.tracking import tracking_defaults
-from glmocr_lf.versions import Stack, installed
 
 OUR_FILES = {C.TRAIN_YAML, C.TRAIN_RECORD}
 DEEPSPEED_PRESETS = {"z2": "z2", "z3": "z3", "z3-offload": "z3_offload"}
@@ -86,7 +86,7 @@ class LaunchPlan:
 
 
 def resolve_deepspeed(value: str) -> Path:
-    from glmocr_lf.resources import deepspeed_config
+    from glmocr_lf.runtime.resources import deepspeed_config
 
     if value in DEEPSPEED_PRESETS:
         return deepspeed_config(DEEPSPEED_PRESETS[value])
@@ -136,7 +136,7 @@ def defaults_and_paths(cfg: TrainConfig, request: LaunchRequest) -> Changes:
 def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
     """A local model dir must be a GLM-OCR checkpoint with a complete processor; a Hugging Face id
     must be in the cache unless the hub can be reached (LLaMA-Factory loads the tokenizer first)."""
-    from glmocr_lf.modelfiles import model_dir_problems, not_cached_fix, uncached_hub_model
+    from glmocr_lf.runtime.modelfiles import model_dir_problems, not_cached_fix, uncached_hub_model
 
     name = cfg.model.model_name_or_path
     local = _local_model(name)
@@ -203,7 +203,7 @@ def resume_policy(output_dir: Path, mode: ResumeMode | None) -> tuple[Changes, l
 
 def prepare(request: LaunchRequest, *, stack: Stack | None = None,
             gpus: tuple[Gpu, ...] | None = None) -> LaunchPlan:
-    from glmocr_lf import machine
+    from glmocr_lf.runtime import machine
     from glmocr_lf.train.fit import fit_to_hardware, optimizer_steps
 
     stack = stack or Stack.detect()

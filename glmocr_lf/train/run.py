@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import constants as C
-from glmocr_lf import launch
 from glmocr_lf.data import jsonl
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime import launch
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from glmocr_lf.config.lfrules import trackers
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.constants import ENV_TENSORBOARD_LOGGING_DIR
+from glmocr_lf.runtime.constants import ENV_TENSORBOARD_LOGGING_DIR
+from glmocr_lf.runtime.versions import Stack, parse
 from glmocr_lf.train.changes import Changes
-from glmocr_lf.versions import Stack, parse
 
 # From transformers 5.0 the TensorBoard callback ignores `logging_dir` (deprecated) and reads
 # TENSORBOARD_LOGGING_DIR; before, it read `logging_dir`.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from glmocr_lf.constants import MODEL_TYPE
+from glmocr_lf.runtime.constants import MODEL_TYPE
 
 HUB_PROBE_TIMEOUT_S = 3.0
 

@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import __version__, versions
-from glmocr_lf import constants as C
-from glmocr_lf.errors import ChildFailedError, LaunchError, Problem
-from glmocr_lf.fsutil import atomic_write_text
-from glmocr_lf.process import ChildResult, run_child
-from glmocr_lf.versions import STACK, Stack, installed
+from glmocr_lf import __version__
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime import versions
+from glmocr_lf.runtime.errors import ChildFailedError, LaunchError, Problem
+from glmocr_lf.runtime.fsutil import atomic_write_text
+from glmocr_lf.runtime.process import ChildResult, run_child
+from glmocr_lf.runtime.versions import STACK, Stack, installed
 
 DEFAULT_MASTER_PORT = 29500
 # Values LLaMA-Factory passes on as paths; its torchrun relaunch joins its argv and re-splits it

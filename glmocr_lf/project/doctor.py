@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf import constants as C
-from glmocr_lf import machine
-from glmocr_lf.modelfiles import (
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime import machine
+from glmocr_lf.runtime.modelfiles import (
     PROCESSOR_CONFIG,
     PROCESSOR_FILES,
     cached_snapshot,
@@ -24,7 +24,7 @@ from glmocr_lf.modelfiles import (
     processor_sources,
     uncached_hub_model,
 )
-from glmocr_lf.versions import GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
+from glmocr_lf.runtime.versions import GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
 
 Status = Literal["ok", "warn", "error"]
 

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from glmocr_lf.errors import DataError, GlmocrLfError
+from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 
 
 def file_in_the_way(path: Path) -> Path | None:

@@ -16,12 +16,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glmocr_lf import resources
 from glmocr_lf.config import load_config, render_config
-from glmocr_lf.constants import DATASET_INFO
-from glmocr_lf.fsutil import atomic_write_bytes, require_empty_dir
-from glmocr_lf.launch import whitespace_note
-from glmocr_lf.versions import Stack
+from glmocr_lf.runtime import resources
+from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.fsutil import atomic_write_bytes, require_empty_dir
+from glmocr_lf.runtime.launch import whitespace_note
+from glmocr_lf.runtime.versions import Stack
 
 EXAMPLE_DATASET = "cosyn_chemical"
 EXAMPLE_VAL_DATASET = f"{EXAMPLE_DATASET}_val"  # the Makefile's EVAL_DATASET default: $(DATASET)_val

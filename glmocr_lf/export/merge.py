@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import __version__, launch
-from glmocr_lf import constants as C
-from glmocr_lf.errors import GlmocrLfError
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir, require_empty_dir
-from glmocr_lf.imaging import TEMPORAL_PATCH_SIZE
-from glmocr_lf.launch import Command
-from glmocr_lf.modelfiles import adapter_fingerprint, model_dir_problems
+from glmocr_lf import __version__
+from glmocr_lf.data.resize import TEMPORAL_PATCH_SIZE
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime import launch
+from glmocr_lf.runtime.errors import GlmocrLfError
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, require_empty_dir
+from glmocr_lf.runtime.launch import Command
+from glmocr_lf.runtime.modelfiles import adapter_fingerprint, model_dir_problems
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _run_yaml(run_dir: Path) -> dict[str, Any]:
 
 
 def plan_export(request: ExportRequest) -> ExportPlan:
-    from glmocr_lf.versions import Stack
+    from glmocr_lf.runtime.versions import Stack
 
     if (request.adapter is None) == (request.model is None):
         raise GlmocrLfError("give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data.samples import read_samples
-from glmocr_lf.fsutil import atomic_write_text, ensure_dir, remove_path, require_empty_dir
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path, require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
 # Small enough for a CPU: <= 64 image tokens per sample, 2-sample micro-batches.
@@ -62,9 +62,9 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     from glmocr_lf.config.render import render_config
     from glmocr_lf.data.registry import register_dataset
     from glmocr_lf.data.report import CheckOptions
-    from glmocr_lf.export import ExportRequest, execute_export, plan_export
-    from glmocr_lf.resources import sample_dataset
-    from glmocr_lf.smoke_model import build_tiny_glm_ocr
+    from glmocr_lf.export.merge import ExportRequest, execute_export, plan_export
+    from glmocr_lf.runtime.resources import sample_dataset
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
     from glmocr_lf.train.plan import LaunchRequest, prepare
     from glmocr_lf.train.run import Hooks, execute
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.fsutil import ensure_dir
+from glmocr_lf.runtime.fsutil import ensure_dir
 
 # GLM's special tokens, in the order the real tokenizer has them.
 SPECIAL_TOKENS = (

@@ -1,0 +1,1 @@
+"""The user's project and machine: `init`'s scaffold and `doctor`'s checks."""
