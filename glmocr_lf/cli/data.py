@@ -301,4 +301,6 @@ def data_convert(source: Path, output: Path, task: str | None, prompt: str | Non
     terminal.success(f"Wrote {result.train} ({result.train_samples} samples)")
     if result.val is not None:
         terminal.success(f"Wrote {result.val} ({result.val_samples} samples)")
+    if result.removed is not None:
+        terminal.info(f"Removed {result.removed}: without --val-ratio its samples are in {result.train}")
 

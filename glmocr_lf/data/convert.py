@@ -23,7 +23,14 @@ from glmocr_lf.data.collected import Collected, Progress, sharegpt
 from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.fsutil import atomic_write_text, check_file_target, decode_utf8, read_bytes
+from glmocr_lf.runtime.fsutil import (
+    check_file_target,
+    decode_utf8,
+    finish_pending,
+    output_lock,
+    read_bytes,
+    replace_together,
+)
 
 if TYPE_CHECKING:
     from glmocr_lf.data.layout import LayoutOptions
@@ -43,6 +50,7 @@ class ConvertResult:
     counts: dict[str, int] = field(default_factory=dict)  # converted, per task or layout category
     skipped: dict[str, int] = field(default_factory=dict)  # layout regions left out, per category
     split: dict[str, tuple[int, int]] = field(default_factory=dict)  # per task prompt: (train, held out)
+    removed: Path | None = None  # a stale OUT_val.json that --force without --val-ratio removed
 
 
 @dataclass(frozen=True)
@@ -65,12 +73,29 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
         raise DataError(f"unknown task {task!r}; use one of {', '.join(TASK_PROMPTS)}")
     if not 0 <= val_ratio < 1:
         raise DataError(f"--val-ratio must be in [0, 1), got {val_ratio}")
-    targets = [output] + ([val_path(output)] if val_ratio > 0 else [])
     # before any reader extracts images into OUT_images/: a file in the way is one error line
     check_file_target(output)
-    for target in targets:
+    with output_lock(output, what="convert output"):
+        finish_pending([output, val_path(output)])  # a convert killed among its renames
+        _refuse_existing(output, val_ratio, force)
+        collected = _collect(source, output, task, prompt, tabular, layout, progress)
+        return _write(source, output, collected, val_ratio, seed)
+
+
+def _refuse_existing(output: Path, val_ratio: float, force: bool) -> None:
+    val = val_path(output)
+    for target in [output] + ([val] if val_ratio > 0 else []):
         if target.exists() and not force:
             raise DataError(f"{target}: already exists", hint="pass --force to overwrite it")
+    if val_ratio == 0 and val.exists() and not force:
+        # written beside a new OUT.json it would hold samples that are also in it
+        raise DataError(f"{val}: already exists beside {output.name}; without --val-ratio it would be stale",
+                        hint="pass --val-ratio to rewrite both, or --force to write the output and remove it")
+
+
+def _collect(source: Path, output: Path, task: str | None, prompt: str | None,
+             tabular: TabularOptions | None, layout: LayoutOptions | None,
+             progress: Progress | None) -> Collected:
     if layout is not None:
         from glmocr_lf.data.layout import collect_layout
 
@@ -85,7 +110,7 @@ def convert(source: Path, output: Path, *, task: str | None = None, prompt: str 
             raise DataError(f"{source}: no such file or directory")
         _refuse_column_options(tabular)
         collected = _collect_files(source, output, task, prompt)
-    return _write(source, output, collected, val_ratio, seed)
+    return collected
 
 
 def _refuse_column_options(tabular: TabularOptions | None) -> None:
@@ -150,12 +175,16 @@ def _write(source: Path | str, output: Path, collected: Collected, val_ratio: fl
         warnings.append(f"some image paths leave {output.parent or '.'}; validate with --allow-outside "
                         "or write the output above the images")
     train, val = split_samples(samples, val_ratio, seed)
-    _write_if_changed(output, _dump(train))
     result = ConvertResult(output, len(train), warnings=warnings, counts=collected.counts,
                            skipped=collected.skipped)
+    # train and val are one result: both files change together or neither does
+    texts: dict[Path, str | None] = {output: _dump(train), val_path(output): _dump(val) if val_ratio > 0 else None}
+    changes = {path: text for path, text in texts.items() if not _unchanged(path, text)}
+    replace_together(changes)
+    if changes.get(val_path(output), "") is None:
+        result.removed = val_path(output)
     if val_ratio > 0:
         result.val, result.val_samples = val_path(output), len(val)
-        _write_if_changed(result.val, _dump(val))
         for part, index in ((train, 0), (val, 1)):
             for sample in part:
                 counts = list(result.split.get(_prompt(sample), (0, 0)))
@@ -164,14 +193,15 @@ def _write(source: Path | str, output: Path, collected: Collected, val_ratio: fl
     return result
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    # a re-run over the same source leaves every file as it was (mtime included)
+def _unchanged(path: Path, text: str | None) -> bool:
+    """Whether `path` already holds `text` (None: is absent): a re-run over the same source leaves
+    every file as it was, mtime included."""
+    if text is None:
+        return not (path.exists() or path.is_symlink())
     try:
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            return
+        return path.is_file() and path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):
-        pass
-    atomic_write_text(path, text)
+        return False
 
 
 def _prompt(sample: dict[str, Any]) -> str:

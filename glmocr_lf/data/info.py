@@ -18,7 +18,7 @@ from typing import Any
 
 from glmocr_lf.runtime.constants import DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.fsutil import atomic_write_text, decode_utf8, read_bytes
+from glmocr_lf.runtime.fsutil import atomic_write_text, decode_utf8, file_lock, read_bytes
 
 LOCK_NAME = ".dataset_info.json.lock"
 LOCK_TIMEOUT_S = 120
@@ -153,15 +153,10 @@ def write_info(data_dir: Path, info: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def info_lock(data_dir: Path) -> Iterator[None]:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(Path(data_dir) / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
-    try:
-        with lock:
-            yield
-    except Timeout:
-        raise DataError(f"{Path(data_dir) / LOCK_NAME}: still locked after {LOCK_TIMEOUT_S} s "
-                        "by another glmocr-lf") from None
+    lock = Path(data_dir) / LOCK_NAME
+    with file_lock(lock, timeout_s=LOCK_TIMEOUT_S,
+                   busy=f"{lock}: still locked after {LOCK_TIMEOUT_S} s by another glmocr-lf"):
+        yield
 
 
 def unknown_name(name: str, info: dict[str, Any], info_path: Path) -> DataError:

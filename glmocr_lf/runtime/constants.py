@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Our own switches.
 ENV_DEBUG = "GLMOCR_LF_DEBUG"
+# `POINT:FLAGFILE`: a writer reaching pause point POINT creates FLAGFILE and waits there (crash tests)
+ENV_PAUSE_AT = "GLMOCR_LF_PAUSE_AT"
 
 # LLaMA-Factory launcher variables (llamafactory/launcher.py, extras/misc.py).
 ENV_FORCE_TORCHRUN = "FORCE_TORCHRUN"

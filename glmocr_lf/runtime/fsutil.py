@@ -1,16 +1,22 @@
-"""Reading user files with one-line errors, and atomic writes: a reader sees the old file or the
-new one, never half of either. A place that cannot be written (a file where a folder must go, no
-permission, a read-only file system) is one GlmocrLfError, never an OSError traceback."""
+"""Reading user files with one-line errors, atomic writes (a reader sees the old file or the new
+one, never half of either) and output locks (one writer at a time). A place that cannot be written
+(a file where a folder must go, no permission, a read-only file system) is one GlmocrLfError,
+never an OSError traceback."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from glmocr_lf.runtime.constants import ENV_PAUSE_AT
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 
 
@@ -84,6 +90,17 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = _staged(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """`data` in a synced hidden file beside `path` (`.NAME.*.tmp`), with `path`'s permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -98,11 +115,91 @@ def _atomic_write(path: Path, data: bytes) -> None:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def pause_point(name: str) -> None:
+    """Crash tests stop a writer here: with GLMOCR_LF_PAUSE_AT=NAME:FLAG the writer creates FLAG
+    and sleeps until it is killed. Without the variable this does nothing."""
+    point, _, flag = os.environ.get(ENV_PAUSE_AT, "").partition(":")
+    if point != name or not flag:
+        return
+    Path(flag).touch()
+    while True:
+        time.sleep(60)
+
+
+def journal_path(first: Path) -> Path:
+    """The journal of a set of files written together, named after its first file."""
+    return first.parent / f".{first.name}.set.json"
+
+
+def replace_together(changes: dict[Path, str | None]) -> None:
+    """Put several files of one folder in place as one result (`None` removes a file).
+
+    Every new text is staged and synced first, so a full disk or a crash there leaves the old set
+    (`finish_pending` removes the staged files). Then a journal names the moves and they run; a
+    crash among them leaves the journal, and `finish_pending` completes the new set."""
+    if not changes:
+        return
+    first = next(iter(changes))
+    journal = journal_path(first)
+    moves: list[tuple[str, str]] = []
+    try:
+        for path, text in changes.items():
+            if text is not None:
+                moves.append((os.path.basename(_staged(path, text.encode("utf-8"))), path.name))
+        removals = [path.name for path, text in changes.items() if text is None]
+        _atomic_write(journal, json.dumps({"moves": moves, "remove": removals}).encode("utf-8"))
+    except OSError as err:
+        for tmp, _ in moves:
+            with contextlib.suppress(OSError):
+                os.unlink(first.parent / tmp)
+        raise write_error(first, err) from None
+    except BaseException:
+        for tmp, _ in moves:
+            with contextlib.suppress(OSError):
+                os.unlink(first.parent / tmp)
+        raise
+    _apply_journal(journal)
+
+
+def _apply_journal(journal: Path) -> None:
+    folder = journal.parent
+    plan = json.loads(journal.read_text(encoding="utf-8"))
+    for index, (tmp, target) in enumerate(plan["moves"]):
+        if index:
+            pause_point("set-swap")
+        if (folder / tmp).exists():
+            os.replace(folder / tmp, folder / target)
+    for target in plan["remove"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / target)
+    journal.unlink()
+
+
+def finish_pending(paths: list[Path]) -> bool:
+    """Before writing the set `paths` again: complete a set a crash cut short among its moves
+    (True), and remove files staged by one cut short before them. Call it under the set's lock."""
+    journal = journal_path(paths[0])
+    finished = False
+    try:
+        if journal.is_file():
+            try:
+                _apply_journal(journal)
+                finished = True
+            except (ValueError, KeyError, TypeError):  # not ours (it is written atomically): drop it
+                journal.unlink()
+        for path in paths:
+            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                tmp.unlink()
+    except OSError as err:
+        raise write_error(journal, err) from None
+    return finished
 
 
 def atomic_write_text(path: Path, text: str, *, overwrite: bool = True) -> None:
@@ -150,3 +247,41 @@ def remove_path(path: Path) -> None:
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, *, timeout_s: float, busy: str, hint: str | None = None) -> Iterator[None]:
+    """Hold the lock file `lock_path` (flock: released when the holder dies, even by SIGKILL);
+    `busy` is the error when another process still holds it after `timeout_s` (0: refuse at once)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise GlmocrLfError(busy, hint=hint) from None
+    except OSError as err:
+        raise write_error(Path(lock_path), err) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def output_lock_path(target: Path) -> Path:
+    """The lock file of an output: hidden beside it, so a folder holds only what its writer wrote."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(target: Path, *, what: str = "output") -> Iterator[None]:
+    """Write `target` (a file or a folder; it need not exist yet) as its only writer: a second
+    glmocr-lf writing the same output is refused at once, so two runs never mix their files and
+    both report success."""
+    target = Path(target)
+    ensure_dir(target.parent)
+    busy = f"{target}: another glmocr-lf is writing this {what} now"
+    with file_lock(output_lock_path(target), timeout_s=0, busy=busy,
+                   hint="wait for it to finish, or write to another path"):
+        yield
