@@ -74,6 +74,17 @@ def test_cell_markup_counts_in_content() -> None:
     assert m.teds(bold, TABLE, structure_only=True) == 1.0
 
 
+NESTED = "<table><tr><td>a<table><tr><td>x</td>{tail}</tr></table></td><td>b</td></tr></table>"
+
+
+def test_the_text_after_a_nested_cell_is_not_content() -> None:
+    # PubTabNet's tokenize keeps no cell's tail, nested cells included; "y" after the inner cell
+    # is not part of any cell's tokens, so the two tables are the same table
+    assert m.teds(NESTED.format(tail="y"), NESTED.format(tail="")) == 1.0
+    # the tail of markup inside a cell is content
+    assert m.teds(TABLE.replace("apple", "<b>ap</b>ple"), TABLE.replace("apple", "<b>ap</b>")) < 1.0
+
+
 @pytest.mark.parametrize("prediction", [
     "", "   ", "no table here", "<table><tr><td>Name<td", "<<<>>>", "</table>", "<table",
     "<table><tr><td colspan='x'>a</td></tr></table>", "\x00<table>",

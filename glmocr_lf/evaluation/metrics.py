@@ -57,36 +57,44 @@ class _TableNode:
 
 
 def _cell_tokens(node: Any) -> list[str]:
-    """A cell's content as PubTabNet tokenises it: characters, plus `<tag>`/`</tag>` for markup."""
+    """A cell's content as PubTabNet tokenises it: characters, plus `<tag>`/`</tag>` for markup.
+
+    As PubTabNet's `tokenize` (and OmniDocBench's copy of it): the text after a cell is not the
+    cell's, for every cell, so also for the cells of a table nested in this one."""
     tokens: list[str] = []
 
-    def walk(element: Any, is_cell: bool) -> None:
+    def walk(element: Any) -> None:
         tokens.append(f"<{element.tag}>")
         if element.text:
             tokens.extend(element.text)
         for child in element:
-            walk(child, False)
+            walk(child)
         tokens.append(f"</{element.tag}>")
-        if not is_cell and element.tail:
+        if element.tag not in CELL_TAGS and element.tail:
             tokens.extend(element.tail)
 
-    walk(node, True)
+    walk(node)
     return tokens[1:-1]
 
 
-def _span(node: Any, name: str) -> int:
+def _span(node: Any, name: str, strict: bool) -> int:
+    """A cell's colspan / rowspan; one Python's int() cannot read counts as 1, or raises ValueError
+    when `strict` (OmniDocBench's TEDS raises there, and scores the table 0)."""
     try:
         return int(node.attrib.get(name, "1"))
     except ValueError:
+        if strict:
+            raise
         return 1
 
 
-def _build_tree(node: Any, structure_only: bool) -> _TableNode:
+def _build_tree(node: Any, structure_only: bool, strict_spans: bool = False) -> _TableNode:
     if node.tag in CELL_TAGS:
         content = [] if structure_only else _cell_tokens(node)
-        return _TableNode(node.tag, _span(node, "colspan"), _span(node, "rowspan"), content)
+        return _TableNode(node.tag, _span(node, "colspan", strict_spans), _span(node, "rowspan", strict_spans),
+                          content)
     tree = _TableNode(node.tag)
-    tree.children = [_build_tree(child, structure_only) for child in node
+    tree.children = [_build_tree(child, structure_only, strict_spans) for child in node
                      if isinstance(child.tag, str)]  # skip comments / processing instructions
     return tree
 
@@ -161,12 +169,16 @@ def teds(prediction: str, reference: str, *, structure_only: bool = False) -> fl
     return max(0.0, 1.0 - distance / n_nodes)
 
 
-def table_tree_distance(pred_table: Any, ref_table: Any, *, structure_only: bool = False) -> tuple[float, int]:
-    """(tree edit distance, the larger node count) of two lxml `<table>` elements, as TEDS counts them."""
+def table_tree_distance(pred_table: Any, ref_table: Any, *, structure_only: bool = False,
+                        strict_spans: bool = False) -> tuple[float, int]:
+    """(tree edit distance, the larger node count) of two lxml `<table>` elements, as TEDS counts them.
+
+    With `strict_spans`, a span int() cannot read raises ValueError instead of counting as 1."""
     from apted import APTED
 
     n_nodes = max(len(pred_table.xpath(".//*")), len(ref_table.xpath(".//*")))
-    pred_tree, ref_tree = _build_tree(pred_table, structure_only), _build_tree(ref_table, structure_only)
+    pred_tree = _build_tree(pred_table, structure_only, strict_spans)
+    ref_tree = _build_tree(ref_table, structure_only, strict_spans)
     if _shape(pred_tree) == _shape(ref_tree):  # the common TEDS-S case; APTED would also say 0
         return 0.0, n_nodes
     return float(APTED(pred_tree, ref_tree, _apted_config()).compute_edit_distance()), n_nodes

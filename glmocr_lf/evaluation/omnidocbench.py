@@ -10,7 +10,8 @@ Per sample, by task (the prompt decides, as in our protocol):
   entities unescaped, style/width/... attributes dropped), then TEDS and TEDS-S, unclamped as in
   its code, and the edit distance of the normalised HTML.
 
-Where a normalised string comes out empty, the raw one is compared (their `calc_section_edit_dist`).
+Where a normalised string comes out empty, the raw one is compared, as the file holds it, surrounding
+whitespace included (their `calc_section_edit_dist`).
 Aggregates, as their `call_Edit_dist`: `edit` is the mean of the per-sample ratios
 (`edit_sample_avg`; a sample with both sides empty has none), `edit_total` the sum of edits over
 the sum of max lengths (`edit_whole`). Matching regions of a whole page to a prediction is not done:
@@ -137,11 +138,17 @@ def edit(prediction: str, reference: str) -> tuple[int, int]:
 
 
 def teds(prediction: str, reference: str, *, structure_only: bool = False) -> float:
-    """Their TEDS: 1 - distance / nodes, not clamped; 0 without a table under <body> on either side."""
+    """Their TEDS: 1 - distance / nodes, not clamped; 0 without a table under <body> on either side,
+    and 0 where a colspan / rowspan is not an integer to Python's int() (`"x"`, `""`, `"2.0"`: their
+    TEDS raises there and `call_TEDS` scores the table 0)."""
     pred_table, ref_table = _body_table(prediction), _body_table(reference)
     if pred_table is None or ref_table is None:
         return 0.0
-    distance, n_nodes = m.table_tree_distance(pred_table, ref_table, structure_only=structure_only)
+    try:
+        distance, n_nodes = m.table_tree_distance(pred_table, ref_table, structure_only=structure_only,
+                                                  strict_spans=True)
+    except ValueError:
+        return 0.0
     return 1.0 - distance / n_nodes if n_nodes else 0.0  # theirs divides by zero, caught as 0
 
 

@@ -58,7 +58,7 @@ def detect_task(prompt: str) -> str:
     return first_line
 
 
-def _parse_line(record: object, index: int, where: str) -> Prediction:
+def _parse_line(record: object, index: int, where: str, strip: bool) -> Prediction:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if all(key in record for key in OUR_KEYS):
@@ -81,14 +81,17 @@ def _parse_line(record: object, index: int, where: str) -> Prediction:
     if task is not None and not (isinstance(task, str) and task):
         raise DataError(f"{where}: task must be a non-empty string")
     raw_id = record.get("id", index)
+    if strip:
+        reference, prediction = reference.strip(), prediction.strip()
     return Prediction(id=str(raw_id), task=task or detect_task(prompt), prompt=prompt,
-                      reference=reference.strip(), prediction=prediction.strip())
+                      reference=reference, prediction=prediction)
 
 
-def read_predictions(path: Path) -> list[Prediction]:
-    """Every prediction in a JSONL file; answers are compared without surrounding whitespace."""
+def read_predictions(path: Path, *, strip: bool = True) -> list[Prediction]:
+    """Every prediction in a JSONL file; answers without surrounding whitespace, or as the file has
+    them with `strip=False` (OmniDocBench compares the raw strings where both normalise to empty)."""
     path = Path(path)
-    predictions = [_parse_line(record, index, f"{path}:{lineno}")
+    predictions = [_parse_line(record, index, f"{path}:{lineno}", strip)
                    for index, (lineno, record) in enumerate(jsonl.read(path, "predictions file"))]
     if not predictions:
         raise DataError(f"{path}: no predictions in the file")

@@ -134,7 +134,9 @@ def available_cores() -> int:
 
 def score_file(path: Path, *, protocol: Protocol = "ours", workers: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> Scores:
-    return score_predictions(read_predictions(path), source=str(path), protocol=protocol, workers=workers,
+    # ours compares answers without surrounding whitespace; OmniDocBench what the file holds
+    predictions = read_predictions(path, strip=protocol != "omnidocbench")
+    return score_predictions(predictions, source=str(path), protocol=protocol, workers=workers,
                              progress=progress)
 
 
