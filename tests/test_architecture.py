@@ -95,3 +95,21 @@ def _parses_json(loop: ast.For | ast.comprehension) -> bool:
 def test_modules_stay_small() -> None:
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
     assert {name: n for name, n in sizes.items() if n >= MAX_MODULE_LINES} == {}
+
+
+def string_constants(path: Path) -> list[str]:
+    """The string literals of a module, docstrings left out (they may name anything)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+
+
+def test_one_module_names_the_run_records() -> None:
+    names = ("glmocr_lf_run.json", "glmocr_lf_export.json", "eval_run.json")
+    naming = sorted(name for name, path in modules().items()
+                    if any(record in text for text in string_constants(path) for record in names))
+    assert naming == ["glmocr_lf.runtime.records"]

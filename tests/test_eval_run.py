@@ -158,9 +158,10 @@ def test_image_max_pixels_comes_from_the_training_record(tmp_path: Path) -> None
     assert resolve_image_max_pixels(str(model), None, None)[0] == 802816
     run = tmp_path / "run"
     (run / "checkpoint-20").mkdir(parents=True)
-    (run / "train.yaml").write_text("image_max_pixels: 262144\n")
+    (run / "glmocr_lf_run.json").write_text('{"status": "finished", "image_max_pixels": 262144}')
+    (run / "notes.yaml").write_text("image_max_pixels: 4096\n")  # a YAML beside the run is not a record
     assert resolve_image_max_pixels(str(model), run / "checkpoint-20", None) == (
-        262144, str(run / "train.yaml"))
+        262144, str(run / "glmocr_lf_run.json"))
     assert resolve_image_max_pixels(str(model), run, 1000) == (1000, "--image-max-pixels")
 
 

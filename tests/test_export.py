@@ -27,7 +27,7 @@ def test_export_yaml_has_no_training_keys(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "zai-org/GLM-OCR"}))
-    (run / "glmocr_lf_train.yaml").write_text("model_name_or_path: /models/glm-ocr\nimage_max_pixels: 1000000\n")
+    (run / "glmocr_lf_run.json").write_text('{"model_name_or_path": "/models/glm-ocr", "image_max_pixels": 1000000}')
     result = CliRunner().invoke(cli, ["export", "--adapter", str(run), "--dry-run"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -29,7 +29,6 @@ from glmocr_lf.evaluation.predictions import (
     write_predictions,
 )
 from glmocr_lf.runtime.constants import (
-    EXPORT_RECORD,
     IMAGE_PLACEHOLDER,
     LF_DEFAULT_IMAGE_MAX_PIXELS,
     LF_DEFAULT_IMAGE_MIN_PIXELS,
@@ -37,13 +36,20 @@ from glmocr_lf.runtime.constants import (
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError, MissingDependencyError
 from glmocr_lf.runtime.fsutil import atomic_write_text, check_dir_target
 from glmocr_lf.runtime.modelfiles import stale_merge
+from glmocr_lf.runtime.records import (
+    EvalRecord,
+    eval_record_path,
+    read_eval_record,
+    read_export_record,
+    read_train_record,
+    write_eval_record,
+)
 
 if TYPE_CHECKING:
     from glmocr_lf.evaluation.scoretypes import Scores
 
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"
-RUN_RECORD_FILE = "eval_run.json"
 
 # LLaMA-Factory's glm_ocr template (data/template.py) and glm4v plugin's image expansion; the
 # processor expands the single `<|image|>` to one token per 28x28 block.
@@ -146,21 +152,16 @@ def build_prompt(sample: EvalSample) -> str:
 
 
 def _recorded_max_pixels(directory: Path) -> tuple[int, str] | None:
-    """`image_max_pixels` from our export record, a processor config hint, or a run's YAML."""
-    candidates: list[Path] = [directory / EXPORT_RECORD, directory / "preprocessor_config.json",
-                              directory / "processor_config.json"]
-    candidates += sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
-    for path in candidates:
+    """`image_max_pixels` from what train or export recorded in `directory`, else a processor
+    config hint."""
+    for record in (read_train_record(directory), read_export_record(directory)):
+        if record is not None and record.image_max_pixels:
+            return record.image_max_pixels, str(record.path)
+    for path in (directory / "preprocessor_config.json", directory / "processor_config.json"):
         if not path.is_file():
             continue
         try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict):
@@ -289,24 +290,22 @@ RESUME_KEYS = ("model", "adapter", "dataset", "max_new_tokens", "repetition_pena
                "image_min_pixels")
 
 
-def _finished(path: Path, samples: Sequence[EvalSample], record: dict[str, Any]) -> dict[str, Prediction]:
+def _finished(path: Path, samples: Sequence[EvalSample], record: EvalRecord) -> dict[str, Prediction]:
     """The predictions an earlier run of the same evaluation wrote, by sample id."""
     if not path.is_file() or path.stat().st_size == 0:
         return {}
-    earlier_path = path.parent / RUN_RECORD_FILE
-    try:
-        earlier = json.loads(earlier_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        earlier = {}
-    changed = [f"{key} {earlier.get(key)!r}, now {record[key]!r}" for key in RESUME_KEYS
-               if isinstance(earlier, dict) and key in earlier and earlier[key] != record[key]]
+    earlier = read_eval_record(path.parent)
+    changed = [f"{key} {getattr(earlier, key)!r}, now {getattr(record, key)!r}" for key in RESUME_KEYS
+               if earlier is not None and key in earlier.model_fields_set
+               and getattr(earlier, key) != getattr(record, key)]
     if changed:
-        raise GlmocrLfError(f"--resume: {earlier_path} was made with other options: " + "; ".join(changed),
+        raise GlmocrLfError(f"--resume: {eval_record_path(path.parent)} was made with other options: "
+                            + "; ".join(changed),
                             hint="resume with the same options, or pass --force to start over")
     done = {p.id: p for p in read_predictions(path)}
     unknown = sorted(set(done) - {s.id for s in samples})
     if unknown:
-        raise GlmocrLfError(f"--resume: {path} holds ids that are not in {record['dataset']} "
+        raise GlmocrLfError(f"--resume: {path} holds ids that are not in {record.dataset} "
                             f"(first: {unknown[0]!r})", hint="pass --force to start over")
     return done
 
@@ -321,7 +320,7 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
     if predictions_path.exists() and not (options.force or options.resume):
         raise GlmocrLfError(f"{predictions_path}: already exists",
                             hint="pass --resume to continue it, --force to start over, or --out another directory")
-    stale = stale_merge(Path(options.model), EXPORT_RECORD) if Path(options.model).is_dir() else None
+    stale = stale_merge(Path(options.model)) if Path(options.model).is_dir() else None
     if stale:
         adapter, why = stale
         raise GlmocrLfError(f"{why}: its scores would describe an older model",
@@ -329,9 +328,10 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
     max_pixels, source = resolve_image_max_pixels(options.model, options.adapter,
                                                   options.image_max_pixels)
-    record: dict[str, Any] = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-                              "image_max_pixels": max_pixels, "image_max_pixels_source": source,
-                              "samples": len(samples)}
+    record = EvalRecord.model_validate({
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "image_max_pixels": max_pixels, "image_max_pixels_source": source, "samples": len(samples),
+        "status": "running"})
     if options.force and not options.resume:
         atomic_write_text(predictions_path, "")
     # opened before the model loads: an unwritable --out fails now, and a line cut off by a crash goes
@@ -342,7 +342,7 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
             plan.append(f"resuming: {len(done)} of {len(samples)} samples already in {predictions_path}")
         if on_start:
             on_start(plan)
-        atomic_write_text(options.out_dir / RUN_RECORD_FILE, json.dumps({**record, "status": "running"}, indent=2) + "\n")
+        write_eval_record(options.out_dir, record)
         started = time.monotonic()
         todo = [s for s in samples if s.id not in done]
         device = "-"
@@ -360,8 +360,8 @@ def run_evaluation(options: RunOptions, *, on_start: Callable[[list[str]], objec
                     on_progress(len(done), len(samples))
     predictions = [done[s.id] for s in samples]
     write_predictions(predictions_path, predictions)  # in dataset order, whatever order resumes took
-    record.update(status="finished", seconds=round(time.monotonic() - started, 2), device=device)
-    atomic_write_text(options.out_dir / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    write_eval_record(options.out_dir, record.model_copy(update={
+        "status": "finished", "seconds": round(time.monotonic() - started, 2), "device": device}))
     from glmocr_lf.evaluation.score import score_predictions
 
     scores = score_predictions(predictions, source=str(predictions_path))

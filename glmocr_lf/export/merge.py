@@ -14,7 +14,7 @@ from typing import Any
 from glmocr_lf import __version__
 from glmocr_lf.data.resize import TEMPORAL_PATCH_SIZE
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import launch
+from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 from glmocr_lf.runtime.launch import Command
@@ -58,19 +58,6 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
 
 
-def _run_yaml(run_dir: Path) -> dict[str, Any]:
-    """The training YAML glmocr-lf wrote for this run (in the run dir, or its parent for a checkpoint)."""
-    import yaml
-
-    for candidate in (run_dir, run_dir.parent):
-        path = candidate / C.TRAIN_YAML
-        if path.is_file():
-            data = yaml.safe_load(path.read_text())
-            if isinstance(data, dict):
-                return data
-    return {}
-
-
 def plan_export(request: ExportRequest) -> ExportPlan:
     from glmocr_lf.runtime.versions import Stack
 
@@ -81,7 +68,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     source = source.expanduser().resolve()
     if not source.is_dir():
         raise GlmocrLfError(f"{source}: no such directory")
-    run = _run_yaml(source)
+    run = records.read_train_record(source) or records.TrainRecord()  # trained elsewhere: nothing recorded
     values: dict[str, Any] = {"template": C.TEMPLATE, "trust_remote_code": True}
     if request.adapter is not None:
         adapter_config = source / "adapter_config.json"
@@ -89,7 +76,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
             hint = ("this looks like a full fine-tune: use --model" if (source / "config.json").is_file()
                     else "point --adapter at the training output_dir or one of its checkpoint-N dirs")
             raise GlmocrLfError(f"{source}: no adapter_config.json, not a LoRA adapter", hint=hint)
-        base = request.base or run.get("model_name_or_path")
+        base = request.base or run.model_name_or_path
         if base is None:
             try:
                 base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
@@ -102,11 +89,11 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         problems = model_dir_problems(source)
         if problems:
             raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
-        base = request.base or run.get("model_name_or_path") or str(source)
+        base = request.base or run.model_name_or_path or str(source)
         values.update(model_name_or_path=str(source), finetuning_type="full")
     values["model_name_or_path"], note = launch.hub_model_id(values["model_name_or_path"], request.hub)
-    image_max = int(run.get("image_max_pixels") or C.LF_DEFAULT_IMAGE_MAX_PIXELS)
-    image_min = int(run.get("image_min_pixels") or C.LF_DEFAULT_IMAGE_MIN_PIXELS)
+    image_max = run.image_max_pixels or C.LF_DEFAULT_IMAGE_MAX_PIXELS
+    image_min = run.image_min_pixels or C.LF_DEFAULT_IMAGE_MIN_PIXELS
     out = (request.out or (source / "merged")).expanduser().resolve()
     require_empty_dir(out, force=request.force, hint="pass --force to overwrite it")
     values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(out),
@@ -212,11 +199,12 @@ def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportRe
     record_resolution(plan.out, plan.image_max_pixels)
     base_dir = _local_model_dir(plan.base)
     carried = carry_mtp(base_dir, plan.out) if base_dir is not None else 0
-    launch.write_record(plan.out / C.EXPORT_RECORD, cmd, exported=launch.now(), base=plan.base,
-                        adapter=str(plan.adapter) if plan.adapter else None,
-                        adapter_sha256=adapter_fingerprint(plan.adapter) if plan.adapter else None,
-                        image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
-                        mtp_tensors_carried=carried)
+    records.write_export_record(plan.out, records.ExportRecord(
+        command=cmd.shell_line(), argv=cmd.argv, env=cmd.env, exported=records.now(), base=plan.base,
+        adapter=str(plan.adapter) if plan.adapter else None,
+        adapter_sha256=adapter_fingerprint(plan.adapter) if plan.adapter else None,
+        image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
+        mtp_tensors_carried=carried))
     return ExportResult(out=plan.out, base=plan.base, adapter=str(plan.adapter) if plan.adapter else None,
                         image_max_pixels=plan.image_max_pixels, mtp_tensors=carried,
                         files=sorted(p.name for p in plan.out.iterdir()))

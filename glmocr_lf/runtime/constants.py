@@ -44,9 +44,7 @@ DATASET_INFO = "dataset_info.json"
 
 # Files glmocr-lf writes beside a run.
 TRAIN_YAML = "glmocr_lf_train.yaml"
-TRAIN_RECORD = "glmocr_lf_run.json"
 EXPORT_YAML = "glmocr_lf_export.yaml"
-EXPORT_RECORD = "glmocr_lf_export.json"
 TRAIN_LOG = "train.log"  # llamafactory-cli's whole output, beside the run
 EXPORT_LOG = "glmocr_lf_export.log"
 FAILURE_TAIL_LINES = 30  # of that output, shown when the child fails

@@ -1,13 +1,12 @@
 """How glmocr-lf starts LLaMA-Factory, for `train` and `export` alike: the executables
 (llamafactory-cli, torchrun), the argv, the environment overlay (hub, version check, torchrun
-variables, PATH), the printable command, the whitespace rule and the run record. Processes
-themselves are run by `process.run_child`.
+variables, PATH), the printable command and the whitespace rule. Processes themselves are run by
+`process.run_child`; what a run leaves behind is recorded by `records`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -15,17 +14,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf import __version__
 from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import versions
 from glmocr_lf.runtime.errors import ChildFailedError, LaunchError, Problem
-from glmocr_lf.runtime.fsutil import atomic_write_text
 from glmocr_lf.runtime.process import ChildResult, run_child
-from glmocr_lf.runtime.versions import STACK, Stack, installed
+from glmocr_lf.runtime.versions import Stack
 
 DEFAULT_MASTER_PORT = 29500
 # Values LLaMA-Factory passes on as paths; its torchrun relaunch joins its argv and re-splits it
@@ -224,24 +220,6 @@ def whitespace_problems(values: dict[str, Any]) -> list[Problem]:
                                     "splits arguments on whitespace: use a path without spaces, or "
                                     "train in one process"))
     return out
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_record(path: Path, cmd: Command, **fields: Any) -> None:
-    """The run record beside a run's output: versions, the exact command, and `fields`."""
-    record = {
-        "glmocr_lf": __version__,
-        "versions": {name: installed(name) for name in STACK},
-        "python": sys.version.split()[0],
-        "command": cmd.shell_line(),
-        "argv": cmd.argv,
-        "env": cmd.env,
-        **fields,
-    }
-    atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 def run(cmd: Command, log_path: Path, *, on_line: Callable[[str], None],

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from glmocr_lf.runtime.constants import MODEL_TYPE
+from glmocr_lf.runtime.records import read_export_record
 
 HUB_PROBE_TIMEOUT_S = 3.0
 
@@ -153,14 +154,14 @@ def adapter_fingerprint(adapter_dir: Path) -> str | None:
     return file_sha256(weights) if weights.is_file() else None
 
 
-def stale_merge(model_dir: Path, record_name: str) -> tuple[str, str] | None:
+def stale_merge(model_dir: Path) -> tuple[str, str] | None:
     """(the adapter, why) when a merged model no longer matches the adapter it was merged from.
 
     `export` records the adapter and its fingerprint; training that adapter again (`train --fresh`,
     or more steps) changes it, and the merged copy would be scored or served stale."""
-    record = _json(model_dir / record_name) or {}
-    adapter, merged_from = record.get("adapter"), record.get("adapter_sha256")
-    if not isinstance(adapter, str) or not isinstance(merged_from, str):
+    record = read_export_record(model_dir)
+    adapter, merged_from = (record.adapter, record.adapter_sha256) if record else (None, None)
+    if adapter is None or merged_from is None:
         return None
     now = adapter_fingerprint(Path(adapter))
     if now == merged_from:

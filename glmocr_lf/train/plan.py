@@ -30,7 +30,7 @@ from glmocr_lf.kernels import (
     with_compile,
 )
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import launch
+from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.errors import ConfigError, LaunchError, Problem
 from glmocr_lf.runtime.fsutil import check_dir_target
 from glmocr_lf.runtime.launch import Command, Topology
@@ -39,7 +39,7 @@ from glmocr_lf.runtime.versions import Stack, installed
 from glmocr_lf.train.changes import Changes
 from glmocr_lf.train.tracking import tracking_defaults
 
-OUR_FILES = {C.TRAIN_YAML, C.TRAIN_RECORD}
+OUR_FILES = {C.TRAIN_YAML, records.TRAIN_RECORD}
 DEEPSPEED_PRESETS = {"z2": "z2", "z3": "z3", "z3-offload": "z3_offload"}
 ResumeMode = Literal["resume", "fresh"]
 # Keys LLaMA-Factory resolves against its working directory.

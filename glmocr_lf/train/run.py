@@ -10,7 +10,7 @@ from typing import Any
 
 from glmocr_lf.data import jsonl
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import launch
+from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
 
@@ -96,12 +96,15 @@ def summarise(output_dir: Path, log: TrainerLog, exit_code: int) -> TrainSummary
     return summary
 
 
-def write_record(plan: LaunchPlan, **extra: Any) -> None:
-    launch.write_record(
-        plan.output_dir / C.TRAIN_RECORD, plan.command, yaml=str(plan.yaml_path),
+def write_record(plan: LaunchPlan, **outcome: Any) -> None:
+    """The run's record: the command, what export and eval read back (base model, resolution), and
+    `outcome` (status, times, exit code, summary)."""
+    cmd = plan.command
+    records.write_train_record(plan.output_dir, records.TrainRecord(
+        command=cmd.shell_line(), argv=cmd.argv, env=cmd.env, yaml=str(plan.yaml_path),
         model_name_or_path=plan.config.model.model_name_or_path,
         finetuning_type=plan.config.finetuning_type, image_max_pixels=plan.config.image_max_pixels,
-        image_min_pixels=plan.config.image_min_pixels, template=plan.config.dataset.template, **extra)
+        image_min_pixels=plan.config.image_min_pixels, template=plan.config.dataset.template, **outcome))
 
 
 @dataclass
@@ -119,7 +122,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         remove_path(path)
     ensure_dir(plan.output_dir, "output_dir")
     atomic_write_text(plan.yaml_path, plan.yaml_text)
-    started = launch.now()
+    started = records.now()
     write_record(plan, started=started, status="running")
 
     log = TrainerLog(plan.output_dir / "trainer_log.jsonl")
@@ -140,7 +143,7 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         summary.resumed_at_step = int(plan.resume_from.name.split("-")[1])
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
     write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
-                 finished=launch.now(),
+                 finished=records.now(),
                  exit_code=result.exit_code, summary=summary.to_dict())
     if result.exit_code != 0:
         what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
