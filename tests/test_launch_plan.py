@@ -295,3 +295,15 @@ def test_memory_budget_on_a_cpu_machine_warns_and_leaves_threads_alone(project: 
     assert plan.warnings == ["--memory-budget 16 GiB ignored: this machine has no NVIDIA GPU and the budget "
                              "sizes batches for GPU memory (the CPU run keeps its settings)"]
     assert plan_for(project, memory_budget_gib=16.0).env["OMP_NUM_THREADS"] == "1"  # on a GPU machine: as before
+
+
+@pytest.mark.parametrize("budget", [None, 8.0])
+def test_default_plan_sets_no_sampling_strategy(project: Path, budget: float | None) -> None:
+    """Issue 20: the fit chose group_by_length on GPUs; a default never changes what is learned."""
+    plan = plan_for(project, topology=Topology(gpus=(0,)), memory_budget_gib=budget)
+    assert "disable_gradient_checkpointing:" in plan.yaml_text  # the fit ran
+    assert "train_sampling_strategy" not in plan.yaml_text
+    assert not any("sampling" in note for note in plan.notes)
+    kept = plan_for(project, topology=Topology(gpus=(0,)), memory_budget_gib=budget,
+                    overrides={"train_sampling_strategy": "group_by_length"})
+    assert "train_sampling_strategy: group_by_length" in kept.yaml_text

@@ -7,11 +7,13 @@ overlay and one reason per change, which `train --dry-run` prints.
 
 The rule: the config's values are the starting point. The effective batch size
 (per_device_train_batch_size x gradient_accumulation_steps x processes) and the learning rate
-never change. A key the config sets explicitly among disable_gradient_checkpointing,
-train_sampling_strategy and tokenized_path is kept, and so is an environment variable already set
-in the caller's environment. What may change: the split of the effective batch between
-micro-batch and accumulation, gradient checkpointing, worker counts (capped at the CPUs), the
-sampling order (length grouping), the tokenised-data cache and the training process's environment.
+never change, and neither does anything that shapes what is learned: sample order, batch
+composition, loss weighting, precision (train_sampling_strategy is the user's or transformers'
+random default; a length-grouped sampler made full fine-tuning 58% worse per epoch, issue 20). A
+key the config sets explicitly among disable_gradient_checkpointing and tokenized_path is kept, and
+so is an environment variable already set in the caller's environment. What may change: the split
+of the effective batch between micro-batch and accumulation, gradient checkpointing, worker counts
+(capped at the CPUs), the tokenised-data cache and the training process's environment.
 
 Why each lever (measured on one H100, docs/benchmarks.md):
 - OMP_NUM_THREADS=1: every preprocessing worker otherwise starts torch's full intra-op pool and
@@ -21,8 +23,6 @@ Why each lever (measured on one H100, docs/benchmarks.md):
   (LLaMA-Factory sets it only for torchrun children.)
 - No gradient checkpointing when memory allows (it recomputes every forward: -25 to -50%).
 - One large micro-batch instead of accumulation: a 0.9B model does not fill an H100 at 4 samples.
-- Length grouping: batches of similar length waste less on padding (41% of tokens at 16 random
-  OCR samples of 258 to 1,352 tokens).
 - tokenized_path: a second run with the same data skips preprocessing.
 - Persistent dataloader workers: each new epoch otherwise restarts them (a ~3 s stall per epoch).
 """
@@ -291,7 +291,3 @@ def _fit_batch(cfg: TrainConfig, values: Mapping[str, Any], gpus: tuple[Gpu, ...
         fit.reasons.append(
             "gradient checkpointing: " + ("on (needed to fit " + where + ")" if best.checkpointing
                                           else "off (fits " + where + "; recomputation costs 25-50%)"))
-    if best.micro_batch > 1 and "train_sampling_strategy" not in values:
-        fit.values["train_sampling_strategy"] = "group_by_length"
-        fit.reasons.append("train_sampling_strategy: group_by_length (micro-batches of similar length "
-                           "pad less; the order of samples changes, not what is learned per sample)")
