@@ -9,7 +9,8 @@ W=/tmp/bench; mkdir -p $W
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 exec > >(tee -a "$OUT/session.log") 2>&1
 t0=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpuwheels/*.whl || exit 1
+# a warm machine (the next call within its 30 s) keeps /tmp: the wheels are installed once
+[ -f /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpuwheels/*.whl && touch /tmp/site/.installed; } || exit 1
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
 echo "install: $(( $(date +%s) - t0 ))s"
 python3 - <<'PY'
@@ -23,12 +24,44 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 B="python3 bench/gpu_train.py"
 [ -f $W/model/bench_meta.json ] || $B prepare --work $W | tee "$OUT/prepare.json"
+# the no-replica variant (issue 20): 500 distinct synthetic pages, the same model
+case $PHASE in check|quality-*) [ -f $W/data_distinct/dataset_info.json ] ||
+  $B prepare --work $W --data data_distinct --samples 500 --pages 500 | tee -a "$OUT/prepare.json";; esac
+echo "prepared: $(( $(date +%s) - t0 ))s"
 # warm the bytecode once so no run pays for compiling transformers (installed with --no-compile)
 [ "$PHASE" = persist ] || [ "$PHASE" = kcurves ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
 snap() { $B report --work $W --warmup ${WARMUP:-5} > "$OUT/table.md"; cp $W/summary.json "$OUT/" 2>/dev/null; tar czf "$OUT/results.tgz" -C $W results logs 2>/dev/null; }
 run() { $B run --work $W --logs $W/logs "$@"; snap; }
 ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE=$W/cache/$name "$@"; }
+# quality runs: 2 epochs, the same 10% held out, evaluated after each epoch (gpu_train.py EVAL_OVERRIDES)
+pair() {  # METHOD DATA TAG [ours options...]: the vendor recipe, then ours with its defaults, then the table
+  local m=$1 d=$2 tag=$3; shift 3
+  run --name q-$m-vendor-$tag --vendor $m --epochs 2 --data $d --timeout 300
+  ours q-$m-ours-$tag --ours $m --epochs 2 --data $d --timeout 240 "$@"
+  $B quality --work $W q-$m-vendor-$tag:q-$m-ours-$tag | tee -a "$OUT/quality.md"
+}
 case $PHASE in
+  check)  # seconds: the carried stack imports, the GPU is seen, the model and both data variants build
+    python3 -m glmocr_lf --version; python3 bench/gpu_train.py quality --help | head -2
+    cp $W/data_distinct/cosyn_chemical.json "$OUT/data_distinct.json"
+    ;;
+  quality-lora|quality-full)  # issue 20: vendor vs ours (defaults), bench data then its no-replica variant
+    M=${PHASE#quality-}
+    pair $M data rep
+    pair $M data_distinct dist
+    ;;
+  quality-extra)  # memory budgets over a whole epoch (every sample seen), then the bucketed-sampler lever
+    K="python3 bench/kernels_check.py"
+    left() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
+    ours q-lora-budget8 --ours lora --steps 32 -- --memory-budget 8
+    ours q-full-budget24 --ours full --steps 63 -- --memory-budget 24
+    $K budget --work $W q-lora-budget8:8 q-full-budget24:24 | tee -a "$OUT/kernels.jsonl"
+    for tag in rep dist; do
+      d=$([ $tag = rep ] && echo data || echo data_distinct)
+      left 420 && ours q-lora-b4-$tag --ours lora --epochs 2 --data $d --timeout 200 --env GLMOCR_BENCH_BUCKETS=4
+      left 470 && ours q-full-b4-$tag --ours full --epochs 2 --data $d --timeout 200 --env GLMOCR_BENCH_BUCKETS=4
+    done
+    ;;
   smoke)
     run --name vendor-lora-smoke --vendor lora --steps 12
     # calibration for fit.py: memory and speed of single levers (raw llamafactory-cli)

@@ -133,8 +133,20 @@ def synthetic_page(path: Path, width: int, height: int, rng: random.Random) -> s
     return "\n".join(lines[: rng.randint(3, 12)])
 
 
+def _page(job: tuple[Path, int, int, int]) -> str:
+    path, width, height, seed = job
+    return synthetic_page(path, width, height, random.Random(seed))
+
+
 def build_dataset(data_dir: Path, samples: int, pages: int, seed: int = 0) -> dict[str, Any]:
-    """`cosyn_chemical` = the sample data replicated + synthetic pages, registered in dataset_info.json."""
+    """`cosyn_chemical` = the sample data replicated + synthetic pages, registered in dataset_info.json.
+
+    `pages == samples`: no replicated sample, every one a distinct synthetic page (its own text,
+    drawn from its own seed). Pages are drawn in parallel; each page's content depends only on its
+    index and `seed`.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
     rng = random.Random(seed)
     data_dir.mkdir(parents=True, exist_ok=True)
     sample_images = data_dir / "cosyn_chemical"
@@ -146,14 +158,12 @@ def build_dataset(data_dir: Path, samples: int, pages: int, seed: int = 0) -> di
     page_dir.mkdir(exist_ok=True)
     # page sizes from ~0.4 to ~8 megapixels: 500 to 4,000+ image tokens before any pixel cap
     sizes = [(620, 800), (900, 1200), (1240, 1754), (1654, 2339), (2480, 3508)]
-    page_records = []
-    for i in range(pages):
-        width, height = sizes[i % len(sizes)]
-        path = page_dir / f"page_{i:03d}.png"
-        text = synthetic_page(path, width, height, rng)
-        page_records.append({"messages": [{"role": "user", "content": "<image>Text Recognition:"},
-                                          {"role": "assistant", "content": text}],
-                             "images": [f"pages/{path.name}"]})
+    jobs = [(page_dir / f"page_{i:03d}.png", *sizes[i % len(sizes)], seed * 1_000_003 + i) for i in range(pages)]
+    with ProcessPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        texts = list(pool.map(_page, jobs, chunksize=8))
+    page_records = [{"messages": [{"role": "user", "content": "<image>Text Recognition:"},
+                                  {"role": "assistant", "content": text}],
+                     "images": [f"pages/{job[0].name}"]} for job, text in zip(jobs, texts, strict=True)]
     records = [base[i % len(base)] for i in range(samples - pages)] + page_records
     rng.shuffle(records)
     (data_dir / "cosyn_chemical.json").write_text(json.dumps(records, ensure_ascii=False))
@@ -162,14 +172,26 @@ def build_dataset(data_dir: Path, samples: int, pages: int, seed: int = 0) -> di
                            "columns": {"messages": "messages", "images": "images"},
                            "tags": {"role_tag": "role", "content_tag": "content",
                                     "user_tag": "user", "assistant_tag": "assistant"}}}, indent=1))
-    return {"samples": len(records), "pages": pages}
+    distinct = len({json.dumps(r, sort_keys=True) for r in records})
+    return {"data": data_dir.name, "samples": len(records), "pages": pages, "distinct_samples": distinct}
 
 
 # -- runs ----------------------------------------------------------------------------------------
-def harness_overrides(work: Path, name: str, steps: int) -> list[str]:
-    """What every run gets on its command line: where things are, and how many steps (no speed knobs)."""
-    return [f"model_name_or_path={work / 'model'}", f"dataset_dir={work / 'data'}",
-            f"output_dir={work / 'runs' / name}", f"max_steps={steps}"]
+# Quality runs (`--epochs`): every run holds out the same 10% (LLaMA-Factory splits with the seed,
+# which both recipes leave at 42) and evaluates it after each epoch; no checkpoint is written (the
+# full recipe's last-step checkpoint is ~9 GB of optimizer state, after the last evaluation).
+EVAL_OVERRIDES = ["max_steps=-1", "val_size=0.1", "eval_strategy=epoch", "per_device_eval_batch_size=8",
+                  "save_strategy='no'"]
+
+
+def harness_overrides(work: Path, name: str, steps: int, data: str = "data", epochs: int | None = None) -> list[str]:
+    """What every run gets on its command line: where things are, how long it trains, and (quality
+    runs) the held-out split and when to evaluate it. No speed knob."""
+    where = [f"model_name_or_path={work / 'model'}", f"dataset_dir={work / data}",
+             f"output_dir={work / 'runs' / name}"]
+    if epochs is None:
+        return [*where, f"max_steps={steps}"]
+    return [*where, *EVAL_OVERRIDES, f"num_train_epochs={epochs}"]
 
 
 def probe_env(work: Path, name: str, meta: dict[str, Any]) -> dict[str, str]:
@@ -315,6 +337,89 @@ def report(work: Path, warmup: int) -> str:
     return "\n".join(lines)
 
 
+# -- quality: eval loss and time together ------------------------------------------------------
+QUALITY_TOLERANCE = 1.01  # issue 20: eval loss at equal epochs within 1% of the vendor recipe's
+
+
+def epochs_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per evaluation (one per epoch): eval loss, seconds from launch at its end, training
+    samples/s over that epoch (evaluation time left out), samples trained in it."""
+    t0 = record.get("process_start")
+    steps = record.get("step_end_times") or []
+    seen = record.get("samples_after_step") or []
+    world = record.get("world_size", 1)
+    out: list[dict[str, Any]] = []
+    begin, before = record.get("first_step_begin"), 0
+    for ev in record.get("evals") or []:
+        done = [i for i, t in enumerate(steps) if t <= ev["start"]]
+        if not done or t0 is None or begin is None:
+            continue
+        last = done[-1]
+        samples = (seen[last] - before) * world if seen else None
+        seconds = steps[last] - begin
+        out.append({"epoch": round(ev["epoch"] or 0, 2), "step": ev["step"], "eval_loss": ev["eval_loss"],
+                    "from_launch_s": ev["end"] - t0, "train_s": seconds, "samples": samples,
+                    "samples_s": samples / seconds if samples and seconds > 0 else None,
+                    "eval_s": ev["end"] - ev["start"]})
+        begin, before = ev["end"], seen[last] if seen else 0
+    return out
+
+
+def time_to(epochs: list[dict[str, Any]], target: float) -> float | None:
+    """Seconds from launch to the end of the first evaluation at or below `target`."""
+    return next((e["from_launch_s"] for e in epochs if e["eval_loss"] is not None and e["eval_loss"] <= target), None)
+
+
+def quality(work: Path, groups: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """`VENDOR:RUN[:RUN...]` groups: each run against the vendor run's final eval loss."""
+    rows: list[dict[str, Any]] = []
+    lines = ["| run | batch | eval loss per epoch | vs vendor's final | from launch per epoch (s) | "
+             "samples/s per epoch | launch→1st step s | padding | peak reserved GiB | time to vendor's final "
+             "loss (s) | speed-up | quality (≤ x1.01) |", "|" + "---|" * 12]
+    for group in groups:
+        vendor_name, *names = group.split(":")
+        records = {n: json.loads((work / "results" / f"{n}.json").read_text()) for n in [vendor_name, *names]}
+        vendor_epochs = epochs_of(records[vendor_name])
+        if not vendor_epochs:
+            lines.append(f"| {vendor_name} | no evaluation recorded (rc {records[vendor_name].get('rc')}) |")
+            continue
+        target = vendor_epochs[-1]["eval_loss"]
+        vendor_time = time_to(vendor_epochs, target)
+        for name in [vendor_name, *names]:
+            record = records[name]
+            epochs = epochs_of(record)
+            final = epochs[-1]["eval_loss"] if epochs else None
+            reached = time_to(epochs, target)
+            launch = (record["first_step_begin"] - record["process_start"]) \
+                if record.get("first_step_begin") and record.get("process_start") else None
+            row = {"name": name, "vendor": vendor_name, "rc": record.get("rc"), "target_eval_loss": target,
+                   "epochs": epochs, "final_eval_loss": final,
+                   "loss_ratio": final / target if final is not None else None,
+                   "quality_ok": final is not None and final <= target * QUALITY_TOLERANCE,
+                   "time_to_target_s": reached,
+                   "speedup": vendor_time / reached if reached and vendor_time else None,
+                   "launch_to_first_step_s": launch,
+                   "batch": f"{record.get('per_device_train_batch_size')}x{record.get('gradient_accumulation_steps')}",
+                   "padding": 1 - record.get("rank0_tokens", 0) / max(record.get("rank0_padded_tokens", 1), 1),
+                   "reserved_gib": record.get("peak_reserved_gib")}
+            rows.append(row)
+
+            def each(key: str, fmt: str, eps: list[dict[str, Any]] = epochs) -> str:
+                return " / ".join(format(e[key], fmt) if e[key] is not None else "—" for e in eps) or "—"
+
+            lines.append(
+                f"| {name} | {row['batch']} | {each('eval_loss', '.4f')} | "
+                + (f"x{row['loss_ratio']:.4f}" if row["loss_ratio"] is not None else "—")
+                + f" | {each('from_launch_s', '.0f')} | {each('samples_s', '.1f')} | "
+                + (f"{launch:.1f}" if launch else "—")
+                + f" | {100 * row['padding']:.0f}% | "
+                + (f"{row['reserved_gib']:.1f}" if row["reserved_gib"] is not None else "—")
+                + " | " + (f"{reached:.0f}" if reached else f"not reached ({len(epochs)} epochs)")
+                + " | " + (f"x{row['speedup']:.2f}" if row["speedup"] else "—")
+                + " | " + ("yes" if row["quality_ok"] else "**no**") + f" (rc {row['rc']}) |")
+    return "\n".join(lines), rows
+
+
 def verify_checkpoint(work: Path, adapter_dir: Path) -> dict[str, Any]:
     """Load the base model plus a saved LoRA adapter and run one forward pass."""
     import torch
@@ -370,6 +475,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--pages", type=int, default=100)
+    p.add_argument("--data", default="data", help="data folder under --work (the model is shared)")
     r = sub.add_parser("run")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--name", required=True)
@@ -377,6 +483,9 @@ def main() -> None:
     which.add_argument("--vendor", choices=("lora", "full"))
     which.add_argument("--ours", choices=("lora", "full"))
     r.add_argument("--steps", type=int, default=60)
+    r.add_argument("--epochs", type=int, default=None,
+                   help="a quality run: this many epochs, 10%% held out, evaluated after each (not --steps)")
+    r.add_argument("--data", default="data", help="data folder under --work (from prepare --data)")
     r.add_argument("--timeout", type=int, default=400)
     r.add_argument("--logs", type=Path, default=None)
     r.add_argument("--env", action="append", default=[], help="KEY=VALUE for this run's environment")
@@ -391,6 +500,9 @@ def main() -> None:
     v = sub.add_parser("verify", help="load base + LoRA adapter from a run's output_dir, one forward")
     v.add_argument("--work", type=Path, required=True)
     v.add_argument("--adapter", type=Path, required=True)
+    q = sub.add_parser("quality", help="eval loss and time to the vendor's final eval loss, per group")
+    q.add_argument("--work", type=Path, required=True)
+    q.add_argument("groups", nargs="+", help="VENDOR_RUN:RUN[:RUN...]")
     s = sub.add_parser("report")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--warmup", type=int, default=10)
@@ -398,11 +510,12 @@ def main() -> None:
 
     if args.cmd == "prepare":
         t = time.time()
-        meta = build_real_dims_model(args.work / "model")
-        data = build_dataset(args.work / "data", args.samples, args.pages)
+        meta_path = args.work / "model" / "bench_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else build_real_dims_model(args.work / "model")
+        data = build_dataset(args.work / args.data, args.samples, args.pages)
         print(json.dumps({**meta, **data, "seconds": round(time.time() - t, 1)}))
     elif args.cmd == "run":
-        overrides = harness_overrides(args.work, args.name, args.steps)
+        overrides = harness_overrides(args.work, args.name, args.steps, args.data, args.epochs)
         if args.vendor:
             argv = vendor_command(args.vendor) + overrides + list(args.extra)
         else:
@@ -420,6 +533,11 @@ def main() -> None:
         run_parallel(args.work, args.name, argvs, envs, args.timeout, args.logs or args.work / "logs")
     elif args.cmd == "verify":
         print(json.dumps(verify_checkpoint(args.work, args.adapter)))
+    elif args.cmd == "quality":
+        table, rows = quality(args.work, args.groups)
+        with open(args.work / "quality.jsonl", "a") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
+        print(table)
     else:
         print(report(args.work, args.warmup))
 

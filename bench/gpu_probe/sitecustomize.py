@@ -1,15 +1,16 @@
 """Timing probe for bench/gpu_train.py: active only when GLMOCR_BENCH_PROBE names an output file.
 
 Loaded by Python at start-up (this folder is put first on PYTHONPATH, also for torchrun's
-children). It changes nothing LLaMA-Factory or transformers compute: it adds one TrainerCallback
-that records a wall-clock time at every optimizer step (after a CUDA synchronize), counts the
+children). Unless GLMOCR_BENCH_BUCKETS is set, it changes nothing LLaMA-Factory or transformers
+compute: it adds one TrainerCallback that records a wall-clock time at every optimizer step (after a CUDA synchronize), counts the
 samples and tokens each micro-batch carries and how many torch.compile graphs exist after each
-step (steps that compile are reported apart from the steady state), and writes a JSON record
-from rank 0 at the end.
+step (steps that compile are reported apart from the steady state), records each evaluation's
+time span and eval_loss, and writes a JSON record from rank 0 at the end.
 With GLMOCR_BENCH_PROFILE=START:COUNT it also runs torch.profiler over optimizer steps
 START+1..START+COUNT on rank 0 and writes `<probe>.profile.txt`: wall time of those steps, GPU
 kernel time by kind (matmul, attention, Triton, elementwise, optimizer, copies), the GPU's idle
-share, and the top kernels and CPU-side ops. With GLMOCR_BENCH_SYNCS=STEP it counts the host syncs of
+share, and the top kernels and CPU-side ops. With GLMOCR_BENCH_BUCKETS=K the training sampler groups
+samples by length only inside random buckets of K optimizer steps (a padding lever under test). With GLMOCR_BENCH_SYNCS=STEP it counts the host syncs of
 optimizer step STEP+1 by call site (torch.cuda.set_sync_debug_mode) into `<probe>.syncs.txt`.
 """
 
@@ -38,6 +39,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
     image_token_id = int(os.environ.get("GLMOCR_BENCH_IMAGE_TOKEN_ID", "-1"))
     state = {"samples": 0, "tokens": None, "padded": 0, "image_tokens": None, "micro_batches": 0,
              "max_len": 0, "tokens_sq": None, "image_sq": None}
+    evals: list[dict[str, object]] = []  # one per Trainer.evaluate: its time span and eval_loss
 
     profile_at = os.environ.get("GLMOCR_BENCH_PROFILE", "")
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -46,6 +48,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
         def __init__(self) -> None:
             self.steps: list[float] = []
             self.graphs: list[int] = []  # torch.compile graphs so far, after each step (0: nothing compiled)
+            self.samples: list[int] = []  # samples trained so far (this rank), after each step
             self.first_step_begin: float | None = None
             self.train_begin: float | None = None
             self.prof = None
@@ -94,6 +97,7 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
                 torch.cuda.synchronize()
             self.steps.append(time.time())
             self.graphs.append(_graphs_compiled())
+            self.samples.append(state["samples"])
             if self.show is not None and self.syncs_at is not None and st.global_step == self.syncs_at + 1:
                 import warnings
 
@@ -120,6 +124,8 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
                 "first_step_begin": self.first_step_begin,
                 "step_end_times": self.steps,
                 "graphs_after_step": self.graphs,
+                "samples_after_step": self.samples,
+                "evals": evals,
                 "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                 "per_device_train_batch_size": args.per_device_train_batch_size,
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -166,8 +172,57 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
             state["image_tokens"] = img if state["image_tokens"] is None else state["image_tokens"] + img
         return original_step(self, model, inputs, *a, **kw)
 
+    original_evaluate = trainer_cls.evaluate
+
+    def evaluate(self, *a, **kw):  # type: ignore[no-untyped-def]
+        start = time.time()
+        metrics = original_evaluate(self, *a, **kw)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        evals.append({"start": start, "end": time.time(), "step": self.state.global_step,
+                      "epoch": self.state.epoch, "eval_loss": metrics.get("eval_loss")})
+        return metrics
+
     trainer_cls.__init__ = __init__
     trainer_cls.training_step = training_step
+    trainer_cls.evaluate = evaluate
+    buckets = int(os.environ.get("GLMOCR_BENCH_BUCKETS", "0") or 0)
+    if buckets:
+        _patch_sampler(trainer_cls, buckets)
+
+
+def _patch_sampler(trainer_cls, buckets: int) -> None:  # type: ignore[no-untyped-def]
+    """A padding lever under test (issue 20): group by length only inside small random buckets of
+    `buckets` optimizer steps' samples, reshuffled every epoch (transformers' length grouping with
+    a small mega-batch; its own default takes up to 50 steps' worth)."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    class BucketSampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
+        def __init__(self, lengths: list[int], batch: int, seed: int) -> None:
+            self.lengths, self.batch, self.seed, self.epoch = lengths, batch, seed, 0
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            self.epoch += 1
+            return iter(get_length_grouped_indices(self.lengths, self.batch, mega_batch_mult=buckets,
+                                                   generator=generator))
+
+    original = trainer_cls._get_train_sampler
+
+    def _get_train_sampler(self, train_dataset=None):  # type: ignore[no-untyped-def]
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if dataset is None or "input_ids" not in getattr(dataset, "column_names", ()):
+            return original(self, train_dataset)
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return BucketSampler(lengths, batch, self.args.seed)
+
+    trainer_cls._get_train_sampler = _get_train_sampler
 
 
 def _kind(name: str) -> str:
