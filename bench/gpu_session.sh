@@ -32,7 +32,7 @@ echo "prepared: $(( $(date +%s) - t0 ))s"
 [ "$PHASE" = persist ] || [ "$PHASE" = kcurves ] || python3 -c "import llamafactory.train.tuner, glmocr_lf.cli, transformers.models.glm_ocr.modeling_glm_ocr, transformers.models.glm46v.processing_glm46v" 2>/dev/null; echo "pyc warm: $(( $(date +%s) - t0 ))s"
 snap() { $B report --work $W --warmup ${WARMUP:-5} > "$OUT/table.md"; cp $W/summary.json "$OUT/" 2>/dev/null; tar czf "$OUT/results.tgz" -C $W results logs 2>/dev/null; }
 run() { $B run --work $W --logs $W/logs "$@"; snap; }
-ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE=$W/cache/$name "$@"; }
+ours() { local name=$1; shift; run --name $name --env GLMOCR_LF_CACHE_DIR=$W/cache/$name "$@"; }
 # quality runs: 2 epochs, the same 10% held out, evaluated after each epoch (gpu_train.py EVAL_OVERRIDES)
 pair() {  # METHOD DATA TAG [ours options...]: the vendor recipe, then ours with its defaults, then the table
   local m=$1 d=$2 tag=$3; shift 3

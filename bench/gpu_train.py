@@ -529,7 +529,7 @@ def main() -> None:
             argvs.append(ours_command(args.work, "lora", [
                 *overrides, "--fresh", "--gpus", str(rank), "--nproc", "1", "--nnodes", "2",
                 "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(args.port)]))
-            envs.append({"GLMOCR_LF_CACHE": str(args.work / "cache" / f"node{rank}")})
+            envs.append({"GLMOCR_LF_CACHE_DIR": str(args.work / "cache" / f"node{rank}")})
         run_parallel(args.work, args.name, argvs, envs, args.timeout, args.logs or args.work / "logs")
     elif args.cmd == "verify":
         print(json.dumps(verify_checkpoint(args.work, args.adapter)))

@@ -113,3 +113,77 @@ def test_one_module_names_the_run_records() -> None:
     naming = sorted(name for name, path in modules().items()
                     if any(record in text for text in string_constants(path) for record in names))
     assert naming == ["glmocr_lf.runtime.records"]
+
+
+def _parents(tree: ast.AST) -> dict[int, ast.AST]:
+    return {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def environment_literals(path: Path) -> list[str]:
+    """Environment variable names a module spells out itself: a literal key of something named
+    `environ` or `env` (`os.environ.get("X")`, `env["X"] = ...`, `"X" in environ`, `os.getenv("X")`),
+    an `ENV_X = "..."` assignment, or any literal naming one of our own `GLMOCR_LF_` variables."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [s for s in string_constants(path) if s.startswith("GLMOCR_LF_")]
+
+    def is_environment(node: ast.expr) -> bool:
+        return ast.unparse(node).split(".")[-1] in ("environ", "env", "environment")
+
+    def literal(node: ast.AST | None) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and is_environment(node.value):
+            key = literal(node.slice)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args and (
+                (node.func.attr in ("get", "pop", "setdefault") and is_environment(node.func.value))
+                or ast.unparse(node.func) == "os.getenv"):
+            key = literal(node.args[0])
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
+                and is_environment(node.comparators[-1]):
+            key = literal(node.left)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.startswith("ENV_")
+                                                  for t in node.targets):
+            key = literal(node.value)
+        if key is not None:
+            found.append(key)
+    return found
+
+
+def test_environment_names_only_in_constants() -> None:
+    spelled = {name: environment_literals(path) for name, path in modules().items()
+               if name != "glmocr_lf.runtime.constants"}
+    assert {name: keys for name, keys in spelled.items() if keys} == {}
+
+
+def test_one_cache_folder() -> None:
+    """runtime/paths.cache_dir is the one function that knows where the cache is; nobody else reads
+    its variables (the tokenised data once read a second, undocumented one)."""
+    defining = sorted(name for name, path in modules().items()
+                      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                      if isinstance(node, ast.FunctionDef) and node.name == "cache_dir")
+    assert defining == ["glmocr_lf.runtime.paths"]
+    readers = sorted(name for name, path in modules().items()
+                     if any(isinstance(n, (ast.Name, ast.Attribute)) and
+                            (n.id if isinstance(n, ast.Name) else n.attr) in ("ENV_CACHE_DIR", "ENV_XDG_CACHE_HOME")
+                            for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+                     and name != "glmocr_lf.runtime.constants")
+    assert readers == ["glmocr_lf.runtime.paths"]
+
+
+def test_one_default_data_folder() -> None:
+    """The default data folder is constants.DATA_DIR; a literal "data" elsewhere is a second copy
+    (the click group named `data` aside)."""
+    copies = []
+    for name, path in modules().items():
+        if name == "glmocr_lf.runtime.constants":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = _parents(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value == "data":
+                parent = parents.get(id(node))
+                if not (isinstance(parent, ast.Call) and ast.unparse(parent.func) == "click.group"):
+                    copies.append(f"{name}:{node.lineno}")
+    assert copies == []

@@ -158,7 +158,7 @@ def test_tokenized_cache_keyed_by_data(tmp_path: Path) -> None:
     (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json"}}))
     (data / "ocr.json").write_text("[]")
     values = {"dataset": "ocr", "dataset_dir": str(data), "cutoff_len": 2048}
-    env = {"GLMOCR_LF_CACHE": str(tmp_path / "cache")}
+    env = {"GLMOCR_LF_CACHE_DIR": str(tmp_path / "cache")}  # the documented variable: README § Install
     first = tokenized_cache_dir(values, env)
     assert first is not None and first.parent == tmp_path / "cache" / "tokenized"
     assert tokenized_cache_dir(values, env) == first

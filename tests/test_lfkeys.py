@@ -13,6 +13,7 @@ from conftest import needs_stack
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import lfkeys
+from glmocr_lf.runtime.paths import cache_dir
 from glmocr_lf.runtime.versions import installed
 
 MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"
@@ -141,12 +142,12 @@ def test_failed_build_is_a_reason_not_a_crash(tmp_path: Path, monkeypatch: pytes
 def test_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GLMOCR_LF_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert lfkeys.cache_dir() == tmp_path / "xdg" / "glmocr-lf"
+    assert cache_dir() == tmp_path / "xdg" / "glmocr-lf"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert lfkeys.cache_dir() == tmp_path / "home" / ".cache" / "glmocr-lf"
+    assert cache_dir() == tmp_path / "home" / ".cache" / "glmocr-lf"
     monkeypatch.setenv("GLMOCR_LF_CACHE_DIR", str(tmp_path / "mine"))
-    assert lfkeys.cache_dir() == tmp_path / "mine"
+    assert cache_dir() == tmp_path / "mine"
 
 
 # -- the CLI -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from glmocr_lf.cli import terminal
+from glmocr_lf.runtime.constants import DATA_DIR
 
 if TYPE_CHECKING:
     from glmocr_lf.data.report import CheckOptions, ValidationReport
@@ -98,7 +99,7 @@ def data_group() -> None:
 @data_group.command("validate", epilog=PROBLEM_FORMAT)
 @click.argument("source", metavar="FILE|NAME")
 @_budget_options
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
               show_default=True, help="Folder holding dataset_info.json, for a registered NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
 def data_validate(source: str, options: CheckOptions, data_dir: Path, as_json: bool) -> None:

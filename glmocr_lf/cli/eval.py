@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import LF_DEFAULT_IMAGE_MIN_PIXELS
+from glmocr_lf.runtime.constants import DATA_DIR, LF_DEFAULT_IMAGE_MIN_PIXELS
 
 
 @click.group("eval", short_help="OCR metrics: run, score and compare models.")
@@ -22,7 +22,7 @@ def eval_group() -> None:
               help="LoRA adapter directory (a training output) applied on top of --model.")
 @click.option("--dataset", required=True,
               help="Registered dataset name (in --data-dir/dataset_info.json) or a ShareGPT file.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
               show_default=True, help="Directory holding dataset_info.json.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True,

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime.paths import cache_dir
 from glmocr_lf.runtime.versions import installed
 
 FORMAT = 1  # bump when derive_table() changes what it writes: older cache files are then ignored
-ENV_CACHE_DIR = "GLMOCR_LF_CACHE_DIR"
 # LLaMA-Factory's train parser, in its order (llamafactory/hparams/parser.py _TRAIN_ARGS).
 LF_CLASSES = ("ModelArguments", "DataArguments", "TrainingArguments", "FinetuningArguments",
               "GeneratingArguments")
@@ -212,16 +213,6 @@ def derive_table() -> KeyTable:
 
 
 # -- the cache -------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """$GLMOCR_LF_CACHE_DIR, else $XDG_CACHE_HOME/glmocr-lf, else ~/.cache/glmocr-lf."""
-    override = os.environ.get(ENV_CACHE_DIR)
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "glmocr-lf"
-
-
 def stack_versions() -> dict[str, str] | None:
     lf, tf = installed("llamafactory"), installed("transformers")
     return {"llamafactory": lf, "transformers": tf} if lf and tf else None
@@ -254,8 +245,8 @@ def build_in_child(path: Path) -> str | None:
     definitions, it trains nothing) that writes it to `path`. Returns the child's error, or None."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
-    env["DISABLE_VERSION_CHECK"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env[C.ENV_DISABLE_VERSION_CHECK] = "1"
+    env[C.ENV_PYTHONPATH] = os.pathsep.join(p for p in (package_root, env.get(C.ENV_PYTHONPATH)) if p)
     try:
         proc = subprocess.run([sys.executable, "-m", "glmocr_lf.config.lfkeys", str(path)], env=env,
                               capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from glmocr_lf.config.load import from_flat
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.runtime.constants import HF_MODEL_ID, LF_DEFAULT_IMAGE_MAX_PIXELS
+from glmocr_lf.runtime.constants import DATA_DIR, HF_MODEL_ID, LF_DEFAULT_IMAGE_MAX_PIXELS
 
 Method = Literal["lora", "full"]
 METHODS: tuple[Method, ...] = ("lora", "full")
@@ -47,7 +47,7 @@ _VENDOR_SHARED: dict[str, Any] = {
     "ddp_timeout": 180000000, "resume_from_checkpoint": None,
 }
 
-DELIBERATE: dict[str, Any] = {"dataset_dir": "data", "image_max_pixels": LF_DEFAULT_IMAGE_MAX_PIXELS}
+DELIBERATE: dict[str, Any] = {"dataset_dir": DATA_DIR, "image_max_pixels": LF_DEFAULT_IMAGE_MAX_PIXELS}
 
 
 def vendor_values(method: Method) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from glmocr_lf.data.info import entries, info_lock, read_info, unknown_name, wri
 from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
-from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.runtime.launch import whitespace_note
@@ -84,11 +84,11 @@ def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool
             raise DataError("pass either --data-dir or --lf-dir, not both")
         if not lf_dir.is_dir():
             raise DataError(f"{lf_dir}: LLaMA-Factory folder does not exist")
-        target = lf_dir / "data"
+        target = lf_dir / DATA_DIR
         if not target.is_dir():
             raise DataError(f"{lf_dir}: no data/ folder; is this a LLaMA-Factory checkout?")
         return target
-    target = data_dir if data_dir is not None else Path("data")
+    target = data_dir if data_dir is not None else Path(DATA_DIR)
     if target.exists() and not target.is_dir():
         raise DataError(f"{target}: data dir is not a directory")
     if create:

@@ -18,8 +18,9 @@ from typing import Any
 
 from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import decode_check, store
-from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.constants import ENV_HF_HUB_OFFLINE, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.modelfiles import hub_offline
 
 BATCH_ROWS = 256
 ARROW_SUFFIXES = (".parquet", ".arrow")
@@ -219,8 +220,8 @@ def _open_datasets(source: Path, options: TabularOptions) -> _Table:
         else:
             loaded = datasets.load_from_disk(str(source))
     except Exception as err:  # datasets raises many types (offline, missing cache, bad folder)
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        where = "not in the local cache and HF_HUB_OFFLINE is set" if hub and offline else str(err).splitlines()[0]
+        offline = hub_offline()
+        where = f"not in the local cache and {ENV_HF_HUB_OFFLINE} is set" if hub and offline else str(err).splitlines()[0]
         what = "no such file or folder, nor a hub dataset: " if hub else "cannot load the dataset: "
         raise DataError(f"{source}: {what}{where}") from None
     if isinstance(loaded, (datasets.DatasetDict, dict)):

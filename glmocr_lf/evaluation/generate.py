@@ -29,6 +29,7 @@ from glmocr_lf.evaluation.predictions import (
     write_predictions,
 )
 from glmocr_lf.runtime.constants import (
+    DATA_DIR,
     IMAGE_PLACEHOLDER,
     LF_DEFAULT_IMAGE_MAX_PIXELS,
     LF_DEFAULT_IMAGE_MIN_PIXELS,
@@ -81,7 +82,7 @@ class RunOptions:
     dataset: str
     out_dir: Path
     adapter: Path | None = None
-    data_dir: Path = Path("data")
+    data_dir: Path = Path(DATA_DIR)
     max_samples: int | None = None
     max_new_tokens: int = 2048
     repetition_penalty: float = 1.0

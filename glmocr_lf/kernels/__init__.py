@@ -16,14 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from glmocr_lf.runtime.constants import ENV_KERNELS, ENV_PYTHONPATH
 from glmocr_lf.runtime.machine import Gpu
 
 KernelsMode = Literal["auto", "liger", "none"]
 KERNELS_MODES: tuple[KernelsMode, ...] = ("auto", "liger", "none")
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[CompileMode, ...] = ("auto", "on", "off")
-ENV_KERNELS = "GLMOCR_LF_KERNELS"  # read by the start-up hook: comma-separated pieces
-ENV_PYTHONPATH = "PYTHONPATH"
 LIGER_DIST = "liger-kernel"
 INSTALL_HINT = "pip install 'glmocr-lf[kernels]'"
 

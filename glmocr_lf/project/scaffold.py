@@ -18,7 +18,7 @@ from pathlib import Path
 
 from glmocr_lf.config import load_config, render_config
 from glmocr_lf.runtime import resources
-from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.fsutil import atomic_write_bytes, require_empty_dir
 from glmocr_lf.runtime.launch import whitespace_note
 from glmocr_lf.runtime.versions import Stack
@@ -27,7 +27,6 @@ EXAMPLE_DATASET = "cosyn_chemical"
 EXAMPLE_VAL_DATASET = f"{EXAMPLE_DATASET}_val"  # the Makefile's EVAL_DATASET default: $(DATASET)_val
 EXAMPLE_VAL_RATIO = 0.2  # 2 of the 10 images held out
 EXAMPLE_SEED = 0
-DATA_DIR = "data"
 CONFIGS_DIR = "configs"
 DATASET_INFO_PATH = f"{DATA_DIR}/{DATASET_INFO}"
 

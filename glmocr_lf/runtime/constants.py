@@ -1,4 +1,5 @@
-"""Names that cross process boundaries: environment variables, file names, fixed values."""
+"""Names that cross process boundaries: environment variables (all of them: a test keeps them
+here), file names, fixed values."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from __future__ import annotations
 ENV_DEBUG = "GLMOCR_LF_DEBUG"
 # `POINT:FLAGFILE`: a writer reaching pause point POINT creates FLAGFILE and waits there (crash tests)
 ENV_PAUSE_AT = "GLMOCR_LF_PAUSE_AT"
+# our cache folder (the LLaMA-Factory key table, tokenised datasets): runtime/paths.cache_dir
+ENV_CACHE_DIR = "GLMOCR_LF_CACHE_DIR"
+# read by the kernels start-up hook in the training process: comma-separated pieces
+ENV_KERNELS = "GLMOCR_LF_KERNELS"
 
 # LLaMA-Factory launcher variables (llamafactory/launcher.py, extras/misc.py).
 ENV_FORCE_TORCHRUN = "FORCE_TORCHRUN"
@@ -19,6 +24,18 @@ ENV_USE_MODELSCOPE_HUB = "USE_MODELSCOPE_HUB"
 ENV_CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 ENV_RECORD_VRAM = "RECORD_VRAM"
 ENV_OMP_NUM_THREADS = "OMP_NUM_THREADS"
+ENV_LOCAL_RANK = "LOCAL_RANK"  # torchrun's, in each rank
+
+# Python, torch and the hub.
+ENV_PATH = "PATH"
+ENV_PYTHONPATH = "PYTHONPATH"
+ENV_HOME = "HOME"
+ENV_XDG_CACHE_HOME = "XDG_CACHE_HOME"
+ENV_PYTORCH_CUDA_ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
+ENV_HF_HOME = "HF_HOME"
+ENV_HF_HUB_CACHE = "HF_HUB_CACHE"
+ENV_HF_HUB_OFFLINE = "HF_HUB_OFFLINE"
+ENV_HF_ENDPOINT = "HF_ENDPOINT"
 
 # GLM-OCR.
 TEMPLATE = "glm_ocr"
@@ -41,6 +58,8 @@ HF_DEFAULT_TRAIN_BATCH = 8
 HF_DEFAULT_EPOCHS = 3.0
 
 DATASET_INFO = "dataset_info.json"
+# The data folder when none is given: LLaMA-Factory's dataset_dir default, and where `init` puts it.
+DATA_DIR = "data"
 
 # Files glmocr-lf writes beside a run.
 TRAIN_YAML = "glmocr_lf_train.yaml"

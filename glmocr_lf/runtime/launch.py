@@ -181,8 +181,8 @@ def launcher_overlay(topology: Topology, visible_gpus: int,
                                             "torchrun: install torch in this environment"))
     elif shutil.which("torchrun") != found:
         folder = str(Path(found).parent)
-        path = os.environ.get("PATH", "")
-        overlay.env["PATH"] = folder + os.pathsep + path if path else folder
+        path = os.environ.get(C.ENV_PATH, "")
+        overlay.env[C.ENV_PATH] = folder + os.pathsep + path if path else folder
         overlay.notes.append(f"PATH starts with {folder}: LLaMA-Factory runs torchrun by name")
     return problems, overlay
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime.constants import MODEL_TYPE
 from glmocr_lf.runtime.records import read_export_record
 
@@ -89,8 +90,8 @@ def model_dir_problems(model_dir: Path) -> list[str]:
 def cached_snapshot(repo_id: str) -> Path | None:
     """The Hugging Face cache's snapshot of `repo_id` (by its config.json), never downloading."""
     # read the environment now, not when huggingface_hub was first imported
-    cache = os.environ.get("HF_HUB_CACHE") or (
-        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    cache = os.environ.get(C.ENV_HF_HUB_CACHE) or (
+        os.path.join(os.environ[C.ENV_HF_HOME], "hub") if os.environ.get(C.ENV_HF_HOME) else None)
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # the light install: read the cache's documented layout ourselves
@@ -106,11 +107,11 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
 
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(C.ENV_HF_HUB_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    host = urlparse(os.environ.get(C.ENV_HF_ENDPOINT) or "https://huggingface.co").hostname or "huggingface.co"
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True

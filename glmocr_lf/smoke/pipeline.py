@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data.samples import read_samples
+from glmocr_lf.runtime.constants import DATA_DIR
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path, require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
@@ -34,7 +35,7 @@ def smoke_config(directory: Path, model: Path, steps: int) -> Any:
 
     return preset("lora", model=str(model), dataset=SMOKE_NAME, overrides={
         **SMOKE_OVERRIDES, "max_steps": steps, "save_steps": steps,
-        "dataset_dir": str(directory / "data"), "output_dir": str(directory / "saves" / "lora"),
+        "dataset_dir": str(directory / DATA_DIR), "output_dir": str(directory / "saves" / "lora"),
     })
 
 
@@ -82,7 +83,7 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
 
     on_stage("[2/5] registering the bundled sample dataset")
     sample_json, _images = sample_dataset()
-    register_dataset(SMOKE_NAME, sample_json, directory / "data", force=True,
+    register_dataset(SMOKE_NAME, sample_json, directory / DATA_DIR, force=True,
                      options=CheckOptions(cutoff_len=SMOKE_OVERRIDES["cutoff_len"],
                                           image_max_pixels=SMOKE_OVERRIDES["image_max_pixels"]))
 

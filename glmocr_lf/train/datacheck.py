@@ -8,7 +8,7 @@ from pathlib import Path
 from glmocr_lf.config.lfrules import packing_drop_note
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.data.info import get_entry
-from glmocr_lf.runtime.constants import DATASET_INFO
+from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
 
 
@@ -37,7 +37,7 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
     names = dataset_names(cfg)
     if not names:
         return result
-    given = cfg.dataset.dataset_dir or "data"
+    given = cfg.dataset.dataset_dir or DATA_DIR
     dataset_dir = Path(given).expanduser().resolve()
     info_path = dataset_dir / DATASET_INFO
     if not info_path.is_file():

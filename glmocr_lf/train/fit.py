@@ -41,10 +41,16 @@ from typing import Any
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.data.info import read_info
 from glmocr_lf.data.resize import image_tokens
-from glmocr_lf.runtime.constants import ENV_OMP_NUM_THREADS as OMP_NUM_THREADS
-from glmocr_lf.runtime.constants import HF_DEFAULT_EPOCHS, HF_DEFAULT_TRAIN_BATCH
+from glmocr_lf.runtime.constants import (
+    DATA_DIR,
+    ENV_OMP_NUM_THREADS,
+    ENV_PYTORCH_CUDA_ALLOC_CONF,
+    HF_DEFAULT_EPOCHS,
+    HF_DEFAULT_TRAIN_BATCH,
+)
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.paths import cache_dir
 from glmocr_lf.train.changes import Changes
 
 # -- memory model (GiB), calibrated on an H100 with a real-dimension GLM-OCR, bf16 --------------
@@ -75,9 +81,8 @@ TEXT_ALLOWANCE = 640  # tokens of prompt and answer assumed beside the image
 SATURATION_BATCH = 3.5
 CHECKPOINTING_SPEED = 0.75
 
-ENV_OMP = OMP_NUM_THREADS
-ENV_ALLOC = "PYTORCH_CUDA_ALLOC_CONF"
-ENV_CACHE = "GLMOCR_LF_CACHE"
+ENV_OMP = ENV_OMP_NUM_THREADS
+ENV_ALLOC = ENV_PYTORCH_CUDA_ALLOC_CONF
 
 
 Fit = Changes
@@ -165,7 +170,7 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
     names = [n.strip() for n in str(values.get("dataset") or "").split(",") if n.strip()]
     if not names:
         return None
-    dataset_dir = Path(str(values.get("dataset_dir") or "data"))
+    dataset_dir = Path(str(values.get("dataset_dir") or DATA_DIR))
     try:
         info = read_info(dataset_dir)
         files = []
@@ -180,9 +185,7 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
                "seed")
     key = json.dumps({"files": files, **{k: values.get(k) for k in shaping}}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = environ.get(ENV_CACHE) or os.path.join(
-        environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME", "~"), ".cache"), "glmocr-lf")
-    return Path(root).expanduser() / "tokenized" / digest
+    return cache_dir(environ) / "tokenized" / digest
 
 
 def optimizer_steps(values: Mapping[str, Any], samples: int | None, processes: int) -> int | None:

@@ -114,7 +114,7 @@ def defaults_and_paths(cfg: TrainConfig, request: LaunchRequest) -> Changes:
     keys a launch needs (dataset_dir, template, the model id of the chosen hub)."""
     changes = Changes()
     values = cfg.flat()
-    values.setdefault("dataset_dir", "data")
+    values.setdefault("dataset_dir", C.DATA_DIR)
     for key in RELATIVE_PATH_KEYS:
         if values.get(key):
             changes.values[key] = _absolute(str(values[key]))

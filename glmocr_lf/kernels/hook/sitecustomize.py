@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from glmocr_lf.runtime.constants import ENV_KERNELS, ENV_LOCAL_RANK
+
 _TARGET = "transformers.models.glm_ocr.modeling_glm_ocr"
-_PIECES = os.environ.get("GLMOCR_LF_KERNELS", "")
+_PIECES = os.environ.get(ENV_KERNELS, "")
 
 
 def _patch(module: ModuleType) -> None:
@@ -28,7 +30,7 @@ def _patch(module: ModuleType) -> None:
     from glmocr_lf.kernels.glm_ocr import apply
 
     done = apply(module, parse_pieces(_PIECES))
-    if os.environ.get("LOCAL_RANK", "0") == "0":
+    if os.environ.get(ENV_LOCAL_RANK, "0") == "0":
         print(f"[glmocr-lf] kernels: swapped in {_TARGET}: {', '.join(done)}",
               file=sys.stderr, flush=True)
 
