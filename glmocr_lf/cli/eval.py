@@ -92,15 +92,24 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
 
 
 @eval_group.command("score")
-@click.argument("predictions", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("predictions", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--protocol", type=click.Choice(["ours", "omnidocbench"]), default="ours", show_default=True,
               help="omnidocbench: OmniDocBench's normalisations and totals (edit, edit_total, teds), "
                    "comparable with its published element scores.")
+@click.option("--pages", "pages_gt", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --protocol omnidocbench: an OmniDocBench ground-truth JSON; PREDICTIONS is then a "
+                   "folder of one Markdown file per page, scored page by page as OmniDocBench's end-to-end "
+                   "evaluation does.")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes scoring samples [default: every core].")
-def eval_score(predictions: Path, as_json: bool, protocol: str, workers: int | None) -> None:
+def eval_score(predictions: Path, as_json: bool, protocol: str, pages_gt: Path | None, workers: int | None) -> None:
     """Score a predictions file (ours, or LLaMA-Factory's generated_predictions.jsonl) per task and
-    overall."""
+    overall; or, with --pages GT.json, a folder of page Markdown files as OmniDocBench does."""
+    if pages_gt is not None:
+        if protocol != "omnidocbench":
+            raise click.UsageError("--pages scores pages by OmniDocBench's rules: add --protocol omnidocbench")
+        _score_pages(pages_gt, predictions, as_json)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from glmocr_lf.evaluation.score import render_scores, score_file
@@ -115,6 +124,18 @@ def eval_score(predictions: Path, as_json: bool, protocol: str, workers: int | N
         terminal.out(json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         terminal.out(render_scores(scores))
+
+
+def _score_pages(ground_truth: Path, folder: Path, as_json: bool) -> None:
+    from glmocr_lf.evaluation.omnidocbench.pagescore import render_page_scores, score_pages
+
+    scores = score_pages(ground_truth, folder)
+    for page in scores.missing:
+        terminal.warning(f"{folder}: no Markdown file for {page}; the page is left out, as OmniDocBench does")
+    if as_json:
+        terminal.out(json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        terminal.out(render_page_scores(scores))
 
 
 @eval_group.command("compare")
