@@ -187,3 +187,14 @@ def test_one_default_data_folder() -> None:
                 if not (isinstance(parent, ast.Call) and ast.unparse(parent.func) == "click.group"):
                     copies.append(f"{name}:{node.lineno}")
     assert copies == []
+
+
+def test_one_model_folder_check() -> None:
+    """What a usable model folder holds is runtime/modelfiles.model_dir_checks; doctor renders it
+    (it once had its own, which said ok to a folder train refused)."""
+    parts = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "video_preprocessor_config.json")
+    naming = sorted(name for name, path in modules().items()
+                    if any(part in text for text in string_constants(path) for part in parts)
+                    or "processor_sources" in path.read_text(encoding="utf-8"))
+    assert naming == ["glmocr_lf.runtime.modelfiles"]
+    assert "model_dir_checks" in (PACKAGE / "project" / "doctor.py").read_text(encoding="utf-8")

@@ -185,10 +185,13 @@ def test_model_tiny_glm_ocr_is_ok(tiny_model: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(machine, "gpus", lambda: (H100,))
     code, lines, _ = run("--model", str(tiny_model))
     assert code == 0, lines
-    assert lines[-5:-1] == [
+    assert lines[-8:-1] == [
         "ok    model.config: model_type: glm_ocr",
+        "ok    model.weights: model.safetensors",
+        "ok    model.tokenizer: tokenizer.json",
         "ok    model.image_processor: processor_config.json: image_processor",
         "ok    model.video_processor: processor_config.json: video_processor",
+        "ok    model.chat_template: chat_template.jinja",
         "ok    model.processor: Glm46VProcessor with Glm46VImageProcessor and Glm46VVideoProcessor",
     ]
 
@@ -207,10 +210,13 @@ def test_model_without_video_processor_config(tiny_model: Path, tmp_path: Path,
     assert code == 1
     assert lines[len(GOOD_LINES):] == [
         "ok    model.config: model_type: glm_ocr",
+        "ok    model.weights: model.safetensors",
+        "ok    model.tokenizer: tokenizer.json",
         "ok    model.image_processor: preprocessor_config.json",
-        "error model.video_processor: no video_preprocessor_config.json (nor video_processor in "
-        "processor_config.json) in incomplete; LLaMA-Factory would fail with 'Processor was not found'",
+        "error model.video_processor: incomplete has no video_preprocessor_config.json (nor video_processor in "
+        "processor_config.json); LLaMA-Factory would fail with 'Processor was not found'",
         "      fix: copy video_preprocessor_config.json from the base model (zai-org/GLM-OCR) into incomplete",
+        "ok    model.chat_template: chat_template.jinja",
         "warn  model.processor: not loaded: processor files are missing",
         "      fix: copy the missing files (above), then run doctor again",
         "Error: 1 error, 1 warning",
@@ -223,7 +229,7 @@ def test_model_wrong_type_adapter_missing_and_hub_id(tmp_path: Path, stack: dict
     code, lines, _ = run("--model", "qwen")
     assert code == 1
     assert lines[len(GOOD_LINES):len(GOOD_LINES) + 2] == [
-        "error model.config: model_type is 'qwen2_vl', not 'glm_ocr'",
+        "error model.config: qwen: model_type is 'qwen2_vl', not 'glm_ocr'",
         "      fix: pass a GLM-OCR checkpoint (zai-org/GLM-OCR) or a model exported from one",
     ]
 
@@ -292,8 +298,45 @@ def test_model_hub_id_in_the_cache_is_checked_like_a_dir(tiny_model: Path, tmp_p
     assert lines[len(GOOD_LINES):] == [
         f"ok    model: zai-org/GLM-OCR: found in the Hugging Face cache at {repo / 'snapshots' / ('a' * 40)}",
         "ok    model.config: model_type: glm_ocr",
+        "ok    model.weights: model.safetensors",
+        "ok    model.tokenizer: tokenizer.json",
         "ok    model.image_processor: processor_config.json: image_processor",
         "ok    model.video_processor: processor_config.json: video_processor",
+        "ok    model.chat_template: chat_template.jinja",
         "ok    model.processor: Glm46VProcessor with Glm46VImageProcessor and Glm46VVideoProcessor",
         "ready: 0 errors, 0 warnings",
+    ]
+
+
+def test_doctor_refuses_the_folder_train_refuses(tiny_model: Path, tmp_path: Path,
+                                                 stack: dict[str, str | None]) -> None:
+    """config.json and the processor files only: no weights, tokenizer or chat template. Doctor once
+    said ok to it while train refused it; both now read modelfiles.model_dir_checks."""
+    from glmocr_lf.runtime.modelfiles import model_dir_problems
+
+    model = tmp_path / "bare"
+    model.mkdir()
+    for name in ("config.json", "processor_config.json"):
+        shutil.copy(tiny_model / name, model / name)
+    code, lines, _ = run("--model", "bare")
+    assert code == 1
+    assert lines[len(GOOD_LINES):len(GOOD_LINES) + 9] == [
+        "ok    model.config: model_type: glm_ocr",
+        "error model.weights: bare has no weights (*.safetensors)",
+        "      fix: copy the checkpoint's *.safetensors files into it",
+        "error model.tokenizer: bare has no tokenizer files (tokenizer.json, tokenizer_config.json)",
+        "      fix: copy them from the base model (zai-org/GLM-OCR)",
+        "ok    model.image_processor: processor_config.json: image_processor",
+        "ok    model.video_processor: processor_config.json: video_processor",
+        "error model.chat_template: bare has no chat template",
+        "      fix: copy chat_template.jinja from the base model (zai-org/GLM-OCR)",
+    ]
+    assert lines[len(GOOD_LINES) + 9:] == ["warn  model.processor: not loaded: processor files are missing",
+                                         "      fix: copy the missing files (above), then run doctor again",
+                                         "Error: 3 errors, 1 warning"]
+    assert model_dir_problems(Path("bare")) == [
+        "bare has no weights (*.safetensors); copy the checkpoint's *.safetensors files into it",
+        "bare has no tokenizer files (tokenizer.json, tokenizer_config.json); copy them from the base "
+        "model (zai-org/GLM-OCR)",
+        "bare has no chat template; copy chat_template.jinja from the base model (zai-org/GLM-OCR)",
     ]

@@ -8,7 +8,6 @@ transformers and torch), because "Processor was not found" is what users hit oth
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,11 +16,10 @@ from typing import Any, Literal
 from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import machine
 from glmocr_lf.runtime.modelfiles import (
-    PROCESSOR_CONFIG,
     PROCESSOR_FILES,
     cached_snapshot,
+    model_dir_checks,
     not_cached_fix,
-    processor_sources,
     uncached_hub_model,
 )
 from glmocr_lf.runtime.versions import GLM_OCR_FIRST_TRANSFORMERS, PINNED, Stack
@@ -219,42 +217,16 @@ def check_model(model: str, stack: Stack) -> list[Finding]:
 
 
 def check_model_dir(path: Path, stack: Stack) -> list[Finding]:
-    config = path / "config.json"
-    if not config.is_file():
-        if (path / "adapter_config.json").is_file():
-            return [Finding("model.config", "error", f"{path} is a LoRA adapter, not a model",
-                            f"pass the base model ({C.HF_MODEL_ID}), or merge it first: "
-                            f"`glmocr-lf export --adapter {path}`")]
-        return [Finding("model.config", "error", f"{path} has no config.json: not a model directory",
-                        f"pass a GLM-OCR checkpoint directory (e.g. a download of {C.HF_MODEL_ID})")]
-    out = [_model_type(config)]
-    missing = False
-    for part, source in processor_sources(path).items():
-        check = f"model.{part}"
-        file_name = PROCESSOR_FILES[part]
-        if source is not None:
-            out.append(Finding(check, "ok", source))
-        else:
-            missing = True
-            out.append(Finding(check, "error",
-                               f"no {file_name} (nor {part} in {PROCESSOR_CONFIG}) in {path}; "
-                               "LLaMA-Factory would fail with 'Processor was not found'",
-                               f"copy {file_name} from the base model ({C.HF_MODEL_ID}) into {path}"))
-    out.append(_check_processor(path, stack, files_missing=missing))
+    """modelfiles.model_dir_checks, the definition train and export refuse by, as findings; then
+    the processor loaded as LLaMA-Factory loads it."""
+    checks = model_dir_checks(path)
+    out = [Finding(f"model.{c.part}", "ok" if c.ok else "error", c.detail, c.fix) for c in checks]
+    if not (path / "config.json").is_file():
+        return out  # not a model folder at all: nothing to load
+    # the processor is the tokenizer with the image and video processors
+    processor_missing = any(not c.ok for c in checks if c.part in (*PROCESSOR_FILES, "tokenizer"))
+    out.append(_check_processor(path, stack, files_missing=processor_missing))
     return out
-
-
-def _model_type(config: Path) -> Finding:
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return Finding("model.config", "error", f"{config}: unreadable ({exc})",
-                       f"re-download the model or copy config.json from {C.HF_MODEL_ID}")
-    model_type = data.get("model_type") if isinstance(data, dict) else None
-    if model_type != C.MODEL_TYPE:
-        return Finding("model.config", "error", f"model_type is {model_type!r}, not {C.MODEL_TYPE!r}",
-                       f"pass a GLM-OCR checkpoint ({C.HF_MODEL_ID}) or a model exported from one")
-    return Finding("model.config", "ok", f"model_type: {C.MODEL_TYPE}")
 
 
 def _check_processor(path: Path, stack: Stack, *, files_missing: bool) -> Finding:

@@ -12,12 +12,13 @@ import hashlib
 import json
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime.constants import MODEL_TYPE
+from glmocr_lf.runtime.constants import HF_MODEL_ID, MODEL_TYPE
 from glmocr_lf.runtime.records import read_export_record
 
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -50,41 +51,86 @@ def processor_sources(model_dir: Path) -> dict[str, str | None]:
     return sources
 
 
-def has_chat_template(model_dir: Path) -> bool:
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
-        return True
+def chat_template_source(model_dir: Path) -> str | None:
+    """The file that carries the chat template, or None."""
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if (model_dir / name).is_file():
+            return name
     for name in ("tokenizer_config.json", "processor_config.json"):
         if "chat_template" in (_json(model_dir / name) or {}):
-            return True
-    return False
+            return f"{name}: chat_template"
+    return None
 
 
-def model_type(model_dir: Path) -> str | None:
+@dataclass(frozen=True)
+class ModelCheck:
+    """One part of a model folder: `detail` says what was found, or what is wrong (naming the
+    folder) with `fix`."""
+
+    part: str  # config, weights, tokenizer, image_processor, video_processor, chat_template
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def _missing_config(model_dir: Path) -> ModelCheck:
+    if not model_dir.is_dir():
+        what = "does not exist" if not model_dir.exists() else "is not a directory"
+        return ModelCheck("config", False, f"{model_dir} {what}", "pass the model's directory (the one holding config.json)")
+    if (model_dir / "adapter_config.json").is_file():
+        return ModelCheck("config", False, f"{model_dir} is a LoRA adapter, not a model",
+                          f"pass the base model ({HF_MODEL_ID}), or merge it first: "
+                          f"`glmocr-lf export --adapter {model_dir}`")
+    return ModelCheck("config", False, f"{model_dir} has no config.json: not a model directory",
+                      f"pass a GLM-OCR checkpoint directory (e.g. a download of {HF_MODEL_ID})")
+
+
+def _config_check(model_dir: Path) -> ModelCheck:
     config = _json(model_dir / "config.json")
-    return None if config is None else config.get("model_type")
+    if config is None:
+        return ModelCheck("config", False, f"{model_dir / 'config.json'}: unreadable (not a JSON object)",
+                          f"download the model again, or copy config.json from {HF_MODEL_ID}")
+    kind = config.get("model_type")
+    if kind != MODEL_TYPE:
+        return ModelCheck("config", False, f"{model_dir}: model_type is {kind!r}, not {MODEL_TYPE!r}",
+                          f"pass a GLM-OCR checkpoint ({HF_MODEL_ID}) or a model exported from one")
+    return ModelCheck("config", True, f"model_type: {MODEL_TYPE}")
+
+
+def model_dir_checks(model_dir: Path) -> list[ModelCheck]:
+    """Every part LLaMA-Factory needs to train or serve a GLM-OCR checkpoint from `model_dir`, checked
+    from its files. The one definition of a usable model folder: train and export refuse on the
+    failed parts (`model_dir_problems`), doctor shows them all."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        return [_missing_config(model_dir)]
+    checks = [_config_check(model_dir)]
+    weights = sorted(p.name for p in [*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
+    found = weights[0] if len(weights) == 1 else f"{len(weights)} files ({', '.join(weights[:2])}, ...)"
+    checks.append(ModelCheck("weights", True, found) if weights else
+                  ModelCheck("weights", False, f"{model_dir} has no weights (*.safetensors)",
+                             "copy the checkpoint's *.safetensors files into it"))
+    tokenizer = next((n for n in ("tokenizer.json", "tokenizer_config.json") if (model_dir / n).is_file()), None)
+    checks.append(ModelCheck("tokenizer", True, tokenizer) if tokenizer else
+                  ModelCheck("tokenizer", False, f"{model_dir} has no tokenizer files (tokenizer.json, "
+                             "tokenizer_config.json)", f"copy them from the base model ({HF_MODEL_ID})"))
+    for part, source in processor_sources(model_dir).items():
+        file_name = PROCESSOR_FILES[part]
+        checks.append(ModelCheck(part, True, source) if source else ModelCheck(
+            part, False, f"{model_dir} has no {file_name} (nor {part} in {PROCESSOR_CONFIG}); "
+                         "LLaMA-Factory would fail with 'Processor was not found'",
+            f"copy {file_name} from the base model ({HF_MODEL_ID}) into {model_dir}"))
+    template = chat_template_source(model_dir)
+    checks.append(ModelCheck("chat_template", True, template) if template else
+                  ModelCheck("chat_template", False, f"{model_dir} has no chat template",
+                             f"copy chat_template.jinja from the base model ({HF_MODEL_ID})"))
+    return checks
 
 
 def model_dir_problems(model_dir: Path) -> list[str]:
-    """Why `model_dir` is not a GLM-OCR checkpoint LLaMA-Factory can train or serve; empty if it is."""
-    if not model_dir.is_dir():
-        return [f"{model_dir} does not exist" if not model_dir.exists() else f"{model_dir} is not a directory"]
-    if not (model_dir / "config.json").is_file():
-        return [f"{model_dir} has no config.json: not a model directory"]
-    problems = []
-    kind = model_type(model_dir)
-    if kind != MODEL_TYPE:
-        problems.append(f"{model_dir} is a {kind!r} model, not {MODEL_TYPE}")
-    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
-        problems.append(f"{model_dir} has no weights (*.safetensors)")
-    if not ((model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer_config.json").is_file()):
-        problems.append(f"{model_dir} has no tokenizer files")
-    for part, source in processor_sources(model_dir).items():
-        if source is None:
-            problems.append(f"{model_dir} has no {part.replace('_', ' ')} config; LLaMA-Factory fails with 'Processor was not "
-                            "found': copy the processor files from the base model")
-    if not has_chat_template(model_dir):
-        problems.append(f"{model_dir} has no chat template")
-    return problems
+    """Why `model_dir` is not a GLM-OCR checkpoint LLaMA-Factory can train or serve, each with its
+    fix; empty if it is."""
+    return [f"{c.detail}; {c.fix}" if c.fix else c.detail for c in model_dir_checks(model_dir) if not c.ok]
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
