@@ -198,3 +198,17 @@ def test_one_model_folder_check() -> None:
                     or "processor_sources" in path.read_text(encoding="utf-8"))
     assert naming == ["glmocr_lf.runtime.modelfiles"]
     assert "model_dir_checks" in (PACKAGE / "project" / "doctor.py").read_text(encoding="utf-8")
+
+
+def test_one_function_turns_a_registered_name_into_a_file() -> None:
+    """data/info.local_file joins an entry's file_name to the data folder, after the entry's checks;
+    nobody else reads `file_name` off an entry (data/layout reads COCO's own `file_name`)."""
+    readers = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            key = (node.slice if isinstance(node, ast.Subscript) else
+                   node.args[0] if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                   and node.func.attr == "get" and node.args else None)
+            if isinstance(key, ast.Constant) and key.value == "file_name":
+                readers.append(name)
+    assert sorted(set(readers) - {"glmocr_lf.data.layout"}) == ["glmocr_lf.data.info"]

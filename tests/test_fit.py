@@ -155,7 +155,7 @@ def test_user_environment_wins() -> None:
 def test_tokenized_cache_keyed_by_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json"}}))
+    (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json", "formatting": "sharegpt"}}))
     (data / "ocr.json").write_text("[]")
     values = {"dataset": "ocr", "dataset_dir": str(data), "cutoff_len": 2048}
     env = {"GLMOCR_LF_CACHE_DIR": str(tmp_path / "cache")}  # the documented variable: README § Install
@@ -171,7 +171,7 @@ def test_tokenized_cache_keyed_by_data(tmp_path: Path) -> None:
 def test_no_tokenized_cache_across_nodes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json"}}))
+    (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json", "formatting": "sharegpt"}}))
     (data / "ocr.json").write_text("[]")
     cfg = preset("lora", dataset="ocr", overrides={"dataset_dir": str(data)})
     one = fit_to_hardware(cfg, gpus=(H100,), memory_budget_gib=None, processes=1, environ=NO_ENV)

@@ -190,18 +190,26 @@ def get_entry(data_dir: Path, name: str) -> DatasetEntry:
     return DatasetEntry(name, raw)
 
 
+class RemoteDatasetError(DataError):
+    """A registered dataset that is not a local file (a hub or script source): nothing to read here."""
+
+
 def local_file(data_dir: Path, name: str) -> tuple[Path, Layout]:
-    """The ShareGPT file behind a registered name and how LLaMA-Factory reads it."""
+    """The ShareGPT file behind a registered name (joined to `data_dir` as LLaMA-Factory joins it)
+    and how LLaMA-Factory reads it. The one place an entry becomes a file: an entry LLaMA-Factory
+    cannot load, one that is not a local file (RemoteDatasetError) and one not in sharegpt format
+    are refused here."""
     entry = get_entry(data_dir, name)
     info_path = Path(data_dir) / DATASET_INFO
     problem = entry.problem()
     if problem:
-        raise DataError(f"{info_path}: dataset {name}: {problem}")
+        raise DataError(f"{info_path}: dataset {name} {problem}; LLaMA-Factory cannot load it",
+                        hint=f"glmocr-lf data register {name} FILE --data-dir {data_dir} --force")
     if entry.file_name is None:
-        raise DataError(f"{info_path}: dataset {name} is not a local file ({entry.source})")
+        raise RemoteDatasetError(f"{info_path}: dataset {name} is not a local file ({entry.source})")
     if entry.formatting != "sharegpt":
         raise DataError(f"{info_path}: dataset {name}: formatting {entry.formatting!r}; GLM-OCR "
-                        "datasets are sharegpt", hint="set \"formatting\": \"sharegpt\" in the entry")
+                        "trains on sharegpt data", hint="set \"formatting\": \"sharegpt\" in the entry")
     return Path(data_dir) / entry.file_name, entry.layout()
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from glmocr_lf.data.info import entries, info_lock, read_info, unknown_name, write_info
+from glmocr_lf.data.info import (
+    DatasetEntry,
+    entries,
+    info_lock,
+    read_info,
+    unknown_name,
+    write_info,
+)
 from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
@@ -341,7 +348,7 @@ def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveR
         write_info(data_dir, info)
         purged: list[Path] = []
         kept: list[Path] = []
-        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        file_name = DatasetEntry(name, entry).file_name if isinstance(entry, dict) else None
         if purge and isinstance(file_name, str):
             if file_name == f"{name}.json" and NAME_RE.match(name):
                 for path in (data_dir / file_name, data_dir / name):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from glmocr_lf.config.lfrules import packing_drop_note
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.data.info import get_entry
+from glmocr_lf.data.info import RemoteDatasetError, local_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
 
@@ -50,22 +50,15 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
     training = {n.strip() for n in (cfg.dataset.dataset or "").split(",") if n.strip()}
     counts: dict[str, int | None] = {name: None for name in training}
     for name in names:
-        entry = get_entry(dataset_dir, name)
-        problem = entry.problem()
-        if problem:
-            raise DataError(f"{info_path}: dataset {name} {problem}; LLaMA-Factory cannot load it",
-                            hint=f"glmocr-lf data register {name} FILE --data-dir {dataset_dir} --force")
-        if entry.file_name is None:
-            result.notes.append(f"dataset {name}: not a local file ({entry.source}), not checked")
+        try:
+            path, layout = local_file(dataset_dir, name)
+        except RemoteDatasetError as remote:
+            result.notes.append(f"{remote.message}, not checked")
             continue
-        if entry.formatting != "sharegpt":
-            raise DataError(f"{info_path}: dataset {name}: formatting {entry.formatting!r}; GLM-OCR "
-                            "trains on sharegpt data", hint='set "formatting": "sharegpt" in the entry')
-        path = dataset_dir / entry.file_name
         options = CheckOptions(media_dir=media_dir, cutoff_len=cfg.cutoff_len,
                                image_max_pixels=cfg.image_max_pixels, image_min_pixels=cfg.image_min_pixels,
                                allow_outside=True,  # staging links images to where they live
-                               layout=entry.layout())
+                               layout=layout)
         report = validate_file(path, options, collect_records=True)
         report.raise_for_errors(f"dataset {name}", why="training would fail or silently drop samples",
                                 hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")

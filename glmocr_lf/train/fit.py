@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.data.info import read_info
+from glmocr_lf.data.info import local_file, read_info
 from glmocr_lf.data.resize import image_tokens
 from glmocr_lf.runtime.constants import (
     DATA_DIR,
@@ -175,7 +175,7 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
         info = read_info(dataset_dir)
         files = []
         for name in names:
-            path = dataset_dir / info[name]["file_name"]
+            path, _layout = local_file(dataset_dir, name)
             stat = path.stat()
             files.append([name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, info[name]])
     except (OSError, DataError, KeyError, TypeError):
