@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from glmocr_lf.evaluation.score import available_cores, score_file
+from glmocr_lf.evaluation.score import score_file
+from glmocr_lf.runtime.workers import usable_cpus
 
 
 def table(rows: int, cols: int, rng: random.Random, wrong: int = 0) -> str:
@@ -44,7 +45,7 @@ def write(path: Path, count: int, seed: int = 0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=available_cores())
+    parser.add_argument("--workers", type=int, default=usable_cpus())
     parser.add_argument("--protocol", choices=["ours", "omnidocbench"], default="ours")
     parser.add_argument("--single", type=int, default=20, help="tables scored in one process for the per-table cost")
     args = parser.parse_args()

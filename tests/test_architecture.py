@@ -212,3 +212,25 @@ def test_one_function_turns_a_registered_name_into_a_file() -> None:
             if isinstance(key, ast.Constant) and key.value == "file_name":
                 readers.append(name)
     assert sorted(set(readers) - {"glmocr_lf.data.layout"}) == ["glmocr_lf.data.info"]
+
+
+def _calls(path: Path) -> set[str]:
+    """The dotted names a module calls (`os.cpu_count`, `difflib.get_close_matches`, ...)."""
+    return {ast.unparse(n.func) for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(n, ast.Call)}
+
+
+def test_small_helpers_have_one_home() -> None:
+    """Path inside a folder (fsutil.is_inside), the worker pool (workers.worker_pool) and
+    did-you-mean (errors.nearest) were copied into 2-4 modules each."""
+    defining_inside = sorted(name for name, path in modules().items()
+                             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                             if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in ("inside", "is_inside"))
+    assert defining_inside == ["glmocr_lf.runtime.fsutil"]
+    pools = sorted(name for name, path in modules().items()
+                   if {"multiprocessing.get_context", "multiprocessing.get_all_start_methods"} & _calls(path))
+    assert pools == ["glmocr_lf.runtime.workers"]
+    suggesting = sorted(name for name, path in modules().items()
+                        if "difflib.get_close_matches" in _calls(path)
+                        and name != "glmocr_lf.config.lfrules")  # planning's rule table replaces it
+    assert suggesting == ["glmocr_lf.runtime.errors"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from glmocr_lf.config import lfkeys
 from glmocr_lf.config.lfkeys import KeyTable, Unavailable
 from glmocr_lf.config.models import KEY_SECTION, SECTIONS, UNCHECKED, TrainConfig
 from glmocr_lf.config.rules import rule_problems
-from glmocr_lf.runtime.errors import ConfigError, Problem
+from glmocr_lf.runtime.errors import ConfigError, Problem, nearest
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,8 +75,8 @@ def suggest(key: str, table: KeyTable | Unavailable | None = None,
             known: dict[str, str] | None = None) -> tuple[str, str] | None:
     """The nearest known key and its section, e.g. `optm` -> (`optim`, `train`)."""
     pool = known if known is not None else known_keys(lfkeys.load_table() if table is None else table)
-    matches = difflib.get_close_matches(key, list(pool), n=1, cutoff=0.6)
-    return (matches[0], pool[matches[0]]) if matches else None
+    match = nearest(key, pool)
+    return (match, pool[match]) if match else None
 
 
 def unknown_key_message(key: str, table: KeyTable | Unavailable | None = None) -> str:

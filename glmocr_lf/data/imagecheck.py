@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from glmocr_lf.runtime.fsutil import is_inside
+from glmocr_lf.runtime.workers import usable_cpus, worker_pool
+
 TAIL_BYTES = 1024
 POOL_THRESHOLD = 4000
 CHUNK = 512
@@ -38,10 +41,6 @@ class ImageRequest:
 @lru_cache(maxsize=4096)
 def _realdir(directory: str) -> str:
     return os.path.realpath(directory)
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _truncation(fmt: str | None, head: bytes, tail: bytes, size: int) -> str | None:
@@ -102,10 +101,10 @@ def _stat(request: ImageRequest) -> os.stat_result | ImageCheck:
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            if request.root_real is not None and not _inside(os.path.realpath(path), request.root_real):
+            if request.root_real is not None and not is_inside(os.path.realpath(path), request.root_real):
                 return ImageCheck("symlink points outside the media dir (pass --allow-outside to accept)")
             st = os.stat(path)
-        elif request.root_real is not None and not _inside(_realdir(os.path.dirname(path)), request.root_real):
+        elif request.root_real is not None and not is_inside(_realdir(os.path.dirname(path)), request.root_real):
             return ImageCheck("path leaves the media dir through a symlinked folder (pass --allow-outside to accept)")
     except FileNotFoundError:
         return ImageCheck(f"image not found: {path}")
@@ -193,17 +192,13 @@ class ImageChecker:
     """
 
     def __init__(self, expected: int, workers: int | None = None) -> None:
-        workers = workers if workers is not None else (os.cpu_count() or 1)
+        workers = workers if workers is not None else usable_cpus()
         self._pending: list[ImageRequest] = []
         self._parts: list[Any] = []  # AsyncResult or list[ImageCheck]
         self._sizes: list[int] = []
         self._pool: Any = None
         if workers > 1 and expected >= POOL_THRESHOLD:
-            import multiprocessing
-
-            # fork: workers need no re-import and callers need no `if __name__ == "__main__"` guard
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = multiprocessing.get_context(method).Pool(workers)
+            self._pool = worker_pool(workers)
 
     def __enter__(self) -> ImageChecker:
         return self

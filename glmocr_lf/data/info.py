@@ -9,7 +9,6 @@ replace the file atomically; a file that is not valid JSON is reported and never
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.runtime.constants import DATASET_INFO
-from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.errors import DataError, nearest
 from glmocr_lf.runtime.fsutil import atomic_write_text, decode_utf8, file_lock, read_bytes
 
 LOCK_NAME = ".dataset_info.json.lock"
@@ -160,9 +159,9 @@ def info_lock(data_dir: Path) -> Iterator[None]:
 
 
 def unknown_name(name: str, info: dict[str, Any], info_path: Path) -> DataError:
-    close = difflib.get_close_matches(name, list(info), n=1)
+    close = nearest(name, info)
     if close:
-        hint = f"did you mean {close[0]!r}?"
+        hint = f"did you mean {close!r}?"
     elif info:
         hint = "registered: " + ", ".join(sorted(info))
     else:

@@ -32,7 +32,7 @@ from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
+from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, is_inside, remove_path
 from glmocr_lf.runtime.launch import whitespace_note
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
@@ -234,24 +234,20 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
                           (spaced,) if spaced else ())
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _in_place(name: str, file: Path, root: Path, data_dir: Path) -> str | None:
     """FILE's name relative to DATA when it already sits there with images resolving from DATA
     (the vendor guide's layout): it is registered as it is. Staging must never write over FILE
     (DATA/NAME.json) or replace the folder it or its images live in (DATA/NAME/)."""
     data_abs = data_dir.resolve()
     file_abs, root_abs = file.resolve(), root.resolve()
-    if _inside(file_abs, data_abs) and root_abs == data_abs:
+    if is_inside(file_abs, data_abs) and root_abs == data_abs:
         return file_abs.relative_to(data_abs).as_posix()
     hint = (f"register it from outside {data_dir} (register stages a copy), or keep its image paths "
             f"relative to {data_dir} and pass --media-dir {data_dir}")
     if file_abs == data_abs / f"{name}.json":
         raise DataError(f"{file}: is the file registering {name!r} writes, and its images resolve from {root}, "
                         f"not from {data_dir}", hint=hint)
-    if _inside(file_abs, data_abs / name) or _inside(root_abs, data_abs / name):
+    if is_inside(file_abs, data_abs / name) or is_inside(root_abs, data_abs / name):
         raise DataError(f"{file}: it or its images lie inside {data_dir / name}/, which registering {name!r} "
                         "replaces", hint=hint)
     return None

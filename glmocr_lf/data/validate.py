@@ -35,6 +35,7 @@ from glmocr_lf.runtime.constants import (
     TASK_PROMPTS,
 )
 from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.fsutil import is_inside
 
 ROLES = ("system", "user", "assistant")
 TASK_PROMPT_SET = frozenset(TASK_PROMPTS.values())
@@ -217,7 +218,7 @@ class _Validator:
             full = os.path.normpath(image)
         else:
             full = os.path.normpath(os.path.join(self.root, image))
-            if not self.options.allow_outside and not _inside(full, self.root):
+            if not self.options.allow_outside and not is_inside(full, self.root):
                 self.problem(raw, where, f"path {image!r} leaves the media dir {self.report.media_dir} "
                              "(or pass --allow-outside)")
                 return -1
@@ -305,10 +306,6 @@ class _Validator:
             self.report.records.append(SampleRecord(
                 raw.index, item.prompt, tuple(sizes), result.image, result.total,
                 bool(result.image_turns_cut), bool(result.answer_turns_cut)))
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _n(count: int, noun: str) -> str:

@@ -12,7 +12,6 @@ Samples are scored in a process pool over every core (TEDS is pure Python, ~0.5 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,6 +26,7 @@ from glmocr_lf.evaluation.scoretypes import (
     sample_kind,
 )
 from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.workers import usable_cpus, worker_pool
 
 Protocol = Literal["ours", "omnidocbench"]
 PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")
@@ -103,7 +103,7 @@ def score_predictions(predictions: Sequence[Prediction], source: str = "", *, pr
 
 def _map(scorer: Callable[[Prediction], SampleScore], predictions: Sequence[Prediction],
          workers: int | None, progress: Callable[[int, int], None] | None) -> list[SampleScore]:
-    workers = workers if workers is not None else available_cores()
+    workers = workers if workers is not None else usable_cpus()
     total = len(predictions)
     if workers <= 1 or total < POOL_THRESHOLD:
         samples = []
@@ -112,24 +112,14 @@ def _map(scorer: Callable[[Prediction], SampleScore], predictions: Sequence[Pred
             if progress:
                 progress(len(samples), total)
         return samples
-    import multiprocessing
-
-    # fork: workers inherit the loaded code; a TEDS costs ~0.5 s, so small chunks keep the cores even
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(min(workers, total)) as pool:
+    # a TEDS costs ~0.5 s, so small chunks keep the cores even
+    with worker_pool(min(workers, total)) as pool:
         samples = []
         for sample in pool.imap(scorer, predictions, chunksize=POOL_CHUNK):
             samples.append(sample)
             if progress:
                 progress(len(samples), total)
     return samples
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def score_file(path: Path, *, protocol: Protocol = "ours", workers: int | None = None,

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+
+def nearest(word: str, known: Iterable[str]) -> str | None:
+    """The known name `word` most likely misspells (for "did you mean ...?"), or None."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 class GlmocrLfError(Exception):

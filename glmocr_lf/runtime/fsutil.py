@@ -20,6 +20,13 @@ from glmocr_lf.runtime.constants import ENV_PAUSE_AT
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 
 
+def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether `path` is `folder` or lies below it, by their spelling (resolve both first for
+    links): cheap enough for every image of a dataset."""
+    path, folder = os.fspath(path), os.fspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def file_in_the_way(path: Path) -> Path | None:
     """The nearest existing ancestor of `path` when it is not a directory (`afile` for `afile/x`)."""
     for ancestor in Path(path).parents:
