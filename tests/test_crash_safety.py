@@ -142,3 +142,126 @@ def test_two_converts_at_once_into_one_output_one_refused(tmp_path: Path) -> Non
     assert (second.returncode, second.stderr) == (1, (
         "Error: ocr.json: another glmocr-lf is writing this convert output now\n"
         "Hint: wait for it to finish, or write to another path\n"))
+
+
+def dataset(folder: Path, tag: str, count: int, width: int) -> Path:
+    """COUNT samples whose answer names the width of their own image: `TAG i w=WIDTH`."""
+    from data_fixtures import sample, write_json
+
+    rows = []
+    for i in range(count):
+        make_png(folder / "images" / f"{i}.png", width + i, 20)
+        rows.append(sample(f"images/{i}.png", answer=f"{tag} {i} w={width + i}"))
+    return write_json(folder / "ds.json", rows)
+
+
+def registered(data: Path, name: str) -> list[str]:
+    """The answers of NAME as training reads it, each checked against its image (no mixed pairs)."""
+    from PIL import Image
+
+    assert json.loads((data / "dataset_info.json").read_text())[name]["file_name"] == f"{name}.json"
+    answers = []
+    for row in json.loads((data / f"{name}.json").read_text()):
+        answer = row["messages"][1]["content"]
+        with Image.open(data / row["images"][0]) as image:
+            assert answer.endswith(f"w={image.size[0]}"), (answer, image.size)
+        answers.append(answer.rsplit(" w=", 1)[0])
+    return answers
+
+
+# point 1: a registration (samples and images) is switched by one rename
+@pytest.mark.parametrize("link", ["symlink", "copy"])
+def test_register_force_killed_at_the_swap_keeps_the_old_registration_whole(tmp_path: Path, link: str) -> None:
+    dataset(tmp_path / "old", "old", 3, 40)
+    dataset(tmp_path / "new", "new", 3, 80)
+    assert invoke("data", "register", "ds", "old/ds.json", "--link", link).exit_code == 0
+    data = tmp_path / "data"
+    for point in ["register-swap"] * KILL_ROUNDS:
+        killed_at(point, ["data", "register", "ds", "new/ds.json", "--force", "--link", link], tmp_path)
+        assert registered(data, "ds") == ["old 0", "old 1", "old 2"]
+        check = invoke("data", "validate", "ds")
+        assert check.exit_code == 0, check.stderr
+    result = invoke("data", "register", "ds", "new/ds.json", "--force", "--link", link)
+    assert result.exit_code == 0, result.stderr
+    assert registered(data, "ds") == ["new 0", "new 1", "new 2"]
+    # the leftovers of the killed runs went under the lock: one version folder, nothing hidden
+    assert len(os.listdir(data / "ds")) == 1
+    assert sorted(p.name for p in data.iterdir()) == [".dataset_info.json.lock", "dataset_info.json", "ds", "ds.json"]
+
+
+# point 7: a failed or killed register leaves nothing that blocks the re-run
+def test_register_killed_before_its_entry_is_finished_by_the_rerun(tmp_path: Path) -> None:
+    dataset(tmp_path / "src", "t", 2, 40)
+    for _ in range(KILL_ROUNDS):
+        killed_at("register-entry", ["data", "register", "ds", "src/ds.json"], tmp_path)
+        result = invoke("data", "register", "ds", "src/ds.json")
+        assert result.stderr.splitlines()[0] == "Registered ds: 2 samples, 2 images -> data/dataset_info.json"
+        assert registered(tmp_path / "data", "ds") == ["t 0", "t 1"]
+        assert invoke("data", "remove", "ds", "--purge").exit_code == 0
+    killed_at("register-swap", ["data", "register", "ds", "src/ds.json"], tmp_path)
+    result = invoke("data", "register", "ds", "src/ds.json")
+    assert result.exit_code == 0, result.stderr
+    assert len(os.listdir(tmp_path / "data" / "ds")) == 1
+
+
+def test_register_out_of_space_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import shutil
+
+    from glmocr_lf.data import staging
+
+    dataset(tmp_path / "old", "old", 3, 40)
+    dataset(tmp_path / "new", "new", 3, 80)
+    assert invoke("data", "register", "ds", "old/ds.json", "--link", "copy").exit_code == 0
+    copied = []
+    real_copy = shutil.copyfile
+    disk_full = True
+
+    def copy_until_full(source: str, dest: str) -> None:
+        if len(copied) == 2 and disk_full:
+            raise OSError(errno.ENOSPC, "No space left on device", dest)
+        copied.append(real_copy(source, dest))
+
+    monkeypatch.setattr(staging.shutil, "copyfile", copy_until_full)
+    before = {str(p.relative_to(tmp_path)) for p in (tmp_path / "data").rglob("*")}
+    for name in ("ds", "fresh"):
+        copied.clear()
+        result = invoke("data", "register", name, "new/ds.json", "--force", "--link", "copy")
+        assert (result.exit_code, result.stderr) == (1, f"Error: data/{name}: cannot write: No space left on device\n")
+        assert {str(p.relative_to(tmp_path)) for p in (tmp_path / "data").rglob("*")} == before
+    assert registered(tmp_path / "data", "ds") == ["old 0", "old 1", "old 2"]
+    disk_full = False
+    assert invoke("data", "register", "fresh", "new/ds.json", "--link", "copy").exit_code == 0
+
+
+def test_a_lone_surrogate_is_an_error_for_validate_and_register_alike(tmp_path: Path) -> None:
+    dataset(tmp_path / "src", "t", 2, 40)
+    path = tmp_path / "src" / "ds.json"
+    path.write_text(path.read_text().replace('"t 1 w=41"', '"t 1 \\ud800 w=41"'))
+    expected = "src/ds.json: sample 1: messages[1].content: lone surrogate \\ud800 at character 4; " \
+               "not valid Unicode text (fix the escape in the file)"
+    check = invoke("data", "validate", "src/ds.json")
+    assert check.exit_code == 1 and check.stderr.splitlines()[0] == expected
+    result = invoke("data", "register", "ds", "src/ds.json")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [expected, "Error: src/ds.json: 1 error; nothing registered",
+                                          "Hint: fix them, then run `glmocr-lf data validate src/ds.json`"]
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+# point 4: names that would be the registry's own files
+def test_reserved_names_are_refused_and_purge_keeps_the_registry(tmp_path: Path) -> None:
+    dataset(tmp_path / "src", "t", 2, 40)
+    for name in ("dataset_info", "Dataset_Info"):
+        result = invoke("data", "register", name, "src/ds.json")
+        assert (result.exit_code, result.stderr) == (1, (
+            f"Error: {name!r}: reserved; DATA/{name}.json would be the registry's own file\n"
+            "Hint: pick another name\n"))
+    assert invoke("data", "register", "ds", "src/ds.json").exit_code == 0
+    info = tmp_path / "data" / "dataset_info.json"
+    entries = json.loads(info.read_text())
+    info.write_text(json.dumps({**entries, "dataset_info": {"file_name": "dataset_info.json"}}))
+    result = invoke("data", "remove", "dataset_info", "--purge")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(info.read_text()) == entries
+    assert registered(tmp_path / "data", "ds") == ["t 0", "t 1"]

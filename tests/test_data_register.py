@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,13 @@ def entry(name: str) -> dict[str, object]:
     return {**ENTRY, "file_name": f"{name}.json"}
 
 
+def version(name: str, data: Path = Path("data")) -> Path:
+    """DATA/NAME/vDIGEST: the one version folder NAME.json points into."""
+    found = [p for p in (data / name).iterdir() if re.fullmatch(r"v[0-9a-f]{12}(-[0-9]+)?", p.name)]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def info(data: Path = Path("data")) -> dict[str, object]:
     return json.loads((data / "dataset_info.json").read_text())  # type: ignore[no-any-return]
 
@@ -39,9 +47,12 @@ def test_register_stages_links_and_entry(tmp_path: Path) -> None:
     ]
     assert info() == {"ds": ENTRY}
     staged = json.loads((tmp_path / "data" / "ds.json").read_text())
-    assert [s["images"] for s in staged] == [["ds/images/0.png"], ["ds/images/1.png"], ["ds/images/2.png"]]
+    v = version("ds").name
+    assert [s["images"] for s in staged] == [[f"ds/{v}/images/0.png"], [f"ds/{v}/images/1.png"],
+                                             [f"ds/{v}/images/2.png"]]
     # symlink staging links the top-level image folder, not 100k files one by one
-    link = tmp_path / "data" / "ds" / "images"
+    link = version("ds") / "images"
+    assert os.listdir(tmp_path / "data" / "ds") == [v]
     assert link.is_symlink() and os.readlink(link) == str(tmp_path / "src" / "images")
     assert (link / "0.png").is_file()
     # the staged copy validates from the data dir (where LLaMA-Factory resolves it): the staging
@@ -58,7 +69,7 @@ def test_register_stages_links_and_entry(tmp_path: Path) -> None:
 def test_register_hardlink_and_copy(tmp_path: Path, mode: str) -> None:
     good_dataset(tmp_path / "src")
     assert invoke("data", "register", "ds", "src/ds.json", "--link", mode).exit_code == 0
-    staged = tmp_path / "data" / "ds" / "images" / "1.png"
+    staged = version("ds") / "images" / "1.png"
     assert staged.is_file() and not staged.is_symlink()
     same_inode = staged.stat().st_ino == (tmp_path / "src" / "images" / "1.png").stat().st_ino
     assert same_inode is (mode == "hardlink")
@@ -89,8 +100,8 @@ def test_different_content_needs_force(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.stderr.splitlines()[0] == "Replaced ds: 2 samples, 2 images -> data/dataset_info.json"
     assert len(json.loads((tmp_path / "data" / "ds.json").read_text())) == 2
-    assert os.readlink(tmp_path / "data" / "ds" / "images") == str(tmp_path / "other" / "images")
-    assert not (tmp_path / "data" / "ds" / "images" / "2.png").exists()
+    assert os.readlink(version("ds") / "images") == str(tmp_path / "other" / "images")
+    assert not (version("ds") / "images" / "2.png").exists()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".dataset_info.json.lock", "dataset_info.json",
                                                                        "ds", "ds.json"]
 
@@ -146,7 +157,8 @@ def test_existing_unregistered_files_need_force(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["../x", "src/ds.json"], "Error: '../x': invalid dataset name; use letters, digits, '_', '-' and '.'\n"),
+    (["../x", "src/ds.json"], "Error: '../x': invalid dataset name; use letters, digits, '_', '-' and '.' "
+                                 "(at most 128, starting with a letter or digit)\n"),
     (["ds", "src"], "Error: src: is a directory, expected a dataset file\n"),
     (["ds", "src/ds.json", "--lf-dir", "nope"], "Error: nope: LLaMA-Factory folder does not exist\n"),
     (["ds", "src/ds.json", "--lf-dir", "src"], "Error: src: no data/ folder; is this a LLaMA-Factory checkout?\n"),
@@ -168,7 +180,7 @@ def test_lf_dir_stages_into_its_data_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     data = tmp_path / "LlamaFactory" / "data"
     assert info(data) == {"identity": {"file_name": "identity.json"}, "my_ocr": entry("my_ocr")}
-    assert (data / "my_ocr" / "images" / "0.png").is_file()
+    assert (version("my_ocr", data) / "images" / "0.png").is_file()
     listing = invoke("data", "list", "--lf-dir", "LlamaFactory")
     assert listing.stdout.splitlines() == [
         "NAME      SAMPLES  FILE           IMAGES",

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import re
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,9 @@ def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
     code, lines, _ = init("project", "--example")
     assert code == 0, lines
     project = tmp_path / "project"
-    check_golden("tree.txt", "\n".join(files_under(project)) + "\n")
+    # a registration's version folder is named by the digest of what it stages (absolute paths included)
+    tree = re.sub(r"/v[0-9a-f]{12}/", "/vDIGEST/", "\n".join(files_under(project)) + "\n")
+    check_golden("tree.txt", tree)
     check_golden("Makefile", (project / "Makefile").read_text())
     assert lines[:6] == ["project", "├── configs", "│   ├── full.yaml", "│   └── lora.yaml", "├── data",
                          "│   ├── cosyn_chemical"]
@@ -134,8 +137,8 @@ def test_init_example_validates_and_registers_the_sample(tmp_path: Path,
             (image,) = sample["images"]
             path = project / "data" / image
             assert path.is_file() and not path.is_symlink(), image
-            folder, _, bundled = image.partition("/")
-            assert folder == name
+            folder, version, bundled = image.split("/", 2)
+            assert folder == name and re.fullmatch(r"v[0-9a-f]{12}", version), image
             assert path.read_bytes() == (SAMPLE_JSON.parent / bundled).read_bytes()
             images[name].add(bundled)
         result = runner.invoke(cli, ["data", "validate", f"data/{name}.json", "--config", "configs/lora.yaml"],

@@ -139,7 +139,7 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
                   options: CheckOptions) -> None:
     """Validate FILE, stage it and its images into the data dir as NAME, add it to dataset_info.json.
 
-    Nothing is written when FILE has errors. Image paths in the staged copy become NAME/<path>,
+    Nothing is written when FILE has errors. Image paths in the staged copy become NAME/vDIGEST/<path>,
     so they resolve from the data dir (LLaMA-Factory's default media_dir). A FILE already in the
     data dir whose images resolve from it is registered as it is; FILE is never modified.
     """

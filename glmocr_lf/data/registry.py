@@ -1,9 +1,10 @@
 """Stage datasets into a LLaMA-Factory data folder and keep its `dataset_info.json` in order.
 
 Layout (the vendor guide's, one name per dataset): `DATA/NAME.json` holds the samples with image
-paths rewritten to `NAME/<path relative to the media dir>`, and `DATA/NAME/` holds the images, so
-every path resolves from DATA, LLaMA-Factory's default `media_dir`. `symlink` (default) links the
-top-level folders and files the images live in; `hardlink` and `copy` stage each image file.
+paths rewritten to `NAME/vDIGEST/<path relative to the media dir>`, and `DATA/NAME/vDIGEST/` holds
+the images, so every path resolves from DATA, LLaMA-Factory's default `media_dir`; switching
+versions is one rename (`staging.py`). `symlink` (default) links the top-level folders and files
+the images live in; `hardlink` and `copy` stage each image file.
 `dataset_info.json` is changed only under a file lock and replaced atomically: concurrent
 registrations never lose an entry, and any error leaves the file byte-for-byte as it was.
 """
@@ -11,10 +12,7 @@ registrations never lose an entry, and any error leaves the file byte-for-byte a
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,15 +27,18 @@ from glmocr_lf.data.info import (
 )
 from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
+from glmocr_lf.data.staging import LinkMode, clean_leftovers, is_staged, make_plan, swap_in
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, is_inside, remove_path
+from glmocr_lf.runtime.fsutil import ensure_dir, is_inside, remove_path
 from glmocr_lf.runtime.launch import whitespace_note
 
-LinkMode = Literal["symlink", "hardlink", "copy"]
 Status = Literal["added", "unchanged", "replaced"]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME_CHARS = 128
+# NAME.json of these is a file the registry keeps (case-insensitive file systems included)
+RESERVED_NAMES = frozenset({Path(DATASET_INFO).stem.lower()})
 
 SHAREGPT_COLUMNS = {"messages": "messages", "images": "images"}
 SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
@@ -104,92 +105,21 @@ def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise DataError(f"{name!r}: invalid dataset name; use letters, digits, '_', '-' and '.'")
+    """A name registering can stage as DATA/NAME.json and DATA/NAME/ without touching anything else."""
+    if not NAME_RE.match(name) or len(name) > MAX_NAME_CHARS:
+        raise DataError(f"{name!r}: invalid dataset name; use letters, digits, '_', '-' and '.' "
+                        f"(at most {MAX_NAME_CHARS}, starting with a letter or digit)")
+    if name.lower() in RESERVED_NAMES:
+        raise DataError(f"{name!r}: reserved; DATA/{name}.json would be the registry's own file",
+                        hint="pick another name")
     return name
 
 
-@dataclass(frozen=True)
-class _Plan:
-    text: str
-    files: list[tuple[str, str]]  # (source absolute path, destination relative to DATA/NAME)
-    samples: int
-    images: int
-
-    def links(self, link: LinkMode) -> list[tuple[str, str]]:
-        """What to create: per file for hardlink/copy; for symlink one link per top-level entry
-        (a folder link serves every image below it, so 100k images stage in milliseconds)."""
-        if link != "symlink":
-            return self.files
-        top: dict[str, str] = {}
-        for source, rel in self.files:
-            first, sep, rest = rel.partition("/")
-            top.setdefault(first, source[: len(source) - len(rest) - 1] if sep else source)
-        return sorted(((source, rel) for rel, source in top.items()), key=lambda item: item[1])
-
-
-def _plan(name: str, report: ValidationReport, root: Path) -> _Plan:
-    """The staged JSON text and the files it needs (from the samples just validated)."""
-    assert report.sample_file is not None
-    root_abs = os.path.normpath(os.path.abspath(root))
-    prefix = root_abs.rstrip(os.sep) + os.sep
-    files: dict[str, str] = {}
-    lines = []
-    image_count = 0
-    for raw in report.sample_file.samples:
-        staged = dict(raw.data)
-        paths = []
-        for image in staged.get("images") or []:
-            full = os.path.normpath(os.path.join(root_abs, image))
-            if full.startswith(prefix):
-                rel = full[len(prefix):].replace(os.sep, "/")
-                files[full] = rel
-                paths.append(f"{name}/{rel}")
-            else:  # --allow-outside: LLaMA-Factory passes absolute paths through unchanged
-                paths.append(full)
-        staged["images"] = paths  # always present: LLaMA-Factory indexes the column on every row
-        image_count += len(paths)
-        lines.append(json.dumps(staged, ensure_ascii=False))
-    text = "[\n" + ",\n".join(lines) + "\n]\n"
-    return _Plan(text, sorted(files.items(), key=lambda item: item[1]), len(lines), image_count)
-
-
-def _stage_images(links: list[tuple[str, str]], target: Path, link: LinkMode) -> None:
-    made: set[str] = set()
-    for source, rel in links:
-        dest = os.path.join(target, rel)
-        parent = os.path.dirname(dest)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        if link == "symlink":
-            os.symlink(source, dest)
-        elif link == "hardlink":
-            try:
-                os.link(source, dest)
-            except OSError as err:
-                raise DataError(f"{source}: cannot hardlink into {target}: {err.strerror or err}",
-                                hint="hardlinks need the same filesystem; use --link symlink or copy") from None
-        else:
-            shutil.copyfile(source, dest)
-
-
-def _same_staging(data_dir: Path, name: str, plan: _Plan) -> bool:
-    staged = data_dir / f"{name}.json"
+def _stageable(name: str) -> bool:
     try:
-        if staged.read_text(encoding="utf-8") != plan.text:
-            return False
-    except (OSError, UnicodeDecodeError):
+        check_name(name)
+    except DataError:
         return False
-    target = data_dir / name
-    for source, rel in plan.links("symlink"):  # staged by symlink: the same links
-        dest = target / rel
-        if dest.is_symlink() and os.readlink(dest) != source:
-            return False
-    for source, rel in plan.files:  # any mode: every image there, same size
-        dest = target / rel
-        if not dest.is_file() or dest.stat().st_size != os.stat(source).st_size:
-            return False
     return True
 
 
@@ -206,29 +136,32 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
     in_place = _in_place(name, file, root, data_dir)
     if in_place is not None:
         return _register_in_place(name, in_place, data_dir, report, force=force)
-    plan = _plan(name, report, root)
+    plan = make_plan(name, report, root, link)
     entry = sharegpt_entry(f"{name}.json")
     ensure_dir(data_dir, "data dir")
     info_path = data_dir / DATASET_INFO
     with info_lock(data_dir):
         info = read_info(data_dir)
+        clean_leftovers(data_dir, name)
         staged_file, staged_dir = data_dir / f"{name}.json", data_dir / name
         status: Status = "added"
+        staged = is_staged(data_dir, plan)
         if name in info:
-            if info[name] == entry and _same_staging(data_dir, name, plan):
+            if info[name] == entry and staged:
                 return RegisterResult(name, "unchanged", data_dir, staged_file, plan.samples, plan.images, report)
             if not force:
                 raise AlreadyRegisteredError(f"{name!r} is already registered in {info_path} with different content",
                                              hint="pass --force to replace it")
             status = "replaced"
-        elif not force:
+        elif not force and not staged:  # staged: a run killed before it added the entry
             for existing in (staged_file, staged_dir):
                 if existing.exists() or existing.is_symlink():
                     raise AlreadyRegisteredError(f"{existing}: already exists and is not a registered dataset",
                                                  hint="pick another name, or pass --force to overwrite it")
-        _swap_in(data_dir, name, plan, link)
-        info[name] = entry
-        write_info(data_dir, info)
+        if staged:  # only the entry is missing (a run killed after its switch) or different
+            write_info(data_dir, {**info, name: entry})
+        else:
+            swap_in(data_dir, plan, lambda: write_info(data_dir, {**info, name: entry}))
     spaced = whitespace_note(data_dir)
     return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report,
                           (spaced,) if spaced else ())
@@ -279,34 +212,6 @@ def _register_in_place(name: str, file_name: str, data_dir: Path, report: Valida
                           in_place=True)
 
 
-def _swap_in(data_dir: Path, name: str, plan: _Plan, link: LinkMode) -> None:
-    """Stage beside the old copy, then swap; on failure the old staging is put back."""
-    tag = f"{os.getpid()}"
-    fresh = data_dir / f".{name}.staging-{tag}"
-    old = data_dir / f".{name}.old-{tag}"
-    staged_dir = data_dir / name
-    remove_path(fresh)
-    moved = False
-    try:
-        if plan.files:
-            fresh.mkdir()
-            _stage_images(plan.links(link), fresh, link)
-        if staged_dir.exists() or staged_dir.is_symlink():
-            os.replace(staged_dir, old)
-            moved = True
-        if plan.files:
-            os.replace(fresh, staged_dir)
-        atomic_write_text(data_dir / f"{name}.json", plan.text)
-    except BaseException:
-        remove_path(fresh)
-        if moved:
-            remove_path(staged_dir)
-            os.replace(old, staged_dir)
-        raise
-    if moved:
-        remove_path(old)
-
-
 def list_datasets(data_dir: Path) -> list[DatasetListing]:
     listing = []
     for entry in entries(data_dir):
@@ -346,7 +251,7 @@ def remove_dataset(name: str, data_dir: Path, *, purge: bool = False) -> RemoveR
         kept: list[Path] = []
         file_name = DatasetEntry(name, entry).file_name if isinstance(entry, dict) else None
         if purge and isinstance(file_name, str):
-            if file_name == f"{name}.json" and NAME_RE.match(name):
+            if file_name == f"{name}.json" and _stageable(name):
                 for path in (data_dir / file_name, data_dir / name):
                     if path.exists() or path.is_symlink():
                         remove_path(path)
