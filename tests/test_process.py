@@ -142,3 +142,87 @@ def test_an_ignored_hangup_is_not_forwarded(tmp_path: Path) -> None:
     assert (result.exit_code, result.interrupted, result.signal) == (0, False, None)
     assert lines == ["ready", "done"]
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
+# issue 23 §5: one Ctrl-C stops a run that ignores it, and the record says what really happened
+DEAF = """
+import signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: print("child: SIGINT ignored", flush=True))
+signal.signal(signal.SIGTERM, lambda *_: (print("child: SIGTERM, stopping", flush=True), sys.exit(0)))
+print("ready", flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+sys.exit(0)
+"""
+
+
+def test_a_child_that_goes_on_after_ctrl_c_gets_sigterm_and_we_exit_130(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.runtime import process
+
+    monkeypatch.setattr(process, "ESCALATE_AFTER_S", 1.0)
+    for _ in range(3):
+        lines: list[str] = []
+        _signal_when_ready(lines, signal.SIGINT)
+        started = time.monotonic()
+        result = run_child([sys.executable, "-c", DEAF], env_overlay={}, cwd=tmp_path, on_line=lines.append)
+        assert time.monotonic() - started < 20
+        assert lines[1:] == ["child: SIGINT ignored", "child: SIGTERM, stopping"]
+        # the child said 0, but it was stopped half way: an interrupted run never succeeded
+        assert (result.child_exit_code, result.exit_code, result.signal, result.escalated) == (
+            0, 130, "SIGINT", ["SIGTERM"])
+
+
+def test_a_second_ctrl_c_sends_sigterm_at_once(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    def twice() -> None:
+        deadline = time.monotonic() + 30
+        while "ready" not in lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        while "child: SIGINT ignored" not in lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=twice, daemon=True).start()
+    started = time.monotonic()
+    result = run_child([sys.executable, "-c", DEAF], env_overlay={}, cwd=tmp_path, on_line=lines.append)
+    assert time.monotonic() - started < 8  # well before ESCALATE_AFTER_S
+    assert (result.exit_code, result.escalated) == (130, ["SIGTERM"])
+
+
+def test_a_child_deaf_to_sigterm_too_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.runtime import process
+
+    monkeypatch.setattr(process, "ESCALATE_AFTER_S", 0.5)
+    monkeypatch.setattr(process, "KILL_AFTER_S", 0.5)
+    stubborn = DEAF.replace('(print("child: SIGTERM, stopping", flush=True), sys.exit(0))',
+                            'print("child: SIGTERM ignored", flush=True)')
+    lines: list[str] = []
+    _signal_when_ready(lines, signal.SIGINT)
+    result = run_child([sys.executable, "-c", stubborn], env_overlay={}, cwd=tmp_path, on_line=lines.append)
+    assert (result.returncode, result.exit_code, result.escalated) == (-9, 130, ["SIGTERM", "SIGKILL"])
+
+
+def test_the_record_of_a_run_that_ignored_ctrl_c(tmp_path: Path, invoke: Invoke,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.runtime import process
+    from glmocr_lf.train.plan import LaunchRequest, prepare
+    from glmocr_lf.train.run import execute
+
+    monkeypatch.setattr(process, "ESCALATE_AFTER_S", 1.0)
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+    assert invoke("config", "new", "--method", "lora", "--dataset", "x", "-o", "lora.yaml").exit_code == 0
+    plan = prepare(LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
+                                 check_data=False), gpus=())
+    plan.command.argv = [sys.executable, "-c", DEAF]
+    lines: list[str] = []
+    _signal_when_ready(lines, signal.SIGINT)
+    with pytest.raises(ChildFailedError) as failed:
+        execute(plan, Hooks(on_line=lines.append))
+    assert failed.value.exit_code == 130
+    record = json.loads((tmp_path / "run" / "glmocr_lf_run.json").read_text())
+    assert {k: record[k] for k in ("status", "signal", "exit_code", "child_exit_code", "escalated")} == {
+        "status": "interrupted", "signal": "SIGINT", "exit_code": 130, "child_exit_code": 0,
+        "escalated": ["SIGTERM"]}

@@ -1,9 +1,13 @@
 """The one place that runs child processes (llamafactory-cli train / export).
 
 The child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
-reaching us are forwarded to that whole group exactly once (torchrun and its workers included), we
-keep waiting, and the child's exit code becomes ours; one we ignore (SIGHUP under nohup) is not
-forwarded. The argv is a list, never a shell string; our own os.environ is never changed.
+reaching us are forwarded to that whole group (torchrun and its workers included) and we keep
+waiting; one we ignore (SIGHUP under nohup) is not forwarded. A child still running
+ESCALATE_AFTER_S after the forwarded signal, or a second signal, gets SIGTERM, and SIGKILL
+KILL_AFTER_S later: one Ctrl-C stops a run. The child's exit code becomes ours, except that an
+interrupted run exits 128 + the signal (130 for Ctrl-C) whatever the child said, since it did not
+finish what it was asked to. The argv is a list, never a shell string; our own os.environ is never
+changed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+ESCALATE_AFTER_S = 10.0  # a trainer saves nothing on SIGINT; 10 s lets a data loader wind down
+KILL_AFTER_S = 20.0
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)|KeyboardInterrupt)\b:?\s*(.*)$")
 _NOT_THE_CAUSE = {"CalledProcessError", "ChildFailedError", "ChildProcessError"}
 
@@ -33,11 +39,19 @@ class ChildResult:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=400))
     interrupted: bool = False  # a forwarded signal reached us while the child ran
     signal: str | None = None  # the first one: SIGINT, SIGTERM or SIGHUP
+    escalated: list[str] = field(default_factory=list)  # what we sent after it: SIGTERM, SIGKILL
+
+    @property
+    def child_exit_code(self) -> int:
+        """Shell convention: killed by signal N -> 128 + N."""
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
 
     @property
     def exit_code(self) -> int:
-        """Shell convention: killed by signal N -> 128 + N."""
-        return 128 - self.returncode if self.returncode < 0 else self.returncode
+        """The child's, or 128 + the signal that interrupted it (a run cut short never succeeded)."""
+        if self.signal is not None:
+            return 128 + signal.Signals[self.signal].value
+        return self.child_exit_code
 
     def root_error(self) -> str | None:
         """The last `SomeError: message` line the child printed that is not a wrapper's re-raise."""
@@ -79,12 +93,28 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
     proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
     result = ChildResult(returncode=0)
+    deadline: list[float] = []  # when to escalate: set by the first signal, moved by each escalation
+
+    def send(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+
+    def escalate() -> None:
+        if proc.poll() is not None or len(result.escalated) == 2:
+            return
+        sent = signal.SIGTERM if not result.escalated else signal.SIGKILL
+        result.escalated.append(sent.name)
+        send(sent)
+        deadline[:] = [time.monotonic() + KILL_AFTER_S]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         result.interrupted = True
-        result.signal = result.signal or signal.Signals(signum).name
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
+        if result.signal is None:
+            result.signal = signal.Signals(signum).name
+            deadline[:] = [time.monotonic() + ESCALATE_AFTER_S]
+            send(signum)
+        else:  # a second Ctrl-C: the user means it
+            escalate()
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -107,10 +137,12 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
                     break
                 result.tail.append(line)
                 on_line(line)
+            if deadline and time.monotonic() >= deadline[0]:
+                escalate()
             if on_tick and time.monotonic() - last_tick >= tick_seconds:
                 last_tick = time.monotonic()
                 on_tick()
-        result.returncode = proc.wait()
+        result.returncode = _wait(proc, deadline, escalate)
         if on_tick:
             on_tick()
     finally:
@@ -121,3 +153,13 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: list[float], escalate: Callable[[], None]) -> int:
+    """The exit status once the child's output has closed; a child that closed it but lives on
+    past an escalation deadline is escalated as well."""
+    while True:
+        try:
+            return proc.wait(timeout=max(0.05, deadline[0] - time.monotonic()) if deadline else None)
+        except subprocess.TimeoutExpired:
+            escalate()

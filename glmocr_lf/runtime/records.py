@@ -65,8 +65,10 @@ class TrainRecord(LaunchedRecord):
     template: str | None = None
     started: str | None = None
     finished: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # ours: 128 + signal for an interrupted run
+    child_exit_code: int | None = None  # llamafactory-cli's own (0 for a run that ignored Ctrl-C)
     signal: str | None = None  # the signal that interrupted it
+    escalated: list[str] = Field(default_factory=list)  # sent after it when the child went on: SIGTERM, SIGKILL
     summary: dict[str, Any] | None = None  # train.run.TrainSummary
 
 

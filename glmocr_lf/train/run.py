@@ -142,9 +142,10 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
     if plan.resume_from is not None:
         summary.resumed_at_step = int(plan.resume_from.name.split("-")[1])
     status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
+    # an interrupted run exits 128 + signal; the record also says what the child itself did
     write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
-                 finished=records.now(),
-                 exit_code=result.exit_code, summary=summary.to_dict())
+                 finished=records.now(), exit_code=result.exit_code, child_exit_code=result.child_exit_code,
+                 escalated=result.escalated, summary=summary.to_dict())
     if result.exit_code != 0:
         what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
         raise launch.failure(f"training {what}", result, log_path)
