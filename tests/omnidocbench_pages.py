@@ -222,12 +222,35 @@ def page_record(page: Page, index: int) -> dict[str, Any]:
                           "image_path": f"{page.name}.jpg"}}
 
 
-def write_pages(out: Path, count: int, seed: int = 0) -> list[str]:
-    """gt.json and md/*.md for `count` pages under `out`; the page names that have a Markdown file."""
+def draw_page(page: Page, path: Path) -> None:
+    """A page image with each region in its own band, in reading order, its text drawn in it;
+    the regions' polys are set to their bands."""
+    from PIL import Image, ImageDraw
+
+    width, height = 800, 1000
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    ordered = sorted(page.dets, key=lambda det: det["order"])
+    band = height // max(1, len(ordered))
+    for slot, det in enumerate(ordered):
+        top, bottom = slot * band + 2, (slot + 1) * band - 2
+        det["poly"] = [20, top, width - 20, top, width - 20, bottom, 20, bottom]
+        text = str(det.get("text") or det.get("latex") or det.get("html") or "")
+        draw.text((24, top + 2), text[:90], fill="black")
+    image.save(path)
+
+
+def write_pages(out: Path, count: int, seed: int = 0, *, images: bool = False) -> list[str]:
+    """gt.json and md/*.md for `count` pages under `out`; the page names that have a Markdown file.
+    With `images`, also images/PAGE.jpg, each region drawn in a band of its own (and its poly set)."""
     (out / "md").mkdir(parents=True, exist_ok=True)
+    if images:
+        (out / "images").mkdir(exist_ok=True)
     records, written = [], []
     for index in range(count):
         page, has_prediction = build_page(index, seed)
+        if images:
+            draw_page(page, out / "images" / f"{page.name}.jpg")
         records.append(page_record(page, index))
         if has_prediction:
             (out / "md" / f"{page.name}.md").write_text(page.joiner.join(page.blocks) + "\n", encoding="utf-8")
@@ -241,8 +264,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("-n", type=int, default=len(CASES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", action="store_true", help="Also draw page images (and set the regions' boxes).")
     args = parser.parse_args()
-    write_pages(args.out, args.n, args.seed)
+    write_pages(args.out, args.n, args.seed, images=args.images)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,12 +19,44 @@ def eval_group() -> None:
     """Score OCR quality: base model vs fine-tuned, with the metrics GLM-OCR's authors use."""
 
 
+def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
+    """`eval run --pages GT.json --images DIR` goes to the page runner; a plain `eval run` needs --dataset."""
+    @functools.wraps(run)
+    def dispatch(pages_gt: Path | None, page_images: Path | None, whole_page: bool, max_pages: int | None,
+                 **values: Any) -> None:
+        if pages_gt is None and page_images is None and not whole_page and max_pages is None:
+            if values["dataset"] is None:
+                raise click.UsageError("pass --dataset, or --pages GT.json --images DIR")
+            return run(**values)
+        if values["dataset"] is not None or pages_gt is None:
+            raise click.UsageError("pass --dataset, or --pages GT.json --images DIR (--images, --whole-page "
+                                   "and --max-pages go with --pages)")
+        if values["resume"] and values["force"]:
+            raise click.UsageError("--resume and --force exclude each other")
+        if values["max_samples"] is not None:
+            raise click.UsageError("--max-samples counts dataset samples; with --pages use --max-pages")
+        keys = ("model", "adapter", "max_new_tokens", "repetition_penalty", "image_max_pixels", "image_min_pixels",
+                "batch_size", "device", "force", "resume", "out_dir")
+        _run_pages({**{key: values[key] for key in keys}, "pages": pages_gt, "images": page_images,
+                    "whole_page": whole_page, "max_pages": max_pages})
+        return None
+
+    return dispatch
+
+
 @eval_group.command("run")
 @click.option("--model", required=True, help="Model directory or HF id (a base or an exported model).")
 @click.option("--adapter", type=click.Path(file_okay=False, path_type=Path),
               help="LoRA adapter directory (a training output) applied on top of --model.")
-@click.option("--dataset", required=True,
+@click.option("--dataset",
               help="Registered dataset name (in --data-dir/dataset_info.json) or a ShareGPT file.")
+@click.option("--pages", "pages_gt", type=click.Path(dir_okay=False, path_type=Path),
+              help="Instead of --dataset: an OmniDocBench ground-truth JSON; each page is read region by "
+                   "region (ground-truth layout) into page Markdown and scored as OmniDocBench does.")
+@click.option("--images", "page_images", type=click.Path(file_okay=False, path_type=Path),
+              help="With --pages: the folder of its page images.")
+@click.option("--whole-page", is_flag=True, help="With --pages: one call per page image instead, for contrast.")
+@click.option("--max-pages", type=click.IntRange(min=1), help="With --pages: the first N pages only.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
               show_default=True, help="Directory holding dataset_info.json.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
@@ -41,13 +76,15 @@ def eval_group() -> None:
 @click.option("--force", is_flag=True, help="Start over: discard predictions already in --out.")
 @click.option("--resume", is_flag=True,
               help="Continue the predictions already in --out after the last finished sample.")
+@_or_pages
 def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
              max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
              image_max_pixels: int | None, image_min_pixels: int, batch_size: int, device: str,
              out_dir: Path | None, force: bool, resume: bool) -> None:
     """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
     the scores. Each batch's predictions are written as they are made: after a crash or Ctrl-C,
-    --resume continues where it stopped."""
+    --resume continues where it stopped. With --pages GT.json --images DIR: page Markdown from the
+    ground-truth layout, scored page by page as OmniDocBench does."""
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -89,6 +126,36 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
             raise
     terminal.out(render_scores(result.scores))
     terminal.success(f"Wrote {result.predictions_path} and {result.scores_path}")
+
+
+def _run_pages(values: dict[str, Any]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from glmocr_lf.evaluation.omnidocbench.pagescore import render_page_scores
+    from glmocr_lf.evaluation.pagerun import (
+        LAYOUTS,
+        PageRunOptions,
+        default_page_out_dir,
+        run_pages,
+    )
+
+    if values["images"] is None:
+        raise click.UsageError("--pages needs --images, the folder of its page images")
+    values["out_dir"] = values["out_dir"] or default_page_out_dir(values["pages"], values["whole_page"])
+    options = PageRunOptions(**values)
+
+    def show_plan(lines: list[str]) -> None:
+        for line in lines:
+            terminal.note(line)
+
+    progress = Progress("recognising", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=terminal.console, disable=not terminal.is_interactive())
+    with progress:
+        bar = progress.add_task("pages", total=None)
+        folder, scores = run_pages(options, on_start=show_plan,
+                                   on_progress=lambda done, total: progress.update(bar, completed=done, total=total))
+    terminal.out(f"layout: {LAYOUTS[options.whole_page]}\n" + render_page_scores(scores))
+    terminal.success(f"Wrote {folder} and {options.out_dir / 'page_scores.json'}")
 
 
 @eval_group.command("score")
