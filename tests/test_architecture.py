@@ -234,3 +234,16 @@ def test_small_helpers_have_one_home() -> None:
                         if "difflib.get_close_matches" in _calls(path)
                         and name != "glmocr_lf.config.lfrules")  # planning's rule table replaces it
     assert suggesting == ["glmocr_lf.runtime.errors"]
+
+
+def test_one_home_for_the_prompt_template() -> None:
+    """The glm_ocr strings live in data/template.py; nobody formats a prompt another way (smoke
+    once used the model's chat template, which drops the newline training puts after <|user|>)."""
+    pieces = ("[gMASK]", "<|user|>", "<|assistant|>", "<|begin_of_image|>")
+    spelling = sorted(name for name, path in modules().items()
+                      if any(piece in text for text in string_constants(path) for piece in pieces))
+    # the tiny model's vocabulary and its own chat template are model files, as on the hub
+    assert spelling == ["glmocr_lf.data.template", "glmocr_lf.smoke.tiny_model"]
+    templating = sorted(name for name, path in modules().items()
+                        if any(call.endswith("apply_chat_template") for call in _calls(path)))
+    assert templating == []

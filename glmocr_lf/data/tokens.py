@@ -1,9 +1,7 @@
-"""Token budget of one sample as LLaMA-Factory builds it with the `glm_ocr` template.
-
-Turn 0 source: `[gMASK]<sop>` [`<|system|>` + "\\n" system] `<|user|>` "\\n" prompt `<|assistant|>`;
-target: "\\n" answer; one eos at the end (efficient_eos). Each image expands to
-`<|begin_of_image|>` + N x `<|image|>` + `<|end_of_image|>`. Truncation follows
-`SupervisedDatasetProcessor._encode_data_example` and `infer_seqlen` (LLaMA-Factory 0.9.5).
+"""Token budget of one sample as LLaMA-Factory builds it with the `glm_ocr` template, counted
+from the pieces data/template.py defines (special tokens count one each; text goes through the
+counter). Truncation follows `SupervisedDatasetProcessor._encode_data_example` and `infer_seqlen`
+(LLaMA-Factory 0.9.5).
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glmocr_lf.data.template import IMAGE_FRAME, LEAD, PREFIX
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER
 from glmocr_lf.runtime.errors import MissingDependencyError
 
@@ -81,7 +80,7 @@ def _content_tokens(content: str, image_tokens: list[int], count: TextCounter, l
     for i, part in enumerate(parts):
         total += count(lead + part if i == 0 else part)
         if i < len(parts) - 1:
-            total += image_tokens.pop(0) + 2
+            total += image_tokens.pop(0) + len(IMAGE_FRAME)
             image_end = total
     return total, image_end
 
@@ -93,12 +92,12 @@ def build_turns(system: str | None, pairs: Sequence[tuple[str, str]], image_toke
     for index, (prompt, answer) in enumerate(pairs):
         head = 0
         if index == 0:
-            head += 2  # [gMASK] <sop>
+            head += len(PREFIX)
             if system:
-                head += 1 + count("\n" + system)
-        body, image_end = _content_tokens(prompt, pending, count, "\n")
-        source = head + 1 + body + 1  # <|user|> ... <|assistant|>
-        answer_tokens, _ = _content_tokens(answer, pending, count, "\n")
+                head += 1 + count(LEAD + system)  # SYSTEM, then its text
+        body, image_end = _content_tokens(prompt, pending, count, LEAD)
+        source = head + 1 + body + 1  # USER ... ASSISTANT
+        answer_tokens, _ = _content_tokens(answer, pending, count, LEAD)
         turns.append(Turn(source, answer_tokens, head + 1 + image_end if image_end else 0))
     return turns
 

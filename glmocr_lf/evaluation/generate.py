@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmocr_lf.data import jsonl
+from glmocr_lf.data import jsonl, template
 from glmocr_lf.data.info import Layout
 from glmocr_lf.data.report import CheckOptions
 from glmocr_lf.data.validate import resolve_source, validate_file
@@ -30,7 +30,6 @@ from glmocr_lf.evaluation.predictions import (
 )
 from glmocr_lf.runtime.constants import (
     DATA_DIR,
-    IMAGE_PLACEHOLDER,
     LF_DEFAULT_IMAGE_MAX_PIXELS,
     LF_DEFAULT_IMAGE_MIN_PIXELS,
 )
@@ -52,13 +51,6 @@ if TYPE_CHECKING:
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"
 
-# LLaMA-Factory's glm_ocr template (data/template.py) and glm4v plugin's image expansion; the
-# processor expands the single `<|image|>` to one token per 28x28 block.
-PROMPT_PREFIX = "[gMASK]<sop>"
-SYSTEM_FORMAT = "<|system|>\n{content}"
-USER_FORMAT = "<|user|>\n{content}<|assistant|>"
-IMAGE_TOKENS = "<|begin_of_image|><|image|><|end_of_image|>"
-STOP_TOKENS = ("<|user|>", "<|observation|>")
 
 @dataclass(frozen=True)
 class EvalSample:
@@ -146,10 +138,8 @@ def load_samples(source: DatasetSource, max_samples: int | None = None) -> list[
 
 
 def build_prompt(sample: EvalSample) -> str:
-    """The glm_ocr training string up to `<|assistant|>`; the model continues with `\\n{answer}`."""
-    content = sample.user_text.replace(IMAGE_PLACEHOLDER, IMAGE_TOKENS)
-    system = SYSTEM_FORMAT.format(content=sample.system) if sample.system else ""
-    return PROMPT_PREFIX + system + USER_FORMAT.format(content=content)
+    """The glm_ocr training string up to `<|assistant|>` (data/template.py)."""
+    return template.build_prompt(sample.user_text, sample.system)
 
 
 def _recorded_max_pixels(directory: Path) -> tuple[int, str] | None:
@@ -252,7 +242,7 @@ def _generate(torch: Any, processor: Any, model: Any, samples: Sequence[EvalSamp
 
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # batched generation continues every row from its last token
-    stop_ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+    stop_ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in template.STOP_TOKENS]
     stop_ids = [i for i in stop_ids if isinstance(i, int) and i != tokenizer.unk_token_id]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     for start in range(0, len(samples), options.batch_size):

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from glmocr_lf.data import jsonl
+from glmocr_lf.data.template import ASSISTANT, USER
 from glmocr_lf.runtime.constants import TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
 
@@ -38,9 +39,9 @@ def task_prompt(prompt: str) -> str:
     (`[gMASK]<sop><|user|>\\n<|begin_of_image|><|image|>...<|end_of_image|>Text Recognition:<|assistant|>`).
     """
     text = prompt
-    if "<|user|>" in text:
-        text = text.rsplit("<|user|>", 1)[1]
-    text = text.split("<|assistant|>", 1)[0]
+    if USER in text:
+        text = text.rsplit(USER, 1)[1]
+    text = text.split(ASSISTANT, 1)[0]
     text = _SPECIAL_TOKEN.sub("", text.replace("<image>", ""))
     return text.strip()
 

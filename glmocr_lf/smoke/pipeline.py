@@ -40,17 +40,19 @@ def smoke_config(directory: Path, model: Path, steps: int) -> Any:
 
 
 def generate_one(model_dir: Path, image: Path, prompt: str, max_new_tokens: int = 16) -> str:
-    """Reload an exported model with plain transformers and answer one image."""
+    """Reload an exported model with plain transformers and answer one image, from the string
+    training built (`prompt` holds the `<image>` placeholder where the image goes)."""
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from glmocr_lf.data.template import build_prompt
+
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     with Image.open(image) as img:
-        inputs = processor(text=[text], images=[img.convert("RGB")], return_tensors="pt")
+        inputs = processor(text=[build_prompt(prompt)], images=[img.convert("RGB")], return_tensors="pt",
+                           add_special_tokens=False)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     new_tokens = output[0, inputs["input_ids"].shape[1]:]
@@ -102,6 +104,6 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
 
     on_stage("[5/5] reloading the merged model with transformers and generating")
     first = read_samples(sample_json).samples[0].data
-    prompt = first["messages"][0]["content"].replace("<image>", "")
+    prompt = first["messages"][0]["content"]
     answer = generate_one(exported.out, sample_json.parent / first["images"][0], prompt)
     return SmokeResult(directory, exported.out, answer, time.monotonic() - start)
