@@ -116,3 +116,27 @@ def test_markdown_blocks_as_omnidocbench_cuts_them() -> None:
     assert table["content"].count("<tr>") == 2 and "<th>" not in table["content"] and "---" not in table["content"]
     texts = [b["content"] for b in blocks["text_all"]]
     assert texts == ["# Title", "Text with $x^{2}$ inside.", "End."]  # the inline formula stays in its text too
+
+
+def test_a_ground_truth_it_cannot_score_is_one_error(tmp_path: Path) -> None:
+    page = {"page_info": {"image_path": "p.jpg"}, "extra": {"relation": [
+        {"source_anno_id": 0, "target_anno_id": 9, "relation_type": "truncated"}]},
+        "layout_dets": [{"category_type": "text_block", "anno_id": 0, "order": 1},
+                        {"category_type": "table", "anno_id": 1, "order": 2, "html": "<table></table>"}]}
+    (tmp_path / "gt.json").write_text(json.dumps([page]), encoding="utf-8")
+    (tmp_path / "md").mkdir()
+    (tmp_path / "md" / "p.md").write_bytes(b"caf\xe9")
+    result = CliRunner().invoke(cli, ["eval", "score", "--protocol", "omnidocbench", "--pages", str(tmp_path / "gt.json"),
+                                      str(tmp_path / "md")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'gt.json'}: 2 problems",
+        "  [0].layout_dets[0]: text: missing (the text of a text_block element)",
+        "  [0].extra.relation[0].target_anno_id: no element with this anno_id"]
+    page["layout_dets"][0]["text"] = "Hello"  # type: ignore[index]
+    page["extra"] = {"relation": []}
+    (tmp_path / "gt.json").write_text(json.dumps([page]), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", "score", "--protocol", "omnidocbench", "--pages", str(tmp_path / "gt.json"),
+                                      str(tmp_path / "md")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {tmp_path / 'md' / 'p.md'}:1:4: not valid UTF-8 (byte 0xe9)")

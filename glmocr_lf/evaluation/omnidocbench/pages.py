@@ -158,15 +158,63 @@ def prediction_path(folder: Path, img_name: str) -> Path | None:
     return None
 
 
+# the field OmniDocBench's matching reads of an element, by category
+ANSWER_FIELD = {**dict.fromkeys(TEXT_CATEGORIES, "text"), "equation_isolated": "latex", "table": "html"}
+LISTED_PROBLEMS = 5
+
+
 def read_ground_truth(path: Path) -> list[dict[str, Any]]:
+    """The pages, checked for what OmniDocBench's evaluation reads (it stops with a traceback there)."""
+    from glmocr_lf.runtime.fsutil import decode_utf8, read_bytes
+
     try:
-        pages = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read an OmniDocBench ground truth ({error})") from None
+        pages = json.loads(decode_utf8(path, read_bytes(path, "OmniDocBench ground truth")))
+    except ValueError as error:
+        raise DataError(f"{path}: not JSON ({error})") from None
     if not isinstance(pages, list) or not all(isinstance(p, dict) and "layout_dets" in p and "page_info" in p
                                                 for p in pages):
         raise DataError(f"{path}: expected OmniDocBench's format, a list of pages with layout_dets and page_info")
+    problems = [problem for index, page in enumerate(pages) for problem in _page_problems(index, page)]
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems[:LISTED_PROBLEMS])
+        more = f"\n  ... and {len(problems) - LISTED_PROBLEMS} more" if len(problems) > LISTED_PROBLEMS else ""
+        raise DataError(f"{path}: {len(problems)} problem{'s' * (len(problems) != 1)}\n{listed}{more}")
     return pages
+
+
+def _page_problems(index: int, page: dict[str, Any]) -> list[str]:
+    info = page["page_info"]
+    if not (isinstance(info, dict) and isinstance(info.get("image_path"), str)):
+        return [f"[{index}].page_info.image_path: missing"]
+    if not isinstance(page["layout_dets"], list):
+        return [f"[{index}].layout_dets: expected a list"]
+    problems, ids = [], set()
+    for j, det in enumerate(page["layout_dets"]):
+        where = f"[{index}].layout_dets[{j}]"
+        if not (isinstance(det, dict) and isinstance(det.get("category_type"), str) and "anno_id" in det):
+            problems.append(f"{where}: expected category_type and anno_id")
+            continue
+        ids.add(det["anno_id"])
+        field = ANSWER_FIELD.get(det["category_type"])
+        if field is not None and field not in det:
+            problems.append(f"{where}: {field}: missing (the text of a {det['category_type']} element)")
+    for k, relation in enumerate(page.get("extra", {}).get("relation", [])):
+        if isinstance(relation, dict) and relation.get("relation_type") == "truncated":
+            missing = [key for key in ("source_anno_id", "target_anno_id") if relation.get(key) not in ids]
+            problems += [f"[{index}].extra.relation[{k}].{key}: no element with this anno_id" for key in missing]
+    return problems
+
+
+def read_markdown(path: Path) -> str:
+    from glmocr_lf.runtime.fsutil import read_bytes
+
+    raw = read_bytes(path, "page Markdown file")
+    try:
+        return raw.decode("utf-8")  # as theirs: a byte-order mark stays part of the text
+    except UnicodeDecodeError:
+        from glmocr_lf.runtime.fsutil import decode_utf8
+
+        return decode_utf8(path, raw)  # raises the Error line with the position
 
 
 def match_all(gt_path: Path, pred_dir: Path) -> Matched:
@@ -178,7 +226,7 @@ def match_all(gt_path: Path, pred_dir: Path) -> Matched:
             matched.missing.append(img_name)
             continue
         matched.pages.append(img_name)
-        match_page(page, path.read_text(encoding="utf-8"), img_name, matched)
+        match_page(page, read_markdown(path), img_name, matched)
     _formulas_read_as_text(matched)
     for entry in matched.table:
         entry["norm_gt"], entry["norm_pred"] = normalize_table(entry["gt"]), normalize_table(entry["pred"])
