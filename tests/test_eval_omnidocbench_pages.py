@@ -140,3 +140,8 @@ def test_a_ground_truth_it_cannot_score_is_one_error(tmp_path: Path) -> None:
                                       str(tmp_path / "md")])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {tmp_path / 'md' / 'p.md'}:1:4: not valid UTF-8 (byte 0xe9)")
+
+
+def test_the_library_takes_path_strings(synthetic: Path) -> None:
+    scores = pagescore.score_pages(str(synthetic / "gt.json"), str(synthetic / "md"))  # type: ignore[arg-type]
+    assert scores.categories["text_block"].metrics == pytest.approx(GOLDEN["all"]["text_block"], abs=1e-6)

@@ -168,7 +168,7 @@ def read_ground_truth(path: Path) -> list[dict[str, Any]]:
     from glmocr_lf.runtime.fsutil import decode_utf8, read_bytes
 
     try:
-        pages = json.loads(decode_utf8(path, read_bytes(path, "OmniDocBench ground truth")))
+        pages = json.loads(decode_utf8(Path(path), read_bytes(Path(path), "OmniDocBench ground truth")))
     except ValueError as error:
         raise DataError(f"{path}: not JSON ({error})") from None
     if not isinstance(pages, list) or not all(isinstance(p, dict) and "layout_dets" in p and "page_info" in p
