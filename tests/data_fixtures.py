@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import invoke  # noqa: F401  (one CLI runner for every test)
+from helpers import invoke  # noqa: F401  (one CLI runner for every test)
 
 
 def make_png(path: Path, width: int = 64, height: int = 32, color: int = 0) -> Path:

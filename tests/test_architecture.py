@@ -231,8 +231,7 @@ def test_small_helpers_have_one_home() -> None:
                    if {"multiprocessing.get_context", "multiprocessing.get_all_start_methods"} & _calls(path))
     assert pools == ["glmocr_lf.runtime.workers"]
     suggesting = sorted(name for name, path in modules().items()
-                        if "difflib.get_close_matches" in _calls(path)
-                        and name != "glmocr_lf.config.lfrules")  # planning's rule table replaces it
+                        if "difflib.get_close_matches" in _calls(path))
     assert suggesting == ["glmocr_lf.runtime.errors"]
 
 
@@ -247,3 +246,26 @@ def test_one_home_for_the_prompt_template() -> None:
     templating = sorted(name for name, path in modules().items()
                         if any(call.endswith("apply_chat_template") for call in _calls(path)))
     assert templating == []
+
+
+def test_config_rules_have_one_home() -> None:
+    """bf16, fp16 and quantization (and every other config rule) are refused in the rule table only."""
+    keys = ("train.fp16", "train.bf16", "model.quantization_bit", "model.enable_liger_kernel", "output.report_to")
+    homes = {name for name, path in modules().items()
+             if any(f'"{key}"' in path.read_text(encoding="utf-8") for key in keys)}
+    assert homes == {"glmocr_lf.config.rules"}
+
+
+def test_one_module_runs_child_processes() -> None:
+    """runtime/process.py is the one place a child process starts (nvidia-smi and the key-table child too)."""
+    starters = set()
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if any(n.split(".")[0] == "subprocess" for n in names):
+                    starters.add(name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
+                    and node.attr in ("system", "popen", "spawnv", "spawnvp", "execv", "execvp", "fork"):
+                starters.add(name)
+    assert starters == {"glmocr_lf.runtime.process"}

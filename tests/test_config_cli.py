@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Invoke, needs_stack
+from helpers import Invoke, needs_stack
 
 from glmocr_lf.runtime.versions import installed
 
@@ -132,6 +132,22 @@ def test_every_problem_reported_not_just_the_first(invoke: Invoke) -> None:
     assert "pydantic" not in result.stderr
 
 
+def test_rules_are_checked_in_the_same_pass_as_types(invoke: Invoke) -> None:
+    """fp16 is refused beside a type error, not only once the type error is fixed; a rule reading
+    a refused value (eval_strategy needs val_size) is not misreported."""
+    write(Path("c.yaml"), MINIMAL + "learning_rate: -1\nfp16: true\neval_strategy: steps\nval_size: many\n"
+                                    "finetuning_type: full\nlora_rank: 8\n")
+    result = invoke("config", "validate", "c.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: c.yaml",
+        "  train.learning_rate: Input should be greater than 0",
+        "  eval.val_size: Input should be a valid number, unable to parse string as a number",
+        "  method.lora_rank: only applies to LoRA; remove it or set finetuning_type: lora",
+        "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
+    ]
+
+
 def test_validate_several_files_exit_1_if_any_bad(invoke: Invoke) -> None:
     write(Path("good.yaml"), MINIMAL)
     write(Path("bad.yaml"), MINIMAL + "fp16: true\n")
@@ -165,10 +181,7 @@ def test_validate_directory_and_non_utf8(invoke: Invoke) -> None:
     ]
 
 
-def test_bf16_warns_without_bf16_gpu(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf.runtime import machine
-
-    monkeypatch.setattr(machine, "gpus", lambda: ())
+def test_bf16_warns_without_bf16_gpu(invoke: Invoke) -> None:  # the fake host has no GPU
     write(Path("c.yaml"), MINIMAL + "bf16: true\n")
     result = invoke("config", "validate", "c.yaml")
     assert result.exit_code == 0

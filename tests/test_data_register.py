@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_JSON
 from data_fixtures import good_dataset, invoke, make_png, sample, write_json
+from helpers import SAMPLE_JSON
 
 ENTRY = {
     "file_name": "ds.json", "formatting": "sharegpt",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SAMPLE_JSON
 from data_fixtures import good_dataset, invoke, make_png, sample, write_json
+from helpers import SAMPLE_JSON
 
 
 def test_stats_of_a_file(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_IMAGES, SAMPLE_JSON
 from data_fixtures import good_dataset, invoke, make_jpeg, make_png, sample, write_json, write_jsonl
+from helpers import SAMPLE_IMAGES, SAMPLE_JSON
 
 
 def lines(text: str) -> list[str]:

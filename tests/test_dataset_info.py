@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_IMAGES, Invoke
+from helpers import SAMPLE_IMAGES, Invoke
 
 from glmocr_lf.data.info import Layout, get_entry
 from glmocr_lf.evaluation.generate import load_samples, resolve_dataset

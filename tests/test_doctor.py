@@ -6,16 +6,18 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import invoke, needs_stack
+from helpers import invoke, needs_stack
 
 from glmocr_lf.cli import cli
-from glmocr_lf.project import doctor as doctor_module
-from glmocr_lf.runtime import machine, versions
+from glmocr_lf.runtime import versions
+from glmocr_lf.runtime.host import Host
 from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.runtime.versions import Stack
 
 GOOD = {"llamafactory": "0.9.5", "transformers": "5.5.4", "torch": "2.14.1", "torchvision": "0.29.1",
         "torchaudio": "2.11.0", "peft": "0.18.1", "trl": "0.24.0", "datasets": "4.0.0",
@@ -42,13 +44,22 @@ GOOD_LINES = [
 ]
 
 
+@dataclass
+class FakeMachine:
+    """The host doctor sees: versions (edit them in a test), GPUs, packages that do not import."""
+
+    versions: dict[str, str | None]
+    gpus: tuple[Gpu, ...] = (H100,)
+    broken: tuple[str, ...] = ()
+
+    def host(self) -> Host:
+        return Host(self.gpus, Stack(self.versions), importable=lambda module: module not in self.broken)
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
-    """The installed versions doctor sees (edit the dict in a test), an H100, everything importable."""
-    fake = dict(GOOD)
-    monkeypatch.setattr(versions, "installed", lambda dist: fake.get(dist))
-    monkeypatch.setattr(machine, "gpus", lambda: (H100,))
-    monkeypatch.setattr(doctor_module, "_importable", lambda module: True)
+def stack(monkeypatch: pytest.MonkeyPatch) -> FakeMachine:
+    fake = FakeMachine(dict(GOOD))
+    monkeypatch.setattr(Host, "detect", classmethod(lambda cls: fake.host()))
     return fake
 
 
@@ -57,15 +68,15 @@ def run(*args: str) -> tuple[int, list[str], str]:
     return result.exit_code, result.stderr.splitlines(), result.stdout
 
 
-def test_a_good_stack_is_ready(stack: dict[str, str | None]) -> None:
+def test_a_good_stack_is_ready(stack: FakeMachine) -> None:
     code, lines, stdout = run()
     assert code == 0
     assert lines == [*GOOD_LINES, "ready: 0 errors, 0 warnings"]
     assert stdout == ""
 
 
-def test_torch_2_9_is_an_error_with_its_fix(stack: dict[str, str | None]) -> None:
-    stack["torch"] = "2.9.1"
+def test_torch_2_9_is_an_error_with_its_fix(stack: FakeMachine) -> None:
+    stack.versions["torch"] = "2.9.1"
     code, lines, _ = run()
     assert code == 1
     assert lines[2:4] == [
@@ -75,8 +86,8 @@ def test_torch_2_9_is_an_error_with_its_fix(stack: dict[str, str | None]) -> Non
     assert lines[-1] == "Error: 1 error, 0 warnings"
 
 
-def test_transformers_without_glm_ocr(stack: dict[str, str | None]) -> None:
-    stack["transformers"] = "5.0.0"
+def test_transformers_without_glm_ocr(stack: FakeMachine) -> None:
+    stack.versions["transformers"] = "5.0.0"
     code, lines, _ = run()
     assert code == 1
     assert lines[1:3] == [
@@ -85,8 +96,8 @@ def test_transformers_without_glm_ocr(stack: dict[str, str | None]) -> None:
     ]
 
 
-def test_transformers_5_6_0_flags_flash_attn_fa2(stack: dict[str, str | None]) -> None:
-    stack["transformers"] = "5.6.0"
+def test_transformers_5_6_0_flags_flash_attn_fa2(stack: FakeMachine) -> None:
+    stack.versions["transformers"] = "5.6.0"
     code, lines, _ = run()
     assert code == 0
     assert lines[1:4] == [
@@ -98,10 +109,10 @@ def test_transformers_5_6_0_flags_flash_attn_fa2(stack: dict[str, str | None]) -
     assert lines[-1] == "ready: 0 errors, 1 warning"
 
 
-def test_versions_llamafactory_refuses_need_disable_version_check(stack: dict[str, str | None]) -> None:
+def test_versions_llamafactory_refuses_need_disable_version_check(stack: FakeMachine) -> None:
     if versions.metadata.requires("llamafactory") is None:  # pragma: no cover
         pytest.skip("llamafactory's requirements are not readable here")
-    stack["transformers"] = "5.24.0"
+    stack.versions["transformers"] = "5.24.0"
     code, lines, _ = run()
     assert code == 0
     check = [i for i, line in enumerate(lines) if line.startswith("warn  version check:")]
@@ -112,10 +123,10 @@ def test_versions_llamafactory_refuses_need_disable_version_check(stack: dict[st
                                    "and says so); set it yourself to run llamafactory-cli directly")
 
 
-def test_missing_and_broken_packages(stack: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
-    stack["torchvision"] = None
-    stack["llamafactory"] = None
-    monkeypatch.setattr(doctor_module, "_importable", lambda module: module != "torchaudio")
+def test_missing_and_broken_packages(stack: FakeMachine, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack.versions["torchvision"] = None
+    stack.versions["llamafactory"] = None
+    stack.broken = ("torchaudio",)
     code, lines, _ = run()
     assert code == 1
     errors = [line for line in lines if line.startswith("error")]
@@ -132,8 +143,8 @@ def test_missing_and_broken_packages(stack: dict[str, str | None], monkeypatch: 
     assert lines[-1] == "Error: 3 errors, 0 warnings"
 
 
-def test_cpu_only_machine(stack: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine, "gpus", lambda: ())
+def test_cpu_only_machine(stack: FakeMachine, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack.gpus = ()
     code, lines, _ = run()
     assert code == 0
     assert lines[-3:] == [
@@ -144,8 +155,8 @@ def test_cpu_only_machine(stack: dict[str, str | None], monkeypatch: pytest.Monk
     ]
 
 
-def test_gpu_without_bf16(stack: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine, "gpus", lambda: (H100, T4))
+def test_gpu_without_bf16(stack: FakeMachine, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack.gpus = (H100, T4)
     code, lines, _ = run()
     assert code == 0
     assert lines[-4:] == [
@@ -156,8 +167,8 @@ def test_gpu_without_bf16(stack: dict[str, str | None], monkeypatch: pytest.Monk
     ]
 
 
-def test_json_report_on_stdout(stack: dict[str, str | None]) -> None:
-    stack["torch"] = "2.9.0"
+def test_json_report_on_stdout(stack: FakeMachine) -> None:
+    stack.versions["torch"] = "2.9.0"
     code, lines, stdout = run("--json")
     assert code == 1
     report = json.loads(stdout)
@@ -182,7 +193,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_model_tiny_glm_ocr_is_ok(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine, "gpus", lambda: (H100,))
+    real = Host.detect()
+    monkeypatch.setattr(Host, "detect", classmethod(lambda cls: replace(real, gpus=(H100,))))
     code, lines, _ = run("--model", str(tiny_model))
     assert code == 0, lines
     assert lines[-8:-1] == [
@@ -197,7 +209,7 @@ def test_model_tiny_glm_ocr_is_ok(tiny_model: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_model_without_video_processor_config(tiny_model: Path, tmp_path: Path,
-                                              stack: dict[str, str | None]) -> None:
+                                              stack: FakeMachine) -> None:
     # the hub checkpoint's layout: one file per processor; this copy lost the video one
     model = tmp_path / "incomplete"
     shutil.copytree(tiny_model, model)
@@ -223,7 +235,7 @@ def test_model_without_video_processor_config(tiny_model: Path, tmp_path: Path,
     ]
 
 
-def test_model_wrong_type_adapter_missing_and_hub_id(tmp_path: Path, stack: dict[str, str | None]) -> None:
+def test_model_wrong_type_adapter_missing_and_hub_id(tmp_path: Path, stack: FakeMachine) -> None:
     (tmp_path / "qwen").mkdir()
     (tmp_path / "qwen" / "config.json").write_text('{"model_type": "qwen2_vl"}')
     code, lines, _ = run("--model", "qwen")
@@ -287,7 +299,7 @@ def test_doctor_and_init_do_not_import_the_stack(args: list[str], tmp_path: Path
 
 
 def test_model_hub_id_in_the_cache_is_checked_like_a_dir(tiny_model: Path, tmp_path: Path,
-                                                         stack: dict[str, str | None]) -> None:
+                                                         stack: FakeMachine) -> None:
     pytest.importorskip("huggingface_hub")
     repo = tmp_path / ".hf" / "hub" / "models--zai-org--GLM-OCR"  # conftest's HF_HOME
     shutil.copytree(tiny_model, repo / "snapshots" / ("a" * 40))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_JSON
+from helpers import SAMPLE_JSON
 
 from glmocr_lf.cli import cli
 

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_SKIP_REASON
+from helpers import EVAL_SKIP_REASON
 
 pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
-from conftest import Invoke
+from helpers import Invoke
 
 from glmocr_lf.evaluation.compare import decide, sign_test
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import EVAL_SKIP_REASON
+from helpers import EVAL_SKIP_REASON
 
 pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_SKIP_REASON
+from helpers import EVAL_SKIP_REASON
 
 pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
-from conftest import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
+from helpers import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
 
 from glmocr_lf.evaluation.generate import (
     EvalSample,

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import fake_host
 
 from glmocr_lf.config.presets import preset
+from glmocr_lf.runtime.launch import Topology
 from glmocr_lf.runtime.machine import Gpu
-from glmocr_lf.train import fit as fitmod
+from glmocr_lf.train.context import LaunchRequest, PlanContext
 from glmocr_lf.train.fit import (
+    CONTEXT_GIB,
     estimate_peak_gib,
     fit_to_hardware,
     sample_tokens,
@@ -23,17 +26,19 @@ RTX_8GB = Gpu(0, "RTX 8GB", 8192, (8, 6))
 NO_ENV: dict[str, str] = {"HOME": "/home/u"}
 
 
-@pytest.fixture(autouse=True)
-def _sixteen_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fitmod, "cpu_count", lambda: 16)
+def context(gpus: tuple[Gpu, ...] = (H100,), budget: float | None = None, processes: int = 1,
+            env: dict[str, str] | None = None, nodes: int = 1) -> PlanContext:
+    """The plan's context on a 16-CPU host with `gpus`: `processes` over `nodes`."""
+    topology = Topology(nproc=processes // nodes, nnodes=nodes, master_addr="node0" if nodes > 1 else None)
+    request = LaunchRequest(config=Path("c.yaml"), topology=topology, memory_budget_gib=budget)
+    return PlanContext(request, fake_host(gpus, cpus=16), NO_ENV if env is None else env)
 
 
 def run(method: str, *, gpus: tuple[Gpu, ...] = (H100,), budget: float | None = None,
         processes: int = 1, env: dict[str, str] | None = None, **overrides: Any) -> tuple[dict[str, Any], Any]:
     cfg = preset(method, overrides=overrides or None)  # type: ignore[arg-type]
     before = cfg.model_copy(deep=True)
-    result = fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=budget, processes=processes,
-                             environ=NO_ENV if env is None else env)
+    result = fit_to_hardware(cfg, context(gpus, budget, processes, env))
     assert cfg == before, "fit must not modify its input"
     return {**cfg.flat(), **result.values}, result
 
@@ -94,7 +99,7 @@ def test_budget_8_lora_checkpoints_and_stays_under_budget() -> None:
     assert final["disable_gradient_checkpointing"] is False
     cfg = preset("lora")
     peak = estimate_peak_gib(cfg, final["per_device_train_batch_size"], True, sample_tokens(cfg))
-    assert peak + fitmod.CONTEXT_GIB <= 8.0
+    assert peak + CONTEXT_GIB <= 8.0
     assert any("needed to fit --memory-budget 8 GiB" in r for r in result.reasons)
 
 
@@ -174,8 +179,7 @@ def test_no_tokenized_cache_across_nodes(tmp_path: Path) -> None:
     (data / "dataset_info.json").write_text(json.dumps({"ocr": {"file_name": "ocr.json", "formatting": "sharegpt"}}))
     (data / "ocr.json").write_text("[]")
     cfg = preset("lora", dataset="ocr", overrides={"dataset_dir": str(data)})
-    one = fit_to_hardware(cfg, gpus=(H100,), memory_budget_gib=None, processes=1, environ=NO_ENV)
-    two = fit_to_hardware(cfg, gpus=(H100,), memory_budget_gib=None, processes=2,
-                          environ=NO_ENV, nodes=2)
+    one = fit_to_hardware(cfg, context())
+    two = fit_to_hardware(cfg, context(processes=2, nodes=2))
     assert "tokenized_path" in one.values
     assert "tokenized_path" not in two.values

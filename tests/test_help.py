@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from conftest import Invoke
+from helpers import Invoke
 
 from glmocr_lf.cli import cli
 

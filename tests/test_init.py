@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_JSON
+from helpers import SAMPLE_JSON
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import load_config, preset, render_config
@@ -305,7 +305,7 @@ def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")
 def test_make_validate_in_a_project_without_example_once_a_dataset_is_registered(tmp_path: Path) -> None:
-    from conftest import SAMPLE_JSON, invoke
+    from helpers import SAMPLE_JSON, invoke
 
     assert init("project")[0] == 0
     os.chdir(tmp_path / "project")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_MISSING, EVAL_SKIP_REASON, SAMPLE_IMAGES, Invoke
+from helpers import EVAL_MISSING, EVAL_SKIP_REASON, SAMPLE_IMAGES, Invoke
 
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.samples import read_samples

@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import put_in_hf_cache
+from helpers import fake_host, put_in_hf_cache, use_host
 
 from glmocr_lf.cli import cli
-from glmocr_lf.kernels import DEFAULT_PIECES, ENV_KERNELS, decide, hook_dir, parse_pieces
-from glmocr_lf.runtime.errors import LaunchError
+from glmocr_lf.kernels import DEFAULT_PIECES, ENV_KERNELS, PIECES, hook_dir, parse_pieces
 from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.versions import Stack, installed
+from glmocr_lf.train.kernels import decide
 from glmocr_lf.train.plan import LaunchRequest, prepare
 
 H100 = (Gpu(0, "NVIDIA H100 80GB HBM3", 81559, (9, 0)),)
 PINNED = Stack({"transformers": "5.6.0"})
+LIGER = {"liger-kernel": "0.8.5"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -54,8 +55,8 @@ def test_decide_is_off_without_gpu_or_liger_and_on_with_both() -> None:
     on = decide("auto", gpus=H100, liger_version="0.8.5", environ={"PYTHONPATH": "/a"})
     assert on.on and on.pieces == DEFAULT_PIECES
     assert on.env == {ENV_KERNELS: ",".join(DEFAULT_PIECES), "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
-    with pytest.raises(LaunchError, match="--kernels liger: liger-kernel is not installed"):
-        decide("liger", gpus=H100, liger_version=None, environ={})
+    insisted = decide("liger", gpus=H100, liger_version=None, environ={})
+    assert not insisted.on and [p.message for p in insisted.problems] == ["--kernels liger: liger-kernel is not installed"]
 
 
 def test_pieces_from_the_environment() -> None:
@@ -66,23 +67,33 @@ def test_pieces_from_the_environment() -> None:
 
 
 def test_cpu_dry_run_says_kernels_off_and_adds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf.runtime import machine
-
-    if machine.gpus():
-        pytest.skip("this machine has a GPU")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "dataset_info.json").write_text("{}")
     (tmp_path / "c.yaml").write_text(
         "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
         "dataset: x\ntemplate: glm_ocr\ndataset_dir: data\noutput_dir: out\nbf16: false\n")
     monkeypatch.chdir(tmp_path)
-    plan = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, dry_run=True))
+    plan = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), host=fake_host(dists=LIGER))
     assert ENV_KERNELS not in plan.env and "PYTHONPATH" not in plan.env
-    assert any(n.startswith("kernels: off (") for n in plan.notes)
+    assert "kernels: off (no CUDA GPU: liger-kernel's Triton kernels need one)" in plan.notes
+
+
+def test_a_bad_pieces_variable_on_a_gpu_machine_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: false\ntemplate: glm_ocr\n"
+        f"output_dir: {tmp_path / 'out'}\n")
+    use_host(monkeypatch, fake_host(H100, dists=LIGER))
+    monkeypatch.setenv(ENV_KERNELS, "rms_norm,fast")
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.yaml")], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {ENV_KERNELS}: unknown piece(s) fast; known: {', '.join(PIECES)} (set in the environment)",
+        f"Hint: fix or unset {ENV_KERNELS} (e.g. {ENV_KERNELS}={','.join(DEFAULT_PIECES)}), or train with "
+        "--kernels none"]
 
 
 def test_cli_dry_run_kernels_none(tmp_path: Path) -> None:
-    from conftest import SAMPLE_JSON
+    from helpers import SAMPLE_JSON
 
     runner = CliRunner()
     (tmp_path / "data").mkdir()
@@ -100,8 +111,6 @@ def test_cli_dry_run_kernels_none(tmp_path: Path) -> None:
 
 def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if installed("liger-kernel") is None:
-        pytest.skip("liger-kernel is not installed (pip install 'glmocr-lf[kernels]')")
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     monkeypatch.delenv(ENV_KERNELS, raising=False)
     (tmp_path / "data").mkdir()
@@ -110,9 +119,9 @@ def test_plan_on_a_gpu_puts_the_hook_first_and_keeps_argv_and_yaml_plain(
         "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
         f"dataset: x\ntemplate: glm_ocr\ndataset_dir: {tmp_path / 'data'}\noutput_dir: {tmp_path / 'out'}\n"
         "bf16: true\nper_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n")
-    on = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), stack=PINNED, gpus=H100)
-    off = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, kernels="none"),
-                  stack=PINNED, gpus=H100)
+    host = fake_host(H100, stack=PINNED, dists=LIGER)
+    on = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False), host=host)
+    off = prepare(LaunchRequest(config=tmp_path / "c.yaml", check_data=False, kernels="none"), host=host)
     assert on.env[ENV_KERNELS] == ",".join(DEFAULT_PIECES)
     assert on.env["PYTHONPATH"] == f"{hook_dir()}{os.pathsep}/elsewhere"
     assert (hook_dir() / "sitecustomize.py").is_file()

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import Invoke, put_in_hf_cache
+from helpers import Invoke, fake_host, put_in_hf_cache
 
 from glmocr_lf.cli import cli
 from glmocr_lf.runtime import launch
-from glmocr_lf.runtime.errors import ConfigError, LaunchError
+from glmocr_lf.runtime.errors import ConfigError, GlmocrLfError, LaunchError
+from glmocr_lf.runtime.host import executable
 from glmocr_lf.runtime.launch import Topology
 from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.versions import Stack
-from glmocr_lf.train.plan import LaunchRequest, prepare
+from glmocr_lf.train.plan import LaunchPlan, LaunchRequest, prepare
 
 H100 = tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 81559, (9, 0)) for i in range(4))
 T4 = (Gpu(0, "Tesla T4", 15360, (7, 5)),)
@@ -82,9 +85,15 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def plan_for(project: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    request = LaunchRequest(config=project / "c.yaml", check_data=False, **kwargs)  # type: ignore[arg-type]
-    return prepare(request, stack=PINNED, gpus=H100)
+def plan_for(project: Path, gpus: tuple[Gpu, ...] = H100, host: dict[str, Any] | None = None,
+             **kwargs: Any) -> LaunchPlan:
+    request = LaunchRequest(config=project / "c.yaml", check_data=False, **kwargs)
+    return prepare(request, host=fake_host(gpus, stack=PINNED, **(host or {})))
+
+
+def only_problem(plan: LaunchPlan) -> GlmocrLfError:
+    assert len(plan.problems) == 1, [p.message for p in plan.problems]
+    return plan.problems[0]
 
 
 def test_plan_argv_and_absolute_paths(project: Path) -> None:
@@ -106,24 +115,20 @@ def test_deepspeed_preset_is_a_packaged_file(project: Path) -> None:
 
 
 def test_bf16_without_bf16_gpu_is_an_error_at_launch(project: Path) -> None:
-    with pytest.raises(ConfigError) as err:
-        prepare(LaunchRequest(config=project / "c.yaml", check_data=False), stack=PINNED, gpus=T4)
-    assert "train.bf16" in err.value.message
+    assert "train.bf16" in only_problem(plan_for(project, gpus=T4)).message
 
 
 def test_whitespace_paths_refused_only_where_torchrun_splits_them(project: Path) -> None:
-    with pytest.raises(ConfigError) as err:  # 4 GPUs: torchrun
-        plan_for(project, overrides={"output_dir": str(project / "my run")})
-    assert err.value.problems[0].message == (
+    err = only_problem(plan_for(project, overrides={"output_dir": str(project / "my run")}))  # 4 GPUs: torchrun
+    assert isinstance(err, ConfigError) and err.problems[0].message == (
         f"'{project / 'my run'}' contains whitespace; a multi-process launch (torchrun) splits arguments "
         "on whitespace: use a path without spaces, or train in one process")
-    one = prepare(LaunchRequest(config=project / "c.yaml", check_data=False,
-                                overrides={"output_dir": str(project / "my run")}), stack=PINNED, gpus=H100[:1])
-    assert one.output_dir == project / "my run"
+    one = plan_for(project, gpus=H100[:1], overrides={"output_dir": str(project / "my run")})
+    assert one.output_dir == project / "my run" and one.problems == []
     spaced_config = project / "my configs" / "c.yaml"  # never given to LLaMA-Factory: never refused
     spaced_config.parent.mkdir()
     spaced_config.write_text((project / "c.yaml").read_text())
-    assert prepare(LaunchRequest(config=spaced_config, check_data=False), stack=PINNED, gpus=H100).argv
+    assert prepare(LaunchRequest(config=spaced_config, check_data=False), host=fake_host(H100)).problems == []
 
 
 def test_init_warns_about_a_path_with_whitespace(invoke: Invoke, tmp_path: Path) -> None:
@@ -135,19 +140,17 @@ def test_init_warns_about_a_path_with_whitespace(invoke: Invoke, tmp_path: Path)
 
 
 def test_multinode_needs_master_addr(project: Path) -> None:
-    with pytest.raises(ConfigError) as err:
-        plan_for(project, topology=Topology(nnodes=2, node_rank=1))
-    assert "--master-addr: multi-node training needs the address of node 0" in err.value.message
+    err = only_problem(plan_for(project, topology=Topology(nnodes=2, node_rank=1)))
+    assert "--master-addr: multi-node training needs the address of node 0" in err.message
 
 
 def test_non_empty_output_dir_needs_a_policy(project: Path) -> None:
     for step in (2, 10):
         (project / "out" / f"checkpoint-{step}").mkdir(parents=True)
         (project / "out" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    with pytest.raises(LaunchError) as err:
-        plan_for(project)
-    assert err.value.message == f"{project / 'out'} already holds a run (checkpoint checkpoint-10)"
-    assert err.value.hint == "pass --resume to continue from its last checkpoint, or --fresh to start over"
+    err = only_problem(plan_for(project))
+    assert err.message == f"{project / 'out'} already holds a run (checkpoint checkpoint-10)"
+    assert err.hint == "pass --resume to continue from its last checkpoint, or --fresh to start over"
     resumed = plan_for(project, resume="resume")
     assert f"resume_from_checkpoint: {project / 'out' / 'checkpoint-10'}" in resumed.yaml_text
     assert "overwrite_output_dir: false" in resumed.yaml_text
@@ -157,8 +160,8 @@ def test_non_empty_output_dir_needs_a_policy(project: Path) -> None:
 
 
 def test_resume_without_checkpoint_is_an_error(project: Path) -> None:
-    with pytest.raises(LaunchError, match="no complete checkpoint-N to resume from"):
-        plan_for(project, resume="resume")
+    assert only_problem(plan_for(project, resume="resume")).message == (
+        f"{project / 'out'}: no complete checkpoint-N to resume from")
 
 
 def test_resume_skips_a_checkpoint_cut_short(project: Path) -> None:
@@ -177,18 +180,27 @@ def test_unregistered_dataset_is_refused_before_launch(project: Path, runner: Cl
 
 
 def test_dry_run_prints_plan_and_yaml_and_writes_nothing(project: Path, runner: CliRunner) -> None:
-    from conftest import SAMPLE_JSON
+    from helpers import SAMPLE_JSON
 
     reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(project / "data"),
                               "--force"])
     assert reg.exit_code == 0, reg.stderr
-    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "--nproc", "2", "--dry-run"])
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "bf16=false", "--nproc", "2", "--dry-run"])
     assert result.exit_code == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first.startswith(f"cd {project} && FORCE_TORCHRUN=1 NNODES=1 NODE_RANK=0 NPROC_PER_NODE=2 ")
     assert first.endswith(f"llamafactory-cli train {project / 'out' / 'glmocr_lf_train.yaml'}")
     assert "### model" in rest
     assert "dataset x: 10 samples OK, 1 warning(s)" in result.stderr
+    assert not (project / "out").exists()
+    # bf16 on a machine without a bf16 GPU: the same plan, and the problem; exit 1
+    refused = runner.invoke(cli, ["train", str(project / "c.yaml"), "--nproc", "2", "--dry-run"])
+    assert refused.exit_code == 1
+    assert refused.stdout.splitlines()[0] == first and "bf16: true" in refused.stdout.splitlines()
+    assert refused.stderr.splitlines()[-2:] == [
+        f"Error: {project / 'c.yaml'}",
+        "  train.bf16: this machine has no GPU with bf16 (compute capability >= 8.0); training here would "
+        "fail: set bf16: false to train in fp32"]
     assert not (project / "out").exists()
 
 
@@ -198,26 +210,21 @@ def test_overrides_must_be_key_value(project: Path, runner: CliRunner) -> None:
     assert "write overrides as key=value, without leading dashes" in result.stderr
 
 
-def test_modelscope_needs_its_package(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmocr_lf.runtime import versions
-
-    real = versions.installed
-    monkeypatch.setattr(versions, "installed", lambda dist: None if dist == "modelscope" else real(dist))
-    with pytest.raises(LaunchError, match="--hub modelscope needs the modelscope package"):
-        plan_for(project, hub="modelscope")
-    monkeypatch.setattr(versions, "installed", lambda dist: "1.20.0" if dist == "modelscope" else real(dist))
-    plan = plan_for(project, hub="modelscope")
+def test_modelscope_needs_its_package(project: Path) -> None:
+    err = only_problem(plan_for(project, hub="modelscope"))
+    assert isinstance(err, LaunchError) and err.message == "--hub modelscope needs the modelscope package"
+    plan = plan_for(project, hub="modelscope", host={"dists": {"modelscope": "1.20.0"}})
     assert plan.env["USE_MODELSCOPE_HUB"] == "1"
     assert "model_name_or_path: ZhipuAI/GLM-OCR" in plan.yaml_text
     assert "model_name_or_path: zai-org/GLM-OCR -> ZhipuAI/GLM-OCR (its ModelScope id)" in plan.notes
 
 
 def test_cutoff_len_below_image_tokens_is_refused_before_launch(project: Path, runner: CliRunner) -> None:
-    from conftest import SAMPLE_JSON
+    from helpers import SAMPLE_JSON
 
     reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(project / "data")])
     assert reg.exit_code == 0, reg.stderr
-    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "cutoff_len=64", "--dry-run"])
+    result = runner.invoke(cli, ["train", str(project / "c.yaml"), "cutoff_len=64", "bf16=false"])
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: dataset x: 10 error(s); training would fail or silently drop samples"
@@ -232,29 +239,26 @@ def test_resume_and_fresh_exclude_each_other(project: Path, runner: CliRunner) -
     assert "Error: --resume and --fresh exclude each other" in result.stderr
 
 
-def cpu_plan(project: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    request = LaunchRequest(config=project / "c.yaml", check_data=False, overrides={"bf16": False},
-                            **kwargs)  # type: ignore[arg-type]
-    return prepare(request, stack=PINNED, gpus=())
+def cpu_plan(project: Path, **kwargs: Any) -> LaunchPlan:
+    return plan_for(project, gpus=(), overrides={"bf16": False}, **kwargs)
 
 
-def test_deepspeed_not_installed_is_refused_before_launch(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launch, "deepspeed_importable", lambda: False)
-    with pytest.raises(ConfigError) as err:
-        plan_for(project, topology=Topology(deepspeed="z2"))
-    assert err.value.message.splitlines() == [
+def test_deepspeed_not_installed_is_refused_before_launch(project: Path) -> None:
+    without = {"missing": ("deepspeed",)}
+    assert only_problem(plan_for(project, host=without, topology=Topology(deepspeed="z2"))).message.splitlines() == [
         "train options",
         f"  --deepspeed: deepspeed is not installed in this environment ({sys.executable}); pip install "
         "deepspeed, or train without --deepspeed"]
-    with pytest.raises(ConfigError, match=r"  deepspeed: deepspeed is not installed .* remove deepspeed from the config"):
-        plan_for(project, overrides={"deepspeed": "z2.json"})
+    assert re.search(r"  deepspeed: deepspeed is not installed .* remove deepspeed from the config",
+                     only_problem(plan_for(project, host=without, overrides={"deepspeed": "z2.json"})).message)
 
 
-def test_multi_process_run_needs_torchrun(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launch, "torchrun", lambda: None)
-    with pytest.raises(ConfigError, match="  torchrun: not found beside "):
-        plan_for(project, topology=Topology(nproc=2))
-    assert "PATH" not in plan_for(project, topology=Topology(gpus=(0,))).env  # one process: no torchrun
+def test_multi_process_run_needs_torchrun(project: Path) -> None:
+    without = {"missing": ("torchrun",)}
+    assert "  torchrun: not found beside " in only_problem(plan_for(project, host=without,
+                                                                    topology=Topology(nproc=2))).message
+    one = plan_for(project, host=without, topology=Topology(gpus=(0,)))  # one process: no torchrun
+    assert "PATH" not in one.env and one.problems == []
 
 
 def test_torchrun_beside_the_interpreter_goes_first_on_path(project: Path, tmp_path: Path,
@@ -267,24 +271,22 @@ def test_torchrun_beside_the_interpreter_goes_first_on_path(project: Path, tmp_p
         (venv_bin / name).write_text("#!/bin/sh\n")
         (venv_bin / name).chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
-    monkeypatch.setattr(launch, "torchrun", lambda: launch.executable("torchrun"))
-    assert launch.executable("llamafactory-cli") == str(venv_bin / "llamafactory-cli")
+    assert executable("llamafactory-cli") == str(venv_bin / "llamafactory-cli")
+    beside = {"executables": {"torchrun": executable("torchrun")}}
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    plan = plan_for(project, topology=Topology(nproc=2))
+    plan = plan_for(project, host=beside, topology=Topology(nproc=2))
     assert plan.env["PATH"] == f"{venv_bin}{os.pathsep}/usr/bin:/bin"
     assert f"PATH starts with {venv_bin}: LLaMA-Factory runs torchrun by name" in plan.notes
     monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}/usr/bin")  # activated: nothing to add
-    assert "PATH" not in plan_for(project, topology=Topology(nproc=2)).env
+    assert "PATH" not in plan_for(project, host=beside, topology=Topology(nproc=2)).env
 
 
 def test_gpus_on_a_machine_without_gpu_is_refused(project: Path) -> None:
-    with pytest.raises(ConfigError) as err:
-        cpu_plan(project, topology=Topology(gpus=(0, 1)))
-    assert err.value.message.splitlines() == [
+    assert only_problem(cpu_plan(project, topology=Topology(gpus=(0, 1)))).message.splitlines() == [
         "train options",
         "  --gpus: 0,1: this machine has no NVIDIA GPU (nvidia-smi lists none); drop --gpus to train on the CPU"]
-    with pytest.raises(ConfigError, match=r"--gpus: 5: no GPU 5 on this machine \(it has 0, 1, 2, 3\)"):
-        plan_for(project, topology=Topology(gpus=(5,)))
+    assert "--gpus: 5: no GPU 5 on this machine (it has 0, 1, 2, 3)" in only_problem(
+        plan_for(project, topology=Topology(gpus=(5,)))).message
 
 
 def test_memory_budget_on_a_cpu_machine_warns_and_leaves_threads_alone(project: Path,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pytest
 from click.testing import CliRunner
-from conftest import needs_stack
+from helpers import needs_stack
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import lfkeys

@@ -1,4 +1,4 @@
-"""GLM-OCR rules for the LLaMA-Factory keys beyond our typed sections, and tracker defaults."""
+"""The rule table's rules for the LLaMA-Factory keys beyond our typed sections, and tracker defaults."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import needs_stack, put_in_hf_cache
+from helpers import H100, fake_host, needs_stack, put_in_hf_cache, use_host
 
 from glmocr_lf.cli import cli
-from glmocr_lf.config import check, from_flat, lfrules
-from glmocr_lf.runtime.machine import Gpu
+from glmocr_lf.config import from_flat
 from glmocr_lf.runtime.versions import Stack
+from glmocr_lf.train.datacheck import packing_drop_note
 from glmocr_lf.train.plan import LaunchRequest, prepare
 from glmocr_lf.train.tracking import summary_rows, tracking_defaults
 
 pytestmark = needs_stack
 MINIMAL = "model_name_or_path: zai-org/GLM-OCR\ntemplate: glm_ocr\n"
-H100 = (Gpu(0, "NVIDIA H100 80GB HBM3", 81559, (9, 0)),)
 PACKING_WARNING = ("Warning: c.yaml: dataset.packing: packing drops every sample longer than cutoff_len - 1 "
                    "(2047 tokens) instead of truncating it; `glmocr-lf train` counts them in the data "
                    "check (`glmocr-lf data stats NAME` shows the token lengths)")
@@ -26,8 +25,7 @@ PACKING_WARNING = ("Warning: c.yaml: dataset.packing: packing drops every sample
 
 @pytest.fixture(autouse=True)
 def _one_h100_and_everything_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(check, "detect_gpus", lambda: H100)
-    monkeypatch.setattr(lfrules, "_importable", lambda modules: True)
+    use_host(monkeypatch, fake_host((H100,), importable_all=True))
     put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
 
 
@@ -53,12 +51,12 @@ def test_packing_warns_that_long_samples_are_dropped(runner: CliRunner) -> None:
 
 def test_packing_drop_count_from_the_data_check() -> None:
     cfg = from_flat({"model_name_or_path": "m", "packing": True, "cutoff_len": 1024}, "c")
-    note = lfrules.packing_drop_note(cfg, "mine", [100, 1023, 1024, 5000, None])
+    note = packing_drop_note(cfg, "mine", [100, 1023, 1024, 5000, None])
     assert note == ("dataset mine: packing will drop 2 sample(s) longer than 1023 tokens (cutoff_len - 1) "
                     "instead of truncating them; raise cutoff_len to keep them")
-    assert lfrules.packing_drop_note(cfg, "mine", [100, 1023]) is None
+    assert packing_drop_note(cfg, "mine", [100, 1023]) is None
     unpacked = from_flat({"model_name_or_path": "m", "cutoff_len": 1024}, "c")
-    assert lfrules.packing_drop_note(unpacked, "mine", [5000]) is None
+    assert packing_drop_note(unpacked, "mine", [5000]) is None
 
 
 def test_liger_kernel_does_nothing_for_glm_ocr(runner: CliRunner) -> None:
@@ -81,8 +79,7 @@ def test_quantization_rules(runner: CliRunner, text: str, expected: str) -> None
 
 def test_quantization_needs_bitsandbytes_and_a_gpu(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     assert validate(runner, "quantization_bit: 4\n") == (0, ["OK: c.yaml"])
-    monkeypatch.setattr(check, "detect_gpus", lambda: ())
-    monkeypatch.setattr(lfrules, "_importable", lambda modules: "bitsandbytes" not in modules)
+    use_host(monkeypatch, fake_host((), missing=("bitsandbytes",), importable_all=True))
     assert validate(runner, "quantization_bit: 4\n") == (0, [
         "OK: c.yaml",
         "Warning: c.yaml: model.quantization_bit: needs the bitsandbytes package: pip install bitsandbytes",
@@ -92,7 +89,7 @@ def test_quantization_needs_bitsandbytes_and_a_gpu(runner: CliRunner, monkeypatc
 
 
 def test_a_tracker_must_be_importable(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lfrules, "_importable", lambda modules: "wandb" not in modules)
+    use_host(monkeypatch, fake_host((H100,), missing=("wandb",), importable_all=True))
     assert validate(runner, "report_to: [tensorboard, wandb]\n") == (0, [
         "OK: c.yaml",
         "Warning: c.yaml: output.report_to: wandb is not installed, so the run would fail at its first "
@@ -101,7 +98,7 @@ def test_a_tracker_must_be_importable(runner: CliRunner, monkeypatch: pytest.Mon
 
 
 def test_a_missing_tracker_stops_train_before_launch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(lfrules, "_importable", lambda modules: "wandb" not in modules)
+    use_host(monkeypatch, fake_host((H100,), missing=("wandb",), importable_all=True))
     Path("c.yaml").write_text(MINIMAL + "output_dir: out\nreport_to: wandb\n")
     result = CliRunner().invoke(cli, ["train", "c.yaml"], catch_exceptions=False)
     assert result.exit_code == 1
@@ -153,8 +150,8 @@ def test_tracking_defaults_keep_what_the_user_chose(tmp_path: Path) -> None:
 def test_the_launch_plan_carries_the_tracking_defaults(tmp_path: Path) -> None:
     Path("c.yaml").write_text(MINIMAL + "output_dir: out\nreport_to: tensorboard\nbf16: false\n"
                               "enable_liger_kernel: true\n")
-    plan = prepare(LaunchRequest(config=Path("c.yaml"), check_data=False), stack=Stack({"transformers": "5.6.0"}),
-                   gpus=H100)
+    plan = prepare(LaunchRequest(config=Path("c.yaml"), check_data=False),
+                   host=fake_host((H100,), stack=Stack({"transformers": "5.6.0"}), importable_all=True))
     assert plan.env["TENSORBOARD_LOGGING_DIR"].startswith(str(tmp_path / "out" / "runs") + "/")
     assert "run_name: out\n" in plan.yaml_text and "report_to: tensorboard\n" in plan.yaml_text
     assert "enable_liger_kernel: true\n" in plan.yaml_text

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import Invoke, put_in_hf_cache
+from helpers import Invoke, put_in_hf_cache
 
 HUB_CONFIG = '{"model_type": "glm_ocr"}'
 
@@ -35,7 +35,8 @@ def test_relative_dataset_dir_names_the_directory_it_resolved_against(invoke: In
     assert invoke("init", "proj", "--example").exit_code == 0
     result = invoke("train", "proj/configs/lora.yaml", "bf16=false", "--dry-run")
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [
+    assert result.stdout.startswith(f"cd {tmp_path} && ")  # the plan, then the problems
+    assert result.stderr.splitlines()[-2:] == [
         f"Error: {tmp_path / 'data' / 'dataset_info.json'}: not found (dataset_dir 'data' resolves against "
         f"the working directory {tmp_path}, as LLaMA-Factory resolves it; run glmocr-lf from the project root)",
         "Hint: register a dataset with `glmocr-lf data register NAME FILE --data-dir DIR`",
@@ -54,15 +55,39 @@ def test_hand_edited_entry_is_checked_with_its_own_mapping(invoke: Invoke) -> No
     assert invoke("init", "proj", "--example").exit_code == 0
     os.chdir("proj")
     _edit_entry(columns={"messages": "conversations"})
-    result = invoke("train", "configs/lora.yaml", "bf16=false", "--dry-run")
+    result = invoke("train", "configs/lora.yaml", "bf16=false")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: dataset cosyn_chemical: 8 error(s); training would fail or silently drop samples"
     assert lines[1].endswith("cosyn_chemical.json: sample 0: conversations: missing")
 
     _edit_entry(columns={"messages": "messages", "images": "images"}, file_name=None)
-    result = invoke("train", "configs/lora.yaml", "bf16=false", "--dry-run")
+    result = invoke("train", "configs/lora.yaml", "bf16=false")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0].endswith(
         "data/dataset_info.json: dataset cosyn_chemical has neither file_name nor a hub/script source "
         "(hf_hub_url, ms_hub_url, om_hub_url, script_url, cloud_file_name); LLaMA-Factory cannot load it")
+
+
+def test_dry_run_without_the_model_prints_the_plan_and_every_problem(invoke: Invoke, tmp_path: Path) -> None:
+    """A login node: no model in the cache, no bf16 GPU, a sample the data check refuses, --gpus it
+    does not have. One run names them all, after the plan (which `train` would run once they are fixed)."""
+    assert invoke("init", "proj", "--example").exit_code == 0
+    os.chdir("proj")
+    _edit_entry(columns={"messages": "conversations"})
+    result = invoke("train", "configs/lora.yaml", "--gpus", "0", "--dry-run")
+    assert result.exit_code == 1
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(f"cd {tmp_path / 'proj'} && CUDA_VISIBLE_DEVICES=0 ")
+    assert "### model" in rest
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == ["Error: train options", "Error: configs/lora.yaml",
+                      "Error: dataset cosyn_chemical: 8 error(s); training would fail or silently drop samples"]
+    stderr = result.stderr
+    assert "  --gpus: 0: this machine has no NVIDIA GPU (nvidia-smi lists none); drop --gpus" in stderr
+    assert "  train.bf16: this machine has no GPU with bf16" in stderr
+    assert "  model.model_name_or_path: zai-org/GLM-OCR is not in the Hugging Face cache" in stderr
+    assert stderr.index("Error: train options") > stderr.index("kernels: off")  # notes first, problems last
+    without = invoke("train", "configs/lora.yaml", "--gpus", "0")  # the same problems, no plan
+    assert without.exit_code == 1 and without.stdout == ""
+    assert [line for line in without.stderr.splitlines() if line.startswith("Error: ")] == errors

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Invoke, put_in_hf_cache
+from helpers import Invoke, put_in_hf_cache
 
 from glmocr_lf.runtime.errors import ChildFailedError
 from glmocr_lf.runtime.process import run_child
@@ -121,7 +121,7 @@ def test_run_record_says_interrupted(tmp_path: Path, invoke: Invoke, signum: sig
     put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
     assert invoke("config", "new", "--method", "lora", "--dataset", "x", "-o", "lora.yaml").exit_code == 0
     plan = prepare(LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
-                                 check_data=False), gpus=())
+                                 check_data=False))
     plan.command.argv = [sys.executable, "-c", SLEEPER]  # the subprocess seam: a child that waits
     lines: list[str] = []
     _signal_when_ready(lines, signum)
@@ -215,7 +215,7 @@ def test_the_record_of_a_run_that_ignored_ctrl_c(tmp_path: Path, invoke: Invoke,
     put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
     assert invoke("config", "new", "--method", "lora", "--dataset", "x", "-o", "lora.yaml").exit_code == 0
     plan = prepare(LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
-                                 check_data=False), gpus=())
+                                 check_data=False))
     plan.command.argv = [sys.executable, "-c", DEAF]
     lines: list[str] = []
     _signal_when_ready(lines, signal.SIGINT)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, STACK_MISSING, Invoke
 from data_fixtures import good_dataset, make_png
+from helpers import REPO, STACK_MISSING, Invoke
 
 from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir
@@ -31,7 +31,7 @@ def _adapter(root: Path) -> None:
 
 
 def _config(_root: Path) -> None:
-    from conftest import invoke
+    from helpers import invoke
 
     assert invoke("config", "new", "--method", "lora", "-o", "lora.yaml").exit_code == 0
 

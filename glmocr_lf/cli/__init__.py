@@ -15,7 +15,7 @@ import click
 from glmocr_lf import __version__
 from glmocr_lf.cli import terminal
 from glmocr_lf.runtime.constants import ENV_DEBUG
-from glmocr_lf.runtime.errors import GlmocrLfError
+from glmocr_lf.runtime.errors import GlmocrLfError, Refused
 
 
 class _UserError(click.ClickException):
@@ -32,9 +32,10 @@ class _UserError(click.ClickException):
             terminal.note(f"last {len(tail)} lines of its output:")
             for line in tail:
                 terminal.note(f"  {line}")
-        terminal.error(self.err.message)
-        if self.err.hint:
-            terminal.info(f"Hint: {self.err.hint}")
+        for err in self.err.errors if isinstance(self.err, Refused) else [self.err]:
+            terminal.error(err.message)
+            if err.hint:
+                terminal.info(f"Hint: {err.hint}")
 
 
 def debug_enabled(ctx: click.Context | None = None) -> bool:

@@ -91,7 +91,7 @@ class _TrainCommand(click.Command):
 @click.option("--compile", "compile_", type=click.Choice(COMPILE_MODES), default="auto", show_default=True,
               help="torch.compile the decoder layers (a kernels piece; auto: on a single GPU when the run "
                    "is long enough to pay back the compilation).")
-@click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML; run nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML, and every problem; run nothing.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")
 def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
@@ -113,16 +113,21 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
         topology=topology,
         resume="resume" if resume else ("fresh" if fresh else None),
         memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
-        dry_run=dry_run, kernels=kernels, compile=compile_,  # type: ignore[arg-type]
+        kernels=kernels, compile=compile_,  # type: ignore[arg-type]
     )
     plan = prepare(request)
-    for note in plan.notes:
-        terminal.note(note)
-    for warning in plan.warnings:
-        terminal.warning(warning)
+    refusal = plan.refusal()
+    if dry_run or refusal is None:
+        for note in plan.notes:
+            terminal.note(note)
+        for warning in plan.warnings:
+            terminal.warning(warning)
     if dry_run:
         terminal.out(plan.shell_line() + "\n")
         terminal.out(plan.yaml_text)
+    if refusal is not None:
+        raise refusal
+    if dry_run:
         return
     terminal.info(f"$ {plan.shell_line()}")
     summary = _run_with_progress(plan, verbose)

@@ -13,7 +13,6 @@ import dataclasses
 import enum
 import json
 import os
-import subprocess
 import sys
 import types
 import typing
@@ -243,15 +242,15 @@ def read_cache(path: Path, versions: dict[str, str]) -> KeyTable | None:
 def build_in_child(path: Path) -> str | None:
     """Derive the table in a child python (DISABLE_VERSION_CHECK=1 there only: this reads field
     definitions, it trains nothing) that writes it to `path`. Returns the child's error, or None."""
+    from glmocr_lf.runtime.process import run_captured
+
     package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env[C.ENV_DISABLE_VERSION_CHECK] = "1"
-    env[C.ENV_PYTHONPATH] = os.pathsep.join(p for p in (package_root, env.get(C.ENV_PYTHONPATH)) if p)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "glmocr_lf.config.lfkeys", str(path)], env=env,
-                              capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
+    overlay = {C.ENV_DISABLE_VERSION_CHECK: "1",
+               C.ENV_PYTHONPATH: os.pathsep.join(p for p in (package_root, os.environ.get(C.ENV_PYTHONPATH)) if p)}
+    proc = run_captured([sys.executable, "-m", "glmocr_lf.config.lfkeys", str(path)], env_overlay=overlay,
+                        timeout_s=BUILD_TIMEOUT_S)
+    if proc.error is not None:
+        return proc.error
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         return lines[-1] if lines else f"exit code {proc.returncode}"

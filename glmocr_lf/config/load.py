@@ -138,15 +138,31 @@ def from_flat(data: dict[str, Any], source: str) -> TrainConfig:
         else:
             problems.append(Problem(key_s, unknown_key_message(key_s, table)))
     nested["passthrough"] = passthrough
+    invalid = {str(k) for k in data if str(k) not in KEY_SECTION and str(k) not in
+               {key for values in passthrough.values() for key in values}}
     try:
-        cfg = TrainConfig.model_validate(nested)
+        cfg: TrainConfig | None = TrainConfig.model_validate(nested)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
-        raise ConfigError(source, problems) from None
-    problems.extend(rule_problems(cfg))
-    if problems:
+        invalid.update(str(err["loc"][1]) for err in exc.errors() if len(err["loc"]) > 1)
+        cfg = _without(nested, invalid)
+    if cfg is not None:  # the rules too, in the same pass: every problem at once
+        problems.extend(rule_problems(cfg, invalid=invalid))
+    if problems or cfg is None:
         raise ConfigError(source, problems)
     return cfg
+
+
+def _without(nested: dict[str, Any], invalid: set[str]) -> TrainConfig | None:
+    """The config without its refused values (a placeholder model when that one is refused), for
+    checking the rules on the rest; None when even that does not validate."""
+    kept: dict[str, Any] = {name: {k: v for k, v in values.items() if k not in invalid}
+                            for name, values in nested.items() if name != "passthrough"}
+    kept["model"].setdefault("model_name_or_path", "-")
+    try:
+        return TrainConfig.model_validate({**kept, "passthrough": nested["passthrough"]})
+    except ValidationError:
+        return None
 
 
 def apply_changes(cfg: TrainConfig, changes: dict[str, Any], source: str) -> TrainConfig:

@@ -142,26 +142,7 @@ class _Validator:
         elif not messages:
             self.problem(raw, "messages", "empty list; a sample needs a user prompt and an assistant answer")
         else:
-            tags = self.file.layout
-            for i, message in enumerate(messages):
-                where = f"messages[{i}]"
-                if not isinstance(message, dict):
-                    self.problem(raw, where, f"expected an object with role and content, got {json_type(message)}")
-                    continue
-                role, content = message.get("role"), message.get("content")
-                if "role" not in message:
-                    self.problem(raw, f"{where}.role", "missing")
-                elif not isinstance(role, str):
-                    self.problem(raw, f"{where}.role", f"expected a string, got {json_type(role)}")
-                elif role not in ROLES:
-                    self.problem(raw, f"{where}.role", f"unknown role {role!r}; use {tags.user} or {tags.assistant} "
-                                 f"(or {tags.system} first)")
-                if "content" not in message:
-                    self.problem(raw, f"{where}.content", "missing")
-                elif not isinstance(content, str):
-                    self.problem(raw, f"{where}.content", f"expected a string, got {json_type(content)}")
-                roles.append(role if isinstance(role, str) else "")
-                contents.append(content if isinstance(content, str) else "")
+            roles, contents = self._messages(raw, messages)
             if len(self.problems) == before:
                 self._check_order(raw, roles, contents)
         images = sample.get("images", [])
@@ -187,6 +168,32 @@ class _Validator:
         pairs = [(contents[i], contents[i + 1]) for i in range(offset, len(contents), 2)]
         key = (tuple(roles), tuple(contents), tuple(str(i) for i in images))
         return _Parsed(raw, system, pairs, pairs[0][0], keys, key)
+
+    def _messages(self, raw: RawSample, messages: list[Any]) -> tuple[list[str], list[str]]:
+        """Each message's role and content checked; the roles and contents ("" where refused)."""
+        roles: list[str] = []
+        contents: list[str] = []
+        tags = self.file.layout
+        for i, message in enumerate(messages):
+            where = f"messages[{i}]"
+            if not isinstance(message, dict):
+                self.problem(raw, where, f"expected an object with role and content, got {json_type(message)}")
+                continue
+            role, content = message.get("role"), message.get("content")
+            if "role" not in message:
+                self.problem(raw, f"{where}.role", "missing")
+            elif not isinstance(role, str):
+                self.problem(raw, f"{where}.role", f"expected a string, got {json_type(role)}")
+            elif role not in ROLES:
+                self.problem(raw, f"{where}.role", f"unknown role {role!r}; use {tags.user} or {tags.assistant} "
+                             f"(or {tags.system} first)")
+            if "content" not in message:
+                self.problem(raw, f"{where}.content", "missing")
+            elif not isinstance(content, str):
+                self.problem(raw, f"{where}.content", f"expected a string, got {json_type(content)}")
+            roles.append(role if isinstance(role, str) else "")
+            contents.append(content if isinstance(content, str) else "")
+        return roles, contents
 
     def _check_order(self, raw: RawSample, roles: list[str], contents: list[str]) -> None:
         start = 1 if roles[0] == "system" else 0

@@ -19,6 +19,7 @@ from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 from glmocr_lf.runtime.launch import Command
 from glmocr_lf.runtime.modelfiles import adapter_fingerprint, model_dir_problems
+from glmocr_lf.runtime.versions import installed
 
 
 @dataclass
@@ -91,7 +92,8 @@ def plan_export(request: ExportRequest) -> ExportPlan:
             raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
         base = request.base or run.model_name_or_path or str(source)
         values.update(model_name_or_path=str(source), finetuning_type="full")
-    values["model_name_or_path"], note = launch.hub_model_id(values["model_name_or_path"], request.hub)
+    values["model_name_or_path"], note = launch.hub_model_id(values["model_name_or_path"], request.hub,
+                                                                 modelscope=installed("modelscope"))
     image_max = run.image_max_pixels or C.LF_DEFAULT_IMAGE_MAX_PIXELS
     image_min = run.image_min_pixels or C.LF_DEFAULT_IMAGE_MIN_PIXELS
     out = (request.out or (source / "merged")).expanduser().resolve()

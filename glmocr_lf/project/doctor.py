@@ -1,20 +1,20 @@
 """`glmocr-lf doctor`: is this machine (and this model) ready to fine-tune GLM-OCR?
 
-Versions come from package metadata and GPUs from nvidia-smi, so a plain `doctor` never imports
-torch, transformers or llamafactory. Only `--model` loads the processor (that imports
+Versions, GPUs (nvidia-smi) and importable modules come from one `Host` (runtime/host.py), so a
+plain `doctor` never imports torch, transformers or llamafactory. Only `--model` loads the processor (that imports
 transformers and torch), because "Processor was not found" is what users hit otherwise.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import machine
+from glmocr_lf.runtime.host import Host
+from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.modelfiles import (
     PROCESSOR_FILES,
     cached_snapshot,
@@ -72,25 +72,18 @@ class DoctorReport:
         }
 
 
-def _importable(module: str) -> bool:
-    """Whether `import module` would find it, without importing it (or torch)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _missing(dist: str, why: str, fix: str) -> Finding:
     return Finding(dist, "error", f"not installed; {why}", fix)
 
 
-def check_versions(stack: Stack) -> list[Finding]:
+def check_versions(host: Host) -> list[Finding]:
+    stack = host.stack
     out = [_check_llamafactory(stack), *_check_transformers(stack), _check_torch(stack)]
-    out.append(_check_importable(stack, "torchvision",
+    out.append(_check_importable(host, "torchvision",
                                  "GLM-OCR's video processor needs it; without it AutoProcessor fails and "
                                  "LLaMA-Factory says 'Processor was not found'",
                                  "pip install torchvision (the build matching your torch)"))
-    out.append(_check_importable(stack, "torchaudio",
+    out.append(_check_importable(host, "torchaudio",
                                  "LLaMA-Factory's mm_plugin imports it for every multimodal model",
                                  "pip install --no-deps torchaudio"))
     for dist in ("peft", "trl", "datasets", "accelerate"):
@@ -145,11 +138,11 @@ def _check_torch(stack: Stack) -> Finding:
     return Finding("torch", "ok", have)
 
 
-def _check_importable(stack: Stack, dist: str, why: str, fix: str) -> Finding:
-    have = stack.get(dist)
+def _check_importable(host: Host, dist: str, why: str, fix: str) -> Finding:
+    have = host.stack.get(dist)
     if have is None:
         return _missing(dist, why, fix)
-    if not _importable(dist):
+    if not host.importable(dist):
         return Finding(dist, "error", f"{have} is in the package metadata but cannot be imported; {why}",
                        f"reinstall it: {fix}")
     return Finding(dist, "ok", have)
@@ -168,7 +161,7 @@ def _check_version_gate(stack: Stack) -> Finding:
                    f"llamafactory accepts the installed versions (no {C.ENV_DISABLE_VERSION_CHECK} needed)")
 
 
-def check_gpus(found: tuple[machine.Gpu, ...]) -> list[Finding]:
+def check_gpus(found: tuple[Gpu, ...]) -> list[Finding]:
     if not found:
         return [Finding("gpu", "warn", "no NVIDIA GPU found (nvidia-smi): CPU-only, bf16 false",
                         "train on a machine with a GPU of compute capability >= 8.0; here, training "
@@ -257,10 +250,10 @@ def _check_processor(path: Path, stack: Stack, *, files_missing: bool) -> Findin
                    f"{type(processor.video_processor).__name__}")
 
 
-def run_doctor(model: str | None = None) -> DoctorReport:
-    stack = Stack.detect()
-    found = machine.gpus()
-    findings = [*check_versions(stack), *check_gpus(found)]
+def run_doctor(model: str | None = None, host: Host | None = None) -> DoctorReport:
+    host = host or Host.detect()
+    stack, found = host.stack, host.gpus
+    findings = [*check_versions(host), *check_gpus(found)]
     if model is not None:
         findings.extend(check_model(model, stack))
     gpus = [{"index": g.index, "name": g.name, "memory_mib": g.memory_mib,

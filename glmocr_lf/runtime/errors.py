@@ -45,6 +45,25 @@ class ConfigError(GlmocrLfError):
         super().__init__(f"{source}\n" + "\n".join(lines))
 
 
+class Refused(GlmocrLfError):
+    """Every problem found before a launch, each rendered as its own `Error:` (with its hint).
+    Config errors about the same source are merged into one."""
+
+    def __init__(self, errors: Sequence[GlmocrLfError]) -> None:
+        merged: list[GlmocrLfError] = []
+        for err in errors:
+            at = next((i for i, m in enumerate(merged) if isinstance(m, ConfigError)
+                       and isinstance(err, ConfigError) and m.source == err.source), None)
+            if at is None:
+                merged.append(err)
+            else:
+                first = merged[at]
+                assert isinstance(first, ConfigError) and isinstance(err, ConfigError)
+                merged[at] = ConfigError(first.source, [*first.problems, *err.problems])
+        self.errors = merged
+        super().__init__("\n".join(e.message for e in merged))
+
+
 class DataError(GlmocrLfError):
     """A dataset that cannot be used (unreadable file, bad JSON, invalid samples)."""
 

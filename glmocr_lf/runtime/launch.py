@@ -6,7 +6,6 @@ variables, PATH), the printable command and the whitespace rule. Processes thems
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -18,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import versions
 from glmocr_lf.runtime.errors import ChildFailedError, LaunchError, Problem
+from glmocr_lf.runtime.host import Host
 from glmocr_lf.runtime.process import ChildResult, run_child
 from glmocr_lf.runtime.versions import Stack
 
 DEFAULT_MASTER_PORT = 29500
+LLAMAFACTORY_CLI = "llamafactory-cli"
 # Values LLaMA-Factory passes on as paths; its torchrun relaunch joins its argv and re-splits it
 # on whitespace, so a path with a space breaks there.
 PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "media_dir", "output_dir",
@@ -90,19 +90,10 @@ class Overlay:
     notes: list[str] = field(default_factory=list)
 
 
-def executable(name: str) -> str | None:
-    """A console script of the environment we run in (beside our interpreter, so an unactivated
-    venv works), else the one on PATH; None when there is none."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    return shutil.which(name)
-
-
 def llamafactory_cli(*, required: bool = True) -> str:
     """The llamafactory-cli of the environment we run in (beside our interpreter), else on PATH;
     its bare name when it is not installed and only a dry run will show it."""
-    found = executable("llamafactory-cli")
+    found = Host.detect().executable(LLAMAFACTORY_CLI)
     if found:
         return found
     if not required:
@@ -111,8 +102,10 @@ def llamafactory_cli(*, required: bool = True) -> str:
                       hint="install the training stack: `make install`, or see README § Install")
 
 
-def command(verb: str, yaml_path: Path, env: dict[str, str], cwd: Path, *, dry_run: bool = False) -> Command:
-    return Command([llamafactory_cli(required=not dry_run), verb, str(yaml_path)], env, cwd)
+def command(verb: str, yaml_path: Path, env: dict[str, str], cwd: Path, *, dry_run: bool = False,
+            cli: str | None = None) -> Command:
+    """`cli verb yaml_path`; `cli`: the llamafactory-cli to run (found here when not given)."""
+    return Command([cli or llamafactory_cli(required=not dry_run), verb, str(yaml_path)], env, cwd)
 
 
 def common_overlay(stack: Stack, hub: str) -> Overlay:
@@ -149,17 +142,7 @@ def torchrun_overlay(topology: Topology, visible_gpus: int) -> Overlay:
     return overlay
 
 
-def torchrun() -> str | None:
-    """The torchrun LLaMA-Factory's launcher needs for several processes, DeepSpeed or nodes."""
-    return executable("torchrun")
-
-
-def deepspeed_importable() -> bool:
-    """Whether `import deepspeed` would find the package (found, not imported: --help stays instant)."""
-    return importlib.util.find_spec("deepspeed") is not None
-
-
-def launcher_overlay(topology: Topology, visible_gpus: int,
+def launcher_overlay(topology: Topology, host: Host,
                      config_deepspeed: str | None = None) -> tuple[list[Problem], Overlay]:
     """What a torchrun launch needs from this environment, checked before launch: DeepSpeed
     importable for --deepspeed (or the config's `deepspeed` key), and torchrun. LLaMA-Factory runs `torchrun` by name, so when the one
@@ -167,14 +150,14 @@ def launcher_overlay(topology: Topology, visible_gpus: int,
     goes first on the child's PATH. Reads this process's PATH; changes nothing."""
     problems: list[Problem] = []
     overlay = Overlay()
-    if (topology.deepspeed or config_deepspeed) and not deepspeed_importable():
+    if (topology.deepspeed or config_deepspeed) and not host.importable("deepspeed"):
         where, fix = (("--deepspeed", "train without --deepspeed") if topology.deepspeed
                       else ("deepspeed", "remove deepspeed from the config"))
         problems.append(Problem(where, f"deepspeed is not installed in this environment ({sys.executable}); "
                                        f"pip install deepspeed, or {fix}"))
-    if not topology.needs_torchrun(visible_gpus):
+    if not topology.needs_torchrun(len(host.gpus)):
         return problems, overlay
-    found = torchrun()
+    found = host.executable("torchrun")
     if found is None:
         problems.append(Problem("torchrun", f"not found beside {sys.executable} nor on PATH; several "
                                             "processes, DeepSpeed and several nodes launch through torch's "
@@ -187,12 +170,12 @@ def launcher_overlay(topology: Topology, visible_gpus: int,
     return problems, overlay
 
 
-def hub_model_id(model: str, hub: str) -> tuple[str, str | None]:
-    """The model id for `hub`, and a note when it changed. ModelScope needs its package and knows
-    GLM-OCR as ZhipuAI/GLM-OCR, not zai-org/GLM-OCR."""
+def hub_model_id(model: str, hub: str, *, modelscope: str | None) -> tuple[str, str | None]:
+    """The model id for `hub`, and a note when it changed. ModelScope needs its package (`modelscope`:
+    its installed version) and knows GLM-OCR as ZhipuAI/GLM-OCR, not zai-org/GLM-OCR."""
     if hub != "modelscope":
         return model, None
-    if versions.installed("modelscope") is None:
+    if modelscope is None:
         raise LaunchError("--hub modelscope needs the modelscope package",
                           hint="pip install 'modelscope>=1.14.0'")
     if model == C.HF_MODEL_ID:

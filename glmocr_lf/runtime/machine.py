@@ -1,11 +1,12 @@
-"""What accelerators this machine has, read from nvidia-smi (no torch import)."""
+"""What accelerators this machine has, read from nvidia-smi (run by runtime/process.py; no torch import)."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
+
+from glmocr_lf.runtime.process import run_captured
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,9 @@ def gpus() -> tuple[Gpu, ...]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return ()
-    try:
-        proc = subprocess.run(
-            [exe, "--query-gpu=index,name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    if proc.returncode != 0:
+    proc = run_captured([exe, "--query-gpu=index,name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
+                        timeout_s=20)
+    if not proc.ok:
         return ()
     found = []
     for line in proc.stdout.splitlines():

@@ -1,6 +1,7 @@
-"""The one place that runs child processes (llamafactory-cli train / export).
+"""The one place that runs child processes: llamafactory-cli train / export (`run_child`, streamed),
+and the short probes whose output we read (`run_captured`: nvidia-smi, the key-table child).
 
-The child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
+A streamed child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
 reaching us are forwarded to that whole group (torchrun and its workers included) and we keep
 waiting; one we ignore (SIGHUP under nohup) is not forwarded. A child still running
 ESCALATE_AFTER_S after the forwarded signal, or a second signal, gets SIGTERM, and SIGKILL
@@ -163,3 +164,29 @@ def _wait(proc: subprocess.Popen[bytes], deadline: list[float], escalate: Callab
             return proc.wait(timeout=max(0.05, deadline[0] - time.monotonic()) if deadline else None)
         except subprocess.TimeoutExpired:
             escalate()
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A probe's result: returncode None when it could not start or ran past its time (`error` says which)."""
+
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_captured(argv: Sequence[str], *, timeout_s: float, env_overlay: Mapping[str, str] | None = None) -> Captured:
+    """Run a short probe to completion with its output captured as text (no signal forwarding: it is
+    ours to stop, within `timeout_s`)."""
+    env = {**os.environ, **(env_overlay or {})}
+    try:
+        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Captured(None, error=str(exc))
+    return Captured(proc.returncode, proc.stdout, proc.stderr)

@@ -84,7 +84,7 @@ class Stack:
     def llamafactory_rejects(self) -> list[str]:
         """Installed packages outside the ranges llamafactory declares (it refuses them unless
         DISABLE_VERSION_CHECK=1). Empty when llamafactory is not installed."""
-        if installed("llamafactory") is None:
+        if self.get("llamafactory") is None:
             return []
         try:
             requires = metadata.requires("llamafactory") or []

@@ -73,6 +73,21 @@ def build_tokenizer(out_dir: Path) -> Any:
     return tokenizer
 
 
+def save_processor(out_dir: Path, tokenizer: Any) -> None:
+    """GLM-OCR's processor (image and video processors, chat template) sized for the tiny model."""
+    from transformers import Glm46VImageProcessor, Glm46VProcessor, Glm46VVideoProcessor
+
+    size = {"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS}
+    patches = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+    processor = Glm46VProcessor(
+        image_processor=Glm46VImageProcessor(size=size, **patches),
+        tokenizer=tokenizer,
+        video_processor=Glm46VVideoProcessor(size=size, **patches),
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+
+
 def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) -> Path:
     """Write a loadable tiny GLM-OCR (config, safetensors, tokenizer, processor) into `out_dir`.
 
@@ -80,13 +95,7 @@ def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) 
     num_hidden_layers), as the real checkpoint does and transformers ignores on load.
     """
     import torch
-    from transformers import (
-        Glm46VImageProcessor,
-        Glm46VProcessor,
-        Glm46VVideoProcessor,
-        GlmOcrConfig,
-        GlmOcrForConditionalGeneration,
-    )
+    from transformers import GlmOcrConfig, GlmOcrForConditionalGeneration
 
     out_dir = ensure_dir(Path(out_dir))
     tokenizer = build_tokenizer(out_dir)
@@ -112,15 +121,7 @@ def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) 
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out_dir)
 
-    size = {"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS}
-    patches = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
-    processor = Glm46VProcessor(
-        image_processor=Glm46VImageProcessor(size=size, **patches),
-        tokenizer=tokenizer,
-        video_processor=Glm46VVideoProcessor(size=size, **patches),
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out_dir)
+    save_processor(out_dir, tokenizer)
     if with_mtp:
         add_mtp_layer(out_dir, seed=seed)
     return out_dir

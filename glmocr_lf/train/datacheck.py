@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glmocr_lf.config.lfrules import packing_drop_note
 from glmocr_lf.config.models import TrainConfig
+from glmocr_lf.config.rules import packing
 from glmocr_lf.data.info import RemoteDatasetError, local_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
@@ -18,6 +19,19 @@ def dataset_names(cfg: TrainConfig) -> list[str]:
         if value:
             names.extend(n.strip() for n in value.split(",") if n.strip())
     return names
+
+
+def packing_drop_note(cfg: TrainConfig, dataset: str, tokens: Iterable[int | None]) -> str | None:
+    """The data check's count of samples that packing drops (LLaMA-Factory: 'Dropped lengthy
+    example'); token counts are the check's estimate, image tokens included."""
+    if not packing(cfg):
+        return None
+    dropped = sum(1 for t in tokens if t is not None and t > cfg.cutoff_len - 1)
+    if not dropped:
+        return None
+    return (f"dataset {dataset}: packing will drop {dropped} sample(s) longer than "
+            f"{cfg.cutoff_len - 1} tokens (cutoff_len - 1) instead of truncating them; raise "
+            "cutoff_len to keep them")
 
 
 @dataclass

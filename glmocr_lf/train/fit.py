@@ -1,7 +1,7 @@
 """Fit a run to the machine: settings that change speed and memory, never the maths of training.
 
-`fit_to_hardware()` reads the typed config, the GPUs (or `--memory-budget`), the process count, the
-CPUs this process may use, the caller's environment and the dataset files' sizes (for the
+`fit_to_hardware()` reads the typed config and the plan's context (GPUs or `--memory-budget`,
+processes, CPUs, the caller's environment, the data check) and the dataset files' sizes (for the
 tokenised-data cache key); it changes nothing itself and returns the keys to change, an environment
 overlay and one reason per change, which `train --dry-run` prints.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.paths import cache_dir
 from glmocr_lf.train.changes import Changes
+from glmocr_lf.train.context import PlanContext
 
 # -- memory model (GiB), calibrated on an H100 with a real-dimension GLM-OCR, bf16 --------------
 # Peak allocated = base + micro_batch x padded tokens x per-token activations; reserved is a few
@@ -85,9 +85,6 @@ ENV_OMP = ENV_OMP_NUM_THREADS
 ENV_ALLOC = ENV_PYTORCH_CUDA_ALLOC_CONF
 
 
-Fit = Changes
-
-
 @dataclass(frozen=True)
 class Choice:
     micro_batch: int
@@ -99,13 +96,6 @@ class Choice:
     def speed(self) -> float:
         relative = self.micro_batch / (self.micro_batch + SATURATION_BATCH)
         return relative * (CHECKPOINTING_SPEED if self.checkpointing else 1.0)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def sample_tokens(cfg: TrainConfig) -> int:
@@ -205,42 +195,39 @@ def optimizer_steps(values: Mapping[str, Any], samples: int | None, processes: i
     return max(0, math.ceil(math.ceil(max(samples, 0) / batch) * epochs))
 
 
-def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
-                    memory_budget_gib: float | None, processes: int,
-                    environ: Mapping[str, str] | None = None,
-                    tokens_per_sample: int | None = None, nodes: int = 1, kernels: bool = False) -> Fit:
+def fit_to_hardware(cfg: TrainConfig, context: PlanContext) -> Changes:
     """Speed and memory settings for this machine, as changes to `cfg` with their reasons.
 
-    `tokens_per_sample`: the longest sample's tokens if known (e.g. from the data check); else
-    an upper estimate from `image_max_pixels` and `cutoff_len`. `nodes` > 1: no tokenised-data
-    cache (another node could read it half-written from a shared home directory). `kernels`: the
-    fused kernels are on with the fused cross-entropy (glmocr_lf/kernels): less memory per token.
+    From the context: the GPUs (or `--memory-budget`), the processes and CPUs, the caller's
+    environment, the longest sample the data check counted (else an upper estimate from
+    `image_max_pixels` and `cutoff_len`) and whether the fused cross-entropy is on (less memory per
+    token). Several nodes get no tokenised-data cache (another node could read it half-written
+    from a shared home directory).
     """
-    environ = os.environ if environ is None else environ
     values = cfg.flat()
-    fit = Fit()
-    cpus = cpu_count()
+    fit = Changes()
+    cpus, processes = context.host.cpus, context.processes
     per_process = max(1, cpus // max(processes, 1))
     for key in ("preprocessing_num_workers", "dataloader_num_workers"):
         wanted = values.get(key)
         if isinstance(wanted, int) and wanted > per_process:
             fit.values[key] = per_process
             fit.reasons.append(f"{key}: {wanted} -> {per_process} ({cpus} CPUs for {processes} process(es))")
-
-    on_gpu = bool(gpus) or memory_budget_gib is not None
-    if not on_gpu:
+    if not context.gpus:  # a CPU run keeps its settings (--memory-budget sizes GPU memory)
         return fit
-    if ENV_OMP not in environ:
-        fit.env[ENV_OMP] = "1"
-        fit.reasons.append(f"{ENV_OMP}=1: preprocessing workers would each start {cpus} torch threads "
-                           "and oversubscribe the CPU")
-    if ENV_ALLOC not in environ:
-        fit.env[ENV_ALLOC] = "expandable_segments:True"
-        fit.reasons.append(f"{ENV_ALLOC}=expandable_segments:True: less fragmentation with samples "
-                           "of varied length")
+    for key, value, why in ((ENV_OMP, "1", f"preprocessing workers would each start {cpus} torch threads "
+                                           "and oversubscribe the CPU"),
+                            (ENV_ALLOC, "expandable_segments:True", "less fragmentation with samples of "
+                                                                    "varied length")):
+        if key not in context.environ:
+            fit.env[key] = value
+            fit.reasons.append(f"{key}={value}: {why}")
+    _fit_batch(cfg, context, fit)
+    _loader_and_cache(values, context, fit)
+    return fit
 
-    _fit_batch(cfg, values, gpus, memory_budget_gib, tokens_per_sample, fit, kernels)
 
+def _loader_and_cache(values: Mapping[str, Any], context: PlanContext, fit: Changes) -> None:
     workers = fit.values.get("dataloader_num_workers", values.get("dataloader_num_workers"))
     if isinstance(workers, int) and workers > 0 and "dataloader_persistent_workers" not in values:
         fit.values["dataloader_persistent_workers"] = True
@@ -251,27 +238,25 @@ def fit_to_hardware(cfg: TrainConfig, *, gpus: tuple[Gpu, ...],
         fit.reasons.append("logging_nan_inf_filter: false (transformers' NaN check reads each micro-batch's "
                            "loss back from the GPU, a host sync that idles the GPU every step; a NaN or "
                            "inf loss is then logged as it is instead of being left out of the average)")
-
-    if (nodes == 1 and not values.get("tokenized_path") and not values.get("overwrite_cache")
+    if (context.topology.nnodes == 1 and not values.get("tokenized_path") and not values.get("overwrite_cache")
             and not values.get("streaming")):
-        cache = tokenized_cache_dir(values, environ)
+        cache = tokenized_cache_dir(values, context.environ)
         if cache is not None:
             fit.values["tokenized_path"] = str(cache)
             fit.reasons.append(f"tokenized_path: {cache} (keyed by the data files and the settings "
                                "that shape tokenisation; a second run skips preprocessing)")
-    return fit
 
 
-def _fit_batch(cfg: TrainConfig, values: Mapping[str, Any], gpus: tuple[Gpu, ...],
-               memory_budget_gib: float | None, tokens_per_sample: int | None, fit: Fit,
-               kernels: bool = False) -> None:
+def _fit_batch(cfg: TrainConfig, context: PlanContext, fit: Changes) -> None:
+    values, gpus, memory_budget_gib = cfg.flat(), context.gpus, context.memory_budget_gib
+    kernels = context.fused_cross_entropy
     usable = usable_memory_gib(gpus, memory_budget_gib)
     if usable is None:
         return
     micro = int(values.get("per_device_train_batch_size") or HF_DEFAULT_TRAIN_BATCH)
     accumulation = int(values.get("gradient_accumulation_steps") or 1)
     per_process_batch = micro * accumulation
-    tokens = tokens_per_sample or sample_tokens(cfg)
+    tokens = (context.data.max_tokens if context.data else None) or sample_tokens(cfg)
     explicit = values.get("disable_gradient_checkpointing")
     fixed_ckpt = None if explicit is None else not explicit
     where = (f"--memory-budget {memory_budget_gib:g} GiB" if memory_budget_gib is not None

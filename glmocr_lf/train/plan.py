@@ -1,64 +1,49 @@
-"""Plan a training launch: every check that can fail before a process starts, then the final YAML,
-argv and environment.
+"""Plan a training launch: the context is built once, every planning step reads the typed config and
+that context and returns its changes with their reasons; they are applied once and the result is
+validated once; then one checks phase gathers every problem (options, config rules, machine, model,
+data) so they are all reported in one run, by `train` and by `train --dry-run` alike.
 
-`prepare()` validates the config and the options, checks this machine (nvidia-smi; torchrun and
-DeepSpeed for the launch shape asked for), the model dir, every sample of the datasets and the
-token budget, and decides the resume policy. Each planning step reads the typed config and returns
-its changes with their reasons; they are applied once and the result is validated once. Nothing is
-written and nothing is started here.
+Building the context probes the machine (nvidia-smi through the host, package metadata) and reads
+every sample of the datasets; loading the config may start the key-table child once per installed
+LLaMA-Factory (config/lfkeys.py); checking a hub model may ask the hub whether it is reachable.
+Nothing is written and no training process is started here.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
-from glmocr_lf.config.check import config_warnings, machine_problems
+from glmocr_lf.config.check import config_warnings
 from glmocr_lf.config.load import apply_changes, load_config
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
-from glmocr_lf.kernels import (
-    LIGER_DIST,
-    CompileMode,
-    KernelsMode,
-    compile_unmeasured,
-    decide,
-    with_compile,
-)
+from glmocr_lf.config.rules import machine_problems
 from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
-from glmocr_lf.runtime.errors import ConfigError, LaunchError, Problem
+from glmocr_lf.runtime.errors import ConfigError, GlmocrLfError, LaunchError, Problem, Refused
 from glmocr_lf.runtime.fsutil import check_dir_target
-from glmocr_lf.runtime.launch import Command, Topology
-from glmocr_lf.runtime.machine import Gpu
-from glmocr_lf.runtime.versions import Stack, installed
+from glmocr_lf.runtime.host import Host
+from glmocr_lf.runtime.launch import Command
 from glmocr_lf.train.changes import Changes
+from glmocr_lf.train.context import LaunchRequest, PlanContext, ResumeMode, build_context
+from glmocr_lf.train.fit import fit_to_hardware, optimizer_steps
+from glmocr_lf.train.kernels import compile_unmeasured, with_compile
 from glmocr_lf.train.tracking import tracking_defaults
 
+__all__ = ["LaunchPlan", "LaunchRequest", "ResumeMode", "prepare"]
 OUR_FILES = {C.TRAIN_YAML, records.TRAIN_RECORD}
 DEEPSPEED_PRESETS = {"z2": "z2", "z3": "z3", "z3-offload": "z3_offload"}
-ResumeMode = Literal["resume", "fresh"]
 # Keys LLaMA-Factory resolves against its working directory.
 RELATIVE_PATH_KEYS = ("dataset_dir", "media_dir", "output_dir", "tokenized_path", "deepspeed", "cache_dir",
                       "resume_from_checkpoint")
-
-
-@dataclass
-class LaunchRequest:
-    config: Path
-    overrides: dict[str, Any] = field(default_factory=dict)
-    topology: Topology = field(default_factory=Topology)
-    resume: ResumeMode | None = None
-    memory_budget_gib: float | None = None
-    hub: Literal["hf", "modelscope"] = "hf"
-    check_data: bool = True
-    dry_run: bool = False
-    kernels: KernelsMode = "auto"
-    compile: CompileMode = "auto"
+OPTIONS = "train options"  # where problems with the command's options are reported
+Step = Callable[[TrainConfig, PlanContext], Changes]
+Check = Callable[[TrainConfig, PlanContext], list[GlmocrLfError]]
 
 
 @dataclass
@@ -72,6 +57,7 @@ class LaunchPlan:
     warnings: list[str] = field(default_factory=list)
     removals: list[Path] = field(default_factory=list)
     resume_from: Path | None = None
+    problems: list[GlmocrLfError] = field(default_factory=list)  # the launch is refused while any
 
     @property
     def argv(self) -> list[str]:
@@ -83,6 +69,9 @@ class LaunchPlan:
 
     def shell_line(self) -> str:
         return self.command.shell_line()
+
+    def refusal(self) -> Refused | None:
+        return Refused(self.problems) if self.problems else None
 
 
 def resolve_deepspeed(value: str) -> Path:
@@ -109,30 +98,6 @@ def _local_model(value: str | None) -> str | None:
     return None
 
 
-def defaults_and_paths(cfg: TrainConfig, request: LaunchRequest) -> Changes:
-    """Absolute paths for everything LLaMA-Factory resolves against its working directory, and the
-    keys a launch needs (dataset_dir, template, the model id of the chosen hub)."""
-    changes = Changes()
-    values = cfg.flat()
-    values.setdefault("dataset_dir", C.DATA_DIR)
-    for key in RELATIVE_PATH_KEYS:
-        if values.get(key):
-            changes.values[key] = _absolute(str(values[key]))
-    for key in ("model_name_or_path", "adapter_name_or_path"):
-        local = _local_model(values.get(key))
-        if local is not None:
-            changes.values[key] = local
-    if request.topology.deepspeed is not None:
-        changes.values["deepspeed"] = str(resolve_deepspeed(request.topology.deepspeed))
-    if cfg.dataset.template is None:
-        changes.values["template"] = C.TEMPLATE
-    model, note = launch.hub_model_id(cfg.model.model_name_or_path, request.hub)
-    if note:
-        changes.values["model_name_or_path"] = model
-        changes.reasons.append(note)
-    return changes
-
-
 def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
     """A local model dir must be a GLM-OCR checkpoint with a complete processor; a Hugging Face id
     must be in the cache unless the hub can be reached (LLaMA-Factory loads the tokenizer first)."""
@@ -149,9 +114,10 @@ def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
     return []
 
 
-def gpu_list_problems(topology: Topology, gpus: tuple[Gpu, ...]) -> list[Problem]:
+def gpu_list_problems(context: PlanContext) -> list[Problem]:
     """--gpus naming GPUs this machine does not have (with none at all, LLaMA-Factory would start
     one CPU process per listed GPU without a word)."""
+    topology, gpus = context.topology, context.gpus
     if topology.gpus is None:
         return []
     wanted = ",".join(str(g) for g in topology.gpus)
@@ -171,117 +137,166 @@ def checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def resume_policy(output_dir: Path, mode: ResumeMode | None) -> tuple[Changes, list[Path], Path | None]:
-    """What happens to an existing output dir: (changes, paths to remove, checkpoint to resume)."""
+def defaults_and_paths(cfg: TrainConfig, context: PlanContext) -> Changes:
+    """Absolute paths for everything LLaMA-Factory resolves against its working directory, and the
+    keys a launch needs (dataset_dir, template, the model id of the chosen hub)."""
     changes = Changes()
+    values = {"dataset_dir": C.DATA_DIR, **cfg.flat()}
+    for key in RELATIVE_PATH_KEYS:
+        if values.get(key):
+            changes.values[key] = _absolute(str(values[key]))
+    for key in ("model_name_or_path", "adapter_name_or_path"):
+        local = _local_model(values.get(key))
+        if local is not None:
+            changes.values[key] = local
+    try:
+        if context.topology.deepspeed is not None:
+            changes.values["deepspeed"] = str(resolve_deepspeed(context.topology.deepspeed))
+        model, note = launch.hub_model_id(cfg.model.model_name_or_path, context.request.hub,
+                                          modelscope=context.host.installed("modelscope"))
+    except LaunchError as exc:
+        changes.problems.append(exc)
+        return changes
+    if cfg.dataset.template is None:
+        changes.values["template"] = C.TEMPLATE
+    if note:
+        changes.values["model_name_or_path"] = model
+        changes.reasons.append(note)
+    return changes
+
+
+def tracking(cfg: TrainConfig, context: PlanContext) -> Changes:
+    return tracking_defaults(cfg, context.stack, context.environ)
+
+
+def resume_policy(cfg: TrainConfig, context: PlanContext) -> Changes:
+    """What happens to an existing output dir: --resume continues from its last complete checkpoint,
+    --fresh removes the earlier run's checkpoints and logs, neither refuses a dir that holds a run."""
+    changes = Changes()
+    output_dir = Path(_absolute(str(cfg.output.output_dir)))
     existing = [p for p in output_dir.iterdir() if p.name not in OUR_FILES] if output_dir.is_dir() else []
     found = checkpoints(output_dir) if output_dir.is_dir() else []
+    mode = context.request.resume
     if mode == "resume":
         # transformers writes trainer_state.json last: without it a checkpoint was cut short
         complete = [c for c in found if (c / "trainer_state.json").is_file()]
         if not complete:
-            raise LaunchError(f"{output_dir}: no complete checkpoint-N to resume from",
-                              hint="drop --resume to start a new run")
+            changes.problems.append(LaunchError(f"{output_dir}: no complete checkpoint-N to resume from",
+                                                hint="drop --resume to start a new run"))
+            return changes
         for partial in found[found.index(complete[-1]) + 1:]:
             changes.reasons.append(f"skipping {partial.name}: incomplete (the run stopped while saving it)")
         changes.values.update(resume_from_checkpoint=str(complete[-1]), overwrite_output_dir=False)
         changes.reasons.append(f"resuming from {complete[-1]}")
-        return changes, [], complete[-1]
-    if mode == "fresh":
+    elif mode == "fresh":
         changes.values.update(overwrite_output_dir=True, resume_from_checkpoint=None)
-        removals = [*found, *(p for p in (output_dir / "trainer_log.jsonl", output_dir / C.TRAIN_LOG)
-                              if p.exists())]
-        if removals:
-            changes.reasons.append(f"--fresh: removing {len(removals)} earlier checkpoint(s)/log(s) in {output_dir}")
-        return changes, removals, None
-    if existing:
+        changes.removals = [*found, *(p for p in (output_dir / "trainer_log.jsonl", output_dir / C.TRAIN_LOG)
+                                      if p.exists())]
+        if changes.removals:
+            changes.reasons.append(f"--fresh: removing {len(changes.removals)} earlier checkpoint(s)/log(s) "
+                                   f"in {output_dir}")
+    elif existing:
         what = f"checkpoint {found[-1].name}" if found else f"{len(existing)} file(s)"
-        raise LaunchError(f"{output_dir} already holds a run ({what})",
-                          hint="pass --resume to continue from its last checkpoint, or --fresh to start over")
-    return changes, [], None
+        changes.problems.append(LaunchError(
+            f"{output_dir} already holds a run ({what})",
+            hint="pass --resume to continue from its last checkpoint, or --fresh to start over"))
+    return changes
 
 
-def prepare(request: LaunchRequest, *, stack: Stack | None = None,
-            gpus: tuple[Gpu, ...] | None = None) -> LaunchPlan:
-    from glmocr_lf.runtime import machine
-    from glmocr_lf.train.fit import fit_to_hardware, optimizer_steps
+# In order; each reads the config as loaded and the context, none sees another's changes.
+STEPS: tuple[Step, ...] = (defaults_and_paths, tracking, fit_to_hardware, resume_policy)
 
-    stack = stack or Stack.detect()
-    gpus = machine.gpus() if gpus is None else gpus
-    topology = request.topology
-    source = str(request.config)
-    option_problems = topology.problems()
-    if option_problems:
-        raise ConfigError("train options", option_problems)
-    cfg = load_config(request.config, request.overrides)
-    if not cfg.output.output_dir:
-        raise ConfigError(source, [Problem("output.output_dir", "required to launch training")])
-    check_dir_target(Path(cfg.output.output_dir).expanduser(), "output_dir")
 
-    notes: list[str] = []
-    warnings = [f"{p.path}: {p.message}" for p in config_warnings(cfg)]
-    blocking = machine_problems(cfg, gpus, stack)
-    launcher_problems, launcher = launch.launcher_overlay(topology, visible_gpus=len(gpus),
-                                                          config_deepspeed=cfg.flat().get("deepspeed"))
-    options_blocking = gpu_list_problems(topology, gpus) + launcher_problems
-    if request.dry_run:
-        notes.extend(f"{p.path}: {p.message}" for p in options_blocking + blocking)
-        options_blocking, blocking = [], []
-    if options_blocking:
-        raise ConfigError("train options", options_blocking)
-    memory_budget = request.memory_budget_gib
-    if memory_budget is not None and not gpus:
-        warnings.append(f"--memory-budget {memory_budget:g} GiB ignored: this machine has no NVIDIA GPU "
-                        "and the budget sizes batches for GPU memory (the CPU run keeps its settings)")
-        memory_budget = None
-    changes = defaults_and_paths(cfg, request)
-    changes.add(tracking_defaults(cfg, stack, os.environ))
-    spaced = (launch.whitespace_problems({**cfg.flat(), **changes.values})
-              if topology.needs_torchrun(len(gpus)) else [])
-    problems = [*blocking, *spaced, *check_model(cfg, request.hub)]
-    if problems:
-        raise ConfigError(source, problems)
-
-    max_tokens = train_samples = None
-    if request.check_data:
-        from glmocr_lf.train.datacheck import check_datasets
-
-        data = check_datasets(cfg)
-        notes.extend(data.notes)
-        max_tokens, train_samples = data.max_tokens, data.train_samples
-    kernels = decide(request.kernels, gpus=gpus, liger_version=installed(LIGER_DIST), environ=os.environ)
-    processes = topology.processes_per_node(len(gpus)) * topology.nnodes
-    changes.add(fit_to_hardware(cfg, gpus=gpus, memory_budget_gib=memory_budget,
-                                processes=processes, tokens_per_sample=max_tokens, nodes=topology.nnodes,
-                                kernels=kernels.on and "flce" in kernels.pieces))
-    output_dir = Path(changes.values["output_dir"])
-    resume, removals, resume_from = resume_policy(output_dir, request.resume)
-    changes.add(resume)
-    notes.extend(changes.reasons)
-    final = apply_changes(cfg, changes.values, source)
+def kernels_and_compile(final: TrainConfig, context: PlanContext) -> Changes:
+    """The kernels the context allows, with `compile` decided on the final values (the run's length)."""
     values = final.flat()
-    kernels = with_compile(kernels, request.compile, steps=optimizer_steps(values, train_samples, processes),
-                           method=final.finetuning_type, environ=os.environ,
-                           unmeasured=compile_unmeasured(values, processes))
-    notes.extend(kernels.notes)
+    steps = optimizer_steps(values, context.data.train_samples if context.data else None, context.processes)
+    kernels = with_compile(context.kernels, context.request.compile, steps=steps, method=final.finetuning_type,
+                           unmeasured=compile_unmeasured(values, context.processes), environ=context.environ)
+    return Changes(env=dict(kernels.env), reasons=list(kernels.notes), problems=list(kernels.problems))
 
-    rendered = adapt(final, stack)
-    notes.extend(rendered.notes)
+
+def option_problems(final: TrainConfig, context: PlanContext) -> list[GlmocrLfError]:
+    """The command's options against this machine: the topology, --gpus, torchrun and DeepSpeed."""
+    launcher, _ = launch.launcher_overlay(context.topology, context.host, final.method.deepspeed)
+    problems = context.topology.problems() + gpu_list_problems(context) + launcher
+    return [ConfigError(OPTIONS, problems)] if problems else []
+
+
+def config_problems(final: TrainConfig, context: PlanContext) -> list[GlmocrLfError]:
+    """The config on this machine: the rule table's machine rules, paths torchrun would split, the model."""
+    out: list[GlmocrLfError] = []
+    try:
+        check_dir_target(Path(str(final.output.output_dir)), "output_dir")
+    except GlmocrLfError as exc:
+        out.append(exc)
+    spaced = launch.whitespace_problems(final.flat()) if context.torchrun else []
+    problems = [*machine_problems(final, context.host), *spaced, *check_model(final, context.request.hub)]
+    out.extend([ConfigError(context.source, problems)] if problems else [])
+    if context.host.executable(launch.LLAMAFACTORY_CLI) is None:
+        out.append(LaunchError(f"{launch.LLAMAFACTORY_CLI} is not installed",
+                               hint="install the training stack: `make install`, or see README § Install"))
+    return out
+
+
+def data_problems(_final: TrainConfig, context: PlanContext) -> list[GlmocrLfError]:
+    return [context.data_error] if context.data_error else []
+
+
+def load(request: LaunchRequest) -> TrainConfig:
+    """The config with the overrides, refused with the option problems when nothing can be planned."""
+    options = request.topology.problems()
+    try:
+        cfg = load_config(request.config, request.overrides)
+    except ConfigError as exc:
+        raise Refused([*([ConfigError(OPTIONS, options)] if options else []), exc]) from None
+    if not cfg.output.output_dir:
+        raise Refused([*([ConfigError(OPTIONS, options)] if options else []),
+                       ConfigError(str(request.config), [Problem("output.output_dir", "required to launch training")])])
+    return cfg
+
+
+def prepare(request: LaunchRequest, *, host: Host | None = None,
+            environ: dict[str, str] | None = None) -> LaunchPlan:
+    """The launch plan, with every problem found (`plan.problems`: the launch is refused while any)."""
+    cfg = load(request)
+    context = build_context(cfg, request, host or Host.detect(), environ)
+    changes = Changes()
+    for step in STEPS:
+        changes.add(step(cfg, context))
+    final = apply_changes(cfg, changes.values, context.source)  # validated once, on the final values
+    changes.add(kernels_and_compile(final, context))
+    problems = [*option_problems(final, context), *config_problems(final, context), *changes.problems,
+                *data_problems(final, context)]
+    return assemble(final, context, changes, problems)
+
+
+def assemble(final: TrainConfig, context: PlanContext, changes: Changes,
+             problems: list[GlmocrLfError]) -> LaunchPlan:
+    """The command, environment and YAML of the plan, with everything the user is told about it."""
+    rendered = adapt(final, context.stack)
+    output_dir = Path(str(final.output.output_dir))
     yaml_path = output_dir / C.TRAIN_YAML
     header = (f"Written by glmocr-lf for this run ({datetime.now(UTC):%Y-%m-%d %H:%M UTC}) "
-              f"from {request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
-    common = launch.common_overlay(stack, request.hub)
-    torchrun = launch.torchrun_overlay(topology, visible_gpus=len(gpus))
-    env = {**common.env, **torchrun.env, **launcher.env, **changes.env, **kernels.env}
-    notes.extend(common.notes + launcher.notes)
+              f"from {context.request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
+    common = launch.common_overlay(context.stack, context.request.hub)
+    torchrun = launch.torchrun_overlay(context.topology, visible_gpus=len(context.gpus))
+    _, launcher = launch.launcher_overlay(context.topology, context.host, final.method.deepspeed)
+    env = {**common.env, **torchrun.env, **launcher.env, **changes.env}
+    cli = context.host.executable(launch.LLAMAFACTORY_CLI) or launch.LLAMAFACTORY_CLI
+    resumed = final.train.resume_from_checkpoint if context.request.resume == "resume" else None
     return LaunchPlan(
-        config=final,
-        command=launch.command("train", yaml_path, env, Path(os.getcwd()), dry_run=request.dry_run),
-        output_dir=output_dir,
-        yaml_path=yaml_path,
-        yaml_text=to_yaml(rendered, comments=False, header=header),
-        notes=notes,
-        warnings=warnings,
-        removals=removals,
-        resume_from=resume_from,
-    )
+        config=final, command=launch.command("train", yaml_path, env, Path(os.getcwd()), cli=cli),
+        output_dir=output_dir, yaml_path=yaml_path, yaml_text=to_yaml(rendered, comments=False, header=header),
+        notes=[*(context.data.notes if context.data else []), *changes.reasons, *rendered.notes,
+               *common.notes, *launcher.notes],
+        warnings=[f"{p.path}: {p.message}" for p in config_warnings(final)] + budget_warnings(context),
+        removals=changes.removals, resume_from=Path(resumed) if resumed else None, problems=problems)
+
+
+def budget_warnings(context: PlanContext) -> list[str]:
+    budget = context.request.memory_budget_gib
+    if budget is None or context.gpus:
+        return []
+    return [f"--memory-budget {budget:g} GiB ignored: this machine has no NVIDIA GPU and the budget sizes "
+            "batches for GPU memory (the CPU run keeps its settings)"]

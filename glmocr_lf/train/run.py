@@ -116,8 +116,11 @@ class Hooks:
 
 
 def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
-    """Run the plan; raise ChildFailedError (with the child's exit code) if training fails."""
+    """Run the plan (refused while it has problems); raise ChildFailedError (with the child's exit code) if training fails."""
     hooks = hooks or Hooks()
+    refusal = plan.refusal()
+    if refusal is not None:
+        raise refusal
     for path in plan.removals:
         remove_path(path)
     ensure_dir(plan.output_dir, "output_dir")

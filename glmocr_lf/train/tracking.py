@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from glmocr_lf.config.lfrules import trackers
 from glmocr_lf.config.models import TrainConfig
+from glmocr_lf.config.rules import trackers
 from glmocr_lf.runtime.constants import ENV_TENSORBOARD_LOGGING_DIR
 from glmocr_lf.runtime.versions import Stack, parse
 from glmocr_lf.train.changes import Changes
