@@ -145,3 +145,21 @@ def test_a_ground_truth_it_cannot_score_is_one_error(tmp_path: Path) -> None:
 def test_the_library_takes_path_strings(synthetic: Path) -> None:
     scores = pagescore.score_pages(str(synthetic / "gt.json"), str(synthetic / "md"))  # type: ignore[arg-type]
     assert scores.categories["text_block"].metrics == pytest.approx(GOLDEN["all"]["text_block"], abs=1e-6)
+
+
+def test_two_page_score_files_side_by_side(synthetic: Path, tmp_path: Path) -> None:
+    report = json.loads(score(synthetic, "--json").stdout)
+    (tmp_path / "a.json").write_text(json.dumps(report), encoding="utf-8")
+    worse = json.loads(json.dumps(report))
+    worse["categories"]["text_block"]["metrics"]["edit"] += 0.05
+    worse["categories"]["table"]["metrics"]["teds"] -= 0.01
+    (tmp_path / "b.json").write_text(json.dumps(worse), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[2] == "**B is worse on text_block edit, table teds**"
+    assert [line.split() for line in lines if line.startswith(("text_block   ", "table   "))][:1] == [
+        ["text_block", "edit", "0.0574", "0.1074", "+0.0500", "worse"]]
+    mixed = CliRunner().invoke(cli, ["eval", "compare", str(tmp_path / "a.json"), str(synthetic / "gt.json")])
+    assert mixed.exit_code == 2 and "compare two page_scores.json files" in mixed.stderr

@@ -278,6 +278,14 @@ EVAL_LINES = [
       "glmocr-lf eval run --model saves/mine --dataset my_ocr_val --data-dir data --out evals/finetuned",
       EVAL_LINES[2]]),
     (["eval-finetuned"], EVAL_LINES[1:2]),
+    (["eval", "EVAL_PAGES=odb/gt.json", "EVAL_IMAGES=odb/images", "PAGES_ARGS=--max-pages 5"], [
+        *EVAL_LINES,
+        "glmocr-lf eval run --model zai-org/GLM-OCR --pages odb/gt.json --images odb/images --out evals/base-pages "
+        "--max-pages 5",
+        "glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --pages odb/gt.json --images odb/images "
+        "--out evals/finetuned-pages --max-pages 5",
+        "glmocr-lf eval compare evals/base-pages/page_scores.json evals/finetuned-pages/page_scores.json "
+        "--out evals/report-pages.md"]),
     (["eval-base", "EVAL_DATASET=my_test"], ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_test "
                                              "--data-dir data --out evals/base"]),
     (["compare"], ["glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl "
@@ -300,7 +308,7 @@ def test_makefile_help_lists_every_target_and_variable(tmp_path: Path) -> None:
     assert names == ["help", "validate", "train-lora", "train-full", "train-slurm", "tensorboard", "export",
                      "export-full", "smoke", "eval", "eval-base", "eval-finetuned", "compare", "GLMOCR_LF", "CONFIG",
                      "GPUS", "NPROC", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEEPSPEED", "ARGS", "EXPORT_ARGS",
-                     "EVAL_ARGS", "DATASET", "ADAPTER", "FULL_RUN", "MERGED", "MODEL", "BASE", "EVAL_DATASET", "LOGDIR", "SBATCH"]
+                     "EVAL_ARGS", "EVAL_PAGES", "EVAL_IMAGES", "PAGES_ARGS", "DATASET", "ADAPTER", "FULL_RUN", "MERGED", "MODEL", "BASE", "EVAL_DATASET", "LOGDIR", "SBATCH"]
 
 
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")

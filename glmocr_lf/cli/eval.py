@@ -205,6 +205,25 @@ def _score_pages(ground_truth: Path, folder: Path, as_json: bool) -> None:
         terminal.out(render_page_scores(scores))
 
 
+def _compare_pages(baseline: Path, candidate: Path, out_file: Path | None, as_json: bool) -> bool:
+    from glmocr_lf.evaluation.omnidocbench.pagescore import compare_page_scores, read_page_scores
+    from glmocr_lf.runtime.fsutil import atomic_write_text
+
+    a, b = read_page_scores(baseline), read_page_scores(candidate)
+    if a is None and b is None:
+        return False
+    if a is None or b is None:
+        raise click.UsageError("compare two page_scores.json files, or two predictions files")
+    report = (json.dumps({"a": a, "b": b}, indent=2, ensure_ascii=False) + "\n" if as_json
+              else compare_page_scores(a, b, str(baseline), str(candidate)))
+    if out_file is None:
+        terminal.out(report)
+    else:
+        atomic_write_text(out_file, report)
+        terminal.success(f"Wrote {out_file}")
+    return True
+
+
 @eval_group.command("compare")
 @click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
@@ -215,9 +234,13 @@ def _score_pages(ground_truth: Path, folder: Path, as_json: bool) -> None:
               help="How many of the most regressed samples to list.")
 def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json: bool,
                  top: int) -> None:
-    """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions."""
+    """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions. Two
+    page_scores.json files (`eval run --pages`) are compared category by category."""
     from glmocr_lf.evaluation.compare import compare_files, render_markdown
     from glmocr_lf.runtime.fsutil import atomic_write_text
+
+    if _compare_pages(baseline, candidate, out_file, as_json):
+        return
 
     comparison = compare_files(baseline, candidate, top=top)
     if as_json:

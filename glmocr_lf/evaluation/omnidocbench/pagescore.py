@@ -150,3 +150,50 @@ def render_page_scores(scores: PageScores) -> str:
     if scores.missing:
         pages += f"; {len(scores.missing)} without a Markdown file, left out as OmniDocBench does"
     return render_table(rows) + "\n" + line + "\n" + pages + "\n" + CDM_NOTE + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Two page_scores.json side by side (`eval compare A/page_scores.json B/page_scores.json`)
+
+PAGE_SCORES_PROTOCOL = "omnidocbench-pages"
+HIGHER_IS_BETTER = ("teds", "teds_s")
+CHANGE = 0.005  # a move this large in a metric is called out
+
+
+def read_page_scores(path: Path) -> dict[str, Any] | None:
+    """A page_scores.json (`eval run --pages`, `eval score --pages --json`), or None for another file."""
+    import json
+
+    if Path(path).suffix != ".json" or not Path(path).is_file():
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("protocol") == PAGE_SCORES_PROTOCOL else None
+
+
+def compare_page_scores(a: dict[str, Any], b: dict[str, Any], source_a: str, source_b: str) -> str:
+    """Markdown: every category's metrics of A and B, B - A, and which moved the wrong way."""
+    from glmocr_lf.evaluation.score import render_table
+
+    rows = [["category", "metric", "A", "B", "B - A", ""]]
+    worse = []
+    for name in CATEGORIES:
+        metrics_a = a["categories"].get(name, {}).get("metrics", {})
+        metrics_b = b["categories"].get(name, {}).get("metrics", {})
+        for metric in dict.fromkeys([*metrics_a, *metrics_b]):
+            value_a, value_b = metrics_a.get(metric), metrics_b.get(metric)
+            delta = None if value_a is None or value_b is None else value_b - value_a
+            flag = ""
+            if delta is not None and abs(delta) >= CHANGE:
+                flag = "better" if (delta > 0) == (metric in HIGHER_IS_BETTER) else "worse"
+                if flag == "worse" and metric in ("edit", "teds"):
+                    worse.append(f"{name} {metric}")
+            rows.append([name, metric, _value(value_a), _value(value_b),
+                         "-" if delta is None else f"{delta:+.4f}", flag])
+    layouts = f" ({a.get('layout', 'pages')} / {b.get('layout', 'pages')})" if "layout" in a or "layout" in b else ""
+    verdict = ("**B is worse on " + ", ".join(worse) + "**" if worse
+               else "**No category is worse in B by " + f"{CHANGE} or more**")
+    return (f"# OmniDocBench pages: A = {source_a}, B = {source_b}{layouts}\n\n{verdict}\n\n```text\n"
+            + render_table(rows) + "```\n\n" + CDM_NOTE + "\n")
