@@ -22,21 +22,29 @@ FACTOR = PATCH_SIZE * MERGE_SIZE  # 28
 PROCESSOR_MIN_PIXELS = 112 * 112
 PROCESSOR_MAX_PIXELS = 28 * 28 * 15000
 IMAGE_BOUNDARY_TOKENS = 2
+# transformers' glm46v smart_resize refuses a longer/shorter side ratio over this; LLaMA-Factory's
+# Qwen2-VL rules squeeze such an image to 180:1 before the processor sees it.
+PROCESSOR_MAX_ASPECT = 200
+
+
+class ImageSizeError(ValueError):
+    """A size LLaMA-Factory's pre-resize cannot handle: training would crash on the image."""
 
 
 def lf_preprocess_size(width: int, height: int, max_pixels: int, min_pixels: int) -> tuple[int, int]:
     """(width, height) after LLaMA-Factory's pre-resize (base plugin + Qwen2-VL family rules).
 
-    Raises ValueError for sizes LLaMA-Factory itself cannot resize (it would crash mid-run).
+    Raises ImageSizeError for sizes LLaMA-Factory itself cannot resize (it would crash mid-run).
     """
     if width <= 0 or height <= 0:
-        raise ValueError(f"image has no pixels ({width}x{height})")
+        raise ImageSizeError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         factor = math.sqrt(max_pixels / (width * height))
         width, height = int(width * factor), int(height * factor)
         if width == 0 or height == 0:
-            # LLaMA-Factory divides by zero (or PIL refuses a 0-pixel resize) here
-            raise ValueError(f"aspect ratio too extreme: downscaling to image_max_pixels leaves {width}x{height} pixels")
+            # PIL refuses the 0-pixel resize LLaMA-Factory asks for here
+            raise ImageSizeError(f"downscaling it to image_max_pixels {max_pixels} leaves {width}x{height} "
+                                 "pixels, which LLaMA-Factory's resize fails on")
     if width * height < min_pixels:
         factor = math.sqrt(min_pixels / (width * height))
         width, height = int(width * factor), int(height * factor)
@@ -47,6 +55,14 @@ def lf_preprocess_size(width: int, height: int, max_pixels: int, min_pixels: int
     if height / width > 200:
         height = width * 180
     return width, height
+
+
+def squeezed_size(width: int, height: int, max_pixels: int, min_pixels: int) -> tuple[int, int] | None:
+    """The size LLaMA-Factory squeezes an image to because its aspect ratio is over the 200:1 the
+    processor accepts (its text is then distorted), or None for an image that is not squeezed."""
+    if max(width, height) <= PROCESSOR_MAX_ASPECT * min(width, height):
+        return None
+    return lf_preprocess_size(width, height, max_pixels, min_pixels)
 
 
 def smart_resize(height: int, width: int, min_pixels: int = PROCESSOR_MIN_PIXELS,

@@ -21,7 +21,13 @@ from glmocr_lf.data.report import (
     Severity,
     ValidationReport,
 )
-from glmocr_lf.data.resize import image_tokens
+from glmocr_lf.data.resize import (
+    PROCESSOR_MAX_ASPECT,
+    ImageSizeError,
+    image_tokens,
+    lf_preprocess_size,
+    squeezed_size,
+)
 from glmocr_lf.data.samples import RawSample, SampleFile, json_type, read_samples
 from glmocr_lf.data.tokens import (
     TextCounter,
@@ -285,6 +291,31 @@ class _Validator:
         self.report.problems = self.problems
         return self.report
 
+    def _check_sizes(self, raw: RawSample, keys: list[int], checks: list[ImageCheck]) -> bool:
+        """Sizes LLaMA-Factory's resize fails on are errors and squeezed aspect ratios warnings,
+        whatever the options (the token count needs --cutoff-len or collected records); True when
+        an image would crash training."""
+        broken = False
+        max_pixels, min_pixels = self.options.image_max_pixels, self.options.image_min_pixels
+        for i, key in enumerate(keys):
+            check = checks[key]
+            if check.error is not None:
+                continue
+            w, h = check.width, check.height
+            try:
+                squeezed = squeezed_size(w, h, max_pixels, min_pixels)
+                lf_preprocess_size(w, h, max_pixels, min_pixels)
+            except ImageSizeError as err:
+                self.problem(raw, f"images[{i}]", f"{w}x{h} pixels: {err}; crop or split the image")
+                broken = True
+                continue
+            if squeezed is not None:
+                self.problem(raw, f"images[{i}]", f"{w}x{h} pixels: aspect ratio over {PROCESSOR_MAX_ASPECT}:1, "
+                             f"which GLM-OCR's processor refuses; LLaMA-Factory squeezes it to "
+                             f"{squeezed[0]}x{squeezed[1]} first, distorting its text: crop or split the image",
+                             "warning")
+        return broken
+
     def _finish(self, item: _Parsed, checks: list[ImageCheck]) -> None:
         raw = item.raw
         sizes: list[tuple[int, int]] = []
@@ -296,6 +327,7 @@ class _Validator:
                 broken = True
             else:
                 sizes.append((check.width, check.height))
+        broken = self._check_sizes(raw, item.image_keys, checks) or broken
         if broken:
             if self.collect:
                 self.report.records.append(SampleRecord(raw.index, item.prompt, tuple(sizes), None, None, False, False))
