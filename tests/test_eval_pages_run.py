@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_SKIP_REASON, Invoke
+from helpers import EVAL_SKIP_REASON, Invoke
 from omnidocbench_pages import write_pages
 
 for _module in ("rapidfuzz", "apted", "lxml", "bs4", "pylatexenc", "scipy"):
