@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "glmocr_lf"
@@ -269,3 +270,13 @@ def test_one_module_runs_child_processes() -> None:
                     and node.attr in ("system", "popen", "spawnv", "spawnvp", "execv", "execvp", "fork"):
                 starters.add(name)
     assert starters == {"glmocr_lf.runtime.process"}
+
+
+def test_cited_documents_are_in_the_repository() -> None:
+    """A docstring or comment that cites `folder/file.md` points at a file of this repository
+    (generate.py and metrics.py once cited reference/*.md, which is not in it)."""
+    root = PACKAGE.parent
+    cited = {(name, match) for name, path in modules().items()
+             for match in re.findall(r"\b((?:[\w-]+/)+[\w-]+\.md)\b", path.read_text(encoding="utf-8"))
+             if not match.startswith("md/")}  # omnidocbench's page layout, md/PAGE.md
+    assert sorted((name, doc) for name, doc in cited if not (root / doc).is_file()) == []

@@ -2,7 +2,7 @@
 
 Why not LLaMA-Factory's `do_predict`: it needs jieba, nltk and rouge_chinese, starts in ~10 s, and
 reports BLEU/ROUGE we do not use; here batching and stop tokens are ours. Fidelity to training is kept
-by building the exact glm_ocr template string (reference/llamafactory.md §4.2) and resizing images
+by building the exact glm_ocr template string (data/template.py, from LLaMA-Factory's data/template.py) and resizing images
 with LLaMA-Factory's arithmetic at the training `image_max_pixels` before the processor sees them.
 torch, transformers and peft are imported only inside `run_evaluation`.
 """

@@ -1,4 +1,6 @@
-"""OCR metrics, as GLM-OCR's authors measure quality (reference/glm-ocr.md, "How OCR quality is measured").
+"""OCR metrics, as GLM-OCR's authors measure quality: normalized edit distance for text, TEDS for
+tables and CDM for formulas (OmniDocBench v1.5's overall is their mean, as the maintainers explain
+in zai-org/GLM-OCR#47); normalized-LaTeX edit distance stands in for CDM, which needs a LaTeX toolchain.
 
 Every function takes (prediction, reference) strings and never raises on odd input: empty strings,
 malformed HTML and invalid JSON all get a defined score. Edit distances come from rapidfuzz; TEDS is
