@@ -57,6 +57,12 @@ def test_decide_is_off_without_gpu_or_liger_and_on_with_both() -> None:
     assert on.env == {ENV_KERNELS: ",".join(DEFAULT_PIECES), "PYTHONPATH": f"{hook_dir()}{os.pathsep}/a"}
     insisted = decide("liger", gpus=H100, liger_version=None, environ={})
     assert not insisted.on and [p.message for p in insisted.problems] == ["--kernels liger: liger-kernel is not installed"]
+    for liger in ("0.8.5", None):  # no GPU comes first: with or without liger-kernel, the same refusal
+        no_gpu = decide("liger", gpus=(), liger_version=liger, environ={})
+        assert (no_gpu.on, no_gpu.env) == (False, {})
+        assert [p.message for p in no_gpu.problems] == [
+            "--kernels liger: this machine has no CUDA GPU (nvidia-smi lists none); liger-kernel's Triton "
+            "kernels need one"]
 
 
 def test_pieces_from_the_environment() -> None:
@@ -90,6 +96,37 @@ def test_a_bad_pieces_variable_on_a_gpu_machine_is_one_error(tmp_path: Path, mon
         f"Error: {ENV_KERNELS}: unknown piece(s) fast; known: {', '.join(PIECES)} (set in the environment)",
         f"Hint: fix or unset {ENV_KERNELS} (e.g. {ENV_KERNELS}={','.join(DEFAULT_PIECES)}), or train with "
         "--kernels none"]
+
+
+@pytest.mark.parametrize("dists", [LIGER, {}], ids=["liger-installed", "liger-missing"])
+def test_kernels_liger_without_a_gpu_is_refused_before_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              dists: dict[str, str]) -> None:
+    """Issue 20: it launched and died after the model load ("0 active drivers"); its train.log then
+    blocked the retry. Now one error before anything is written or started."""
+    from helpers import SAMPLE_JSON
+
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "out"
+    (tmp_path / "c.yaml").write_text(
+        "model_name_or_path: zai-org/GLM-OCR\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+        f"dataset: x\ntemplate: glm_ocr\ndataset_dir: {tmp_path / 'data'}\noutput_dir: {out}\nbf16: false\n")
+    runner = CliRunner()
+    reg = runner.invoke(cli, ["data", "register", "x", str(SAMPLE_JSON), "--data-dir", str(tmp_path / "data")])
+    assert reg.exit_code == 0, reg.stderr
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+    use_host(monkeypatch, fake_host(dists=dists))
+    monkeypatch.setattr("glmocr_lf.runtime.launch.run", _no_child)
+    result = runner.invoke(cli, ["train", str(tmp_path / "c.yaml"), "--kernels", "liger"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: --kernels liger: this machine has no CUDA GPU (nvidia-smi lists none); liger-kernel's Triton "
+        "kernels need one",
+        "Hint: drop --kernels liger (auto turns the kernels off without a GPU)"]
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def _no_child(*args: object, **kwargs: object) -> int:
+    raise AssertionError("a refused plan must not start a process")
 
 
 def test_cli_dry_run_kernels_none(tmp_path: Path) -> None:

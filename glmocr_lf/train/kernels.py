@@ -50,11 +50,17 @@ def decide(mode: KernelsMode, *, gpus: tuple[Gpu, ...], liger_version: str | Non
     """On or off, why, and the environment overlay for `llamafactory-cli train`.
 
     `auto` is on when a CUDA GPU is visible and liger-kernel is installed; `liger` insists (a
-    problem without liger-kernel, and a note without a GPU: it would fail in the training process);
-    `none` is off. A `GLMOCR_LF_KERNELS` already in the caller's environment chooses the pieces.
+    problem without a CUDA GPU, refused before launch: the training process would die after the
+    model load with "0 active drivers", leaving a train.log that blocks the retry; and a problem
+    without liger-kernel); `none` is off. A `GLMOCR_LF_KERNELS` already in the caller's
+    environment chooses the pieces.
     """
     if mode == "none":
         return KernelsDecision(False, notes=("kernels: off (--kernels none)",))
+    if not gpus and mode == "liger":
+        return KernelsDecision(False, problems=(LaunchError(
+            "--kernels liger: this machine has no CUDA GPU (nvidia-smi lists none); liger-kernel's Triton "
+            "kernels need one", hint="drop --kernels liger (auto turns the kernels off without a GPU)"),))
     if liger_version is None:
         if mode == "liger":
             return KernelsDecision(False, problems=(
@@ -77,8 +83,6 @@ def decide(mode: KernelsMode, *, gpus: tuple[Gpu, ...], liger_version: str | Non
     notes = [f"kernels: liger-kernel {liger_version} ({why}): " + "; ".join(PIECES[p] for p in pieces),
              f"kernels: swapped inside LLaMA-Factory's processes by the start-up hook {hook}/sitecustomize.py "
              f"({ENV_PYTHONPATH}, {ENV_KERNELS}); `--kernels none` turns it off"]
-    if not gpus:
-        notes.append("kernels: no CUDA GPU seen here; the training process will fail without one")
     return KernelsDecision(True, pieces, env, tuple(notes))
 
 
