@@ -109,7 +109,8 @@ class TrainSection(_Section):
     resume_from_checkpoint: str | None = Field(None, description="checkpoint to resume from")
     seed: int | None = Field(None, ge=0, description="random seed")
     train_sampling_strategy: Literal["random", "sequential", "group_by_length"] | None = Field(
-        None, description="sample order: random, sequential, or group_by_length (less padding)")
+        None, description="sample order: random (transformers' default), sequential, or group_by_length "
+        "(less padding, but batches of alike samples: measure eval loss, docs/benchmarks.md section 7)")
 
 
 class EvalSection(_Section):
