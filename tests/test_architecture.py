@@ -75,8 +75,10 @@ def test_one_module_reads_dataset_info_and_one_reads_json_lines() -> None:
         names_info = any((isinstance(n, ast.Name) and n.id == "DATASET_INFO")
                          or (isinstance(n, ast.Attribute) and n.attr == "DATASET_INFO")
                          or (isinstance(n, ast.Constant) and n.value == "dataset_info.json") for n in nodes)
-        parses_json = any(isinstance(n, ast.Attribute) and n.attr in ("loads", "load")
-                          and isinstance(n.value, ast.Name) and n.value.id == "json" for n in nodes)
+        parses_json = any((isinstance(n, ast.Attribute) and n.attr in ("loads", "load")
+                           and isinstance(n.value, ast.Name) and n.value.id == "json")
+                          or (isinstance(n, ast.Name) and n.id == "load_document")  # jsonl's JSON reader
+                          for n in nodes)
         if names_info and parses_json:
             readers_of_info.append(name)
         if any(isinstance(loop, (ast.For, ast.comprehension)) and _parses_json(loop) for loop in nodes):

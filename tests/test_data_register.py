@@ -195,7 +195,8 @@ def test_list_json_and_empty(tmp_path: Path) -> None:
     good_dataset(tmp_path / "src")
     invoke("data", "register", "ds", "src/ds.json")
     result = invoke("data", "list", "--json")
-    assert json.loads(result.stdout) == [{"name": "ds", "file": "ds.json", "samples": 3, "images": 3}]
+    assert json.loads(result.stdout) == [{"name": "ds", "file": "ds.json", "samples": 3, "images": 3,
+                                                 "problem": None}]
 
 
 def test_remove_and_purge(tmp_path: Path) -> None:

@@ -177,6 +177,9 @@ def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None
     from glmocr_lf.data.registry import list_datasets, resolve_data_dir
 
     rows = list_datasets(resolve_data_dir(data_dir, lf_dir))
+    for listing in rows:
+        if listing.problem:
+            terminal.warning(f"{listing.name}: {listing.problem}")
     if as_json:
         terminal.out(json.dumps([row.__dict__ for row in rows], indent=2, ensure_ascii=False) + "\n")
         return

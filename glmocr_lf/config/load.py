@@ -15,9 +15,63 @@ from glmocr_lf.config.models import KEY_SECTION, SECTIONS, UNCHECKED, TrainConfi
 from glmocr_lf.config.rules import rule_problems
 from glmocr_lf.runtime.errors import ConfigError, Problem, nearest
 
+# A config is a few hundred values; aliases that expand past this are a bomb (`a: &a [x, x]`,
+# `b: &b [*a, *a]`, ...: 30 levels are a billion values for whoever walks them)
+MAX_YAML_VALUES = 100_000
+
+
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-4` as a float, as OmegaConf (LLaMA-Factory's reader) does."""
+    """SafeLoader that reads `1e-4` as a float and refuses duplicate keys, as OmegaConf
+    (LLaMA-Factory's reader) does, and refuses aliases that expand past MAX_YAML_VALUES."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node) > MAX_YAML_VALUES:
+            raise _Refused(None, f"aliases expand to more than {MAX_YAML_VALUES:,} values; "
+                                 "write the values out instead of nesting aliases")
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in seen:
+                raise _Refused(key_node.start_mark, f"duplicate key {key_node.value!r} (first on line "
+                               f"{seen[key_node.value] + 1}); LLaMA-Factory's reader refuses it: keep one")
+            seen[key_node.value] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds with every alias expanded (each shared node is
+    counted once per use, computed once). A node inside itself counts as too many."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes and sizes[id(node)] >= 0:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_VALUES + 1)
+            continue
+        if sizes.get(id(node)) == -1:  # met again while its children are open: it contains itself
+            return MAX_YAML_VALUES + 1
+        sizes[id(node)] = -1
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if sizes.get(id(c), -2) < 0)
+    return sizes[id(root)]
 
 
 _Loader.add_implicit_resolver(
@@ -35,8 +89,14 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """The one reader of YAML text (config files, overrides): every refusal is a ConfigError."""
     try:
         return yaml.load(text, Loader=_Loader)
+    except _Refused as exc:
+        where = f"line {exc.mark.line + 1}" if exc.mark else "YAML"
+        raise ConfigError(source, [Problem(where, exc.message)]) from None
+    except RecursionError:
+        raise ConfigError(source, [Problem("YAML", "nested too deep to read")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"

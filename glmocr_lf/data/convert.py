@@ -10,10 +10,13 @@ region crops (`layout.py`). Output image paths are relative to the output file's
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import random
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.collected import Collected, Progress, sharegpt
 from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
+from glmocr_lf.data.samples import unencodable
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import (
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TARGET_TASKS = {".txt": "text", ".md": "text", ".html": "table", ".tex": "formula"}
+# the longest page transcription is tens of KB; a target this big is a wrong or sparse file
+MAX_TARGET_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -235,20 +241,51 @@ def _dump(samples: list[dict[str, Any]]) -> str:
     return json.dumps(samples, indent=2, ensure_ascii=False) + "\n"
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `path` (an entry of a convert folder) is not a regular file we can read, or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symlink loop"
+        if path.is_symlink():
+            return f"is a broken symlink (to {os.readlink(path)})"
+        return f"cannot be read: {err.strerror or err}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+    link = f" (a symlink to {os.readlink(path)})" if path.is_symlink() else ""
+    return f"is {kind}{link}, not a file"
+
+
 def _folder_rows(folder: Path, collected: Collected) -> list[_Row]:
     rows = []
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    entries = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix in TARGET_TASKS)
+    unusable = {p: why for p in entries if (why := not_a_file(p)) is not None}
+    for path, why in unusable.items():
+        collected.warnings.append(f"{path}: {why}; skipped")
+    files = [p for p in entries if p not in unusable]
+    usable = set(files)
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     stems = {p.with_suffix("") for p in images}
-    for target in (p for p in files if p.suffix in TARGET_TASKS and p.with_suffix("") not in stems):
+    broken_stems = {p.with_suffix("") for p in unusable}
+    for target in (p for p in files if p.suffix in TARGET_TASKS and p.with_suffix("") not in stems
+                   and p.with_suffix("") not in broken_stems):
         collected.warnings.append(f"{target}: no image of the same name beside it; skipped")
     for image in images:
-        found = [image.with_suffix(s) for s in TARGET_TASKS if image.with_suffix(s).is_file()]
+        found = [image.with_suffix(s) for s in TARGET_TASKS if image.with_suffix(s) in usable]
         if not found:
-            collected.warnings.append(f"{image}: no .txt/.md/.html/.tex target beside it; skipped")
+            if not any(image.with_suffix(s) in unusable for s in TARGET_TASKS):
+                collected.warnings.append(f"{image}: no .txt/.md/.html/.tex target beside it; skipped")
             continue
         if len(found) > 1:
             collected.problems.append(f"{image}: several targets ({', '.join(p.name for p in found)}); keep one")
+            continue
+        size = found[0].stat().st_size
+        if size > MAX_TARGET_BYTES:
+            collected.problems.append(f"{found[0]}: {size:,} bytes; a target text is at most "
+                                      f"{MAX_TARGET_BYTES // 2**20} MiB (is it the right file?)")
             continue
         try:
             text = decode_utf8(found[0], read_bytes(found[0], "target file")).strip("\n")
@@ -262,12 +299,43 @@ def _folder_rows(folder: Path, collected: Collected) -> list[_Row]:
 
 
 def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a CSV file with the line each starts on. An unbalanced quote is an error, not
+    one sample whose text swallows the rows after it."""
     text = decode_utf8(path, read_bytes(path, "CSV file"))
-    reader = csv.DictReader(io.StringIO(text))
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{path}:{line}: NUL byte in a CSV file; is it a CSV text file?")
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    lines = text.count("\n") + (not text.endswith("\n"))
+    records: list[tuple[int, dict[str, Any]]] = []
+    start = 2
     try:
-        return [(reader.line_num, dict(row)) for row in reader]
+        for row in reader:
+            records.append((start, dict(row)))
+            _swallowed_rows(path, start, row, reader.fieldnames or [])
+            start = reader.line_num + 1
     except csv.Error as err:
-        raise DataError(f"{path}:{reader.line_num}: invalid CSV: {err}") from None
+        if "unexpected end of data" in str(err):
+            raise DataError(f"{path}:{start}: a quoted field opens on this line and never closes; it would "
+                            f"swallow every line after it (read {len(records)} rows, the file has {lines - 1} "
+                            "lines after the header)", hint="balance the quotes (a quote inside a field is \"\")") from None
+        raise DataError(f"{path}:{start}: invalid CSV in the row starting on this line (read {len(records)} "
+                        f"rows before it): {err}", hint="check the quotes (a quote inside a field is \"\")") from None
+    return records
+
+
+def _swallowed_rows(path: Path, start: int, row: dict[str, Any], columns: Sequence[str]) -> None:
+    """A quoted text whose lines read as rows of this file (`IMAGE,...`): its quote closed late."""
+    for value in row.values():
+        if not isinstance(value, str) or "\n" not in value:
+            continue
+        inner = value.split("\n")[1:]
+        looks = [line for line in inner
+                 if len(next(csv.reader([line]), [])) == len(columns) and line.split(",", 1)[0].lower().endswith(IMAGE_SUFFIXES)]
+        if looks:
+            raise DataError(f"{path}:{start}: a quoted field opens on this line and holds {len(looks)} lines "
+                            f"that read as rows ({looks[0][:60]!r}...): its closing quote is missing",
+                            hint="balance the quotes (a quote inside a field is \"\")")
 
 
 def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -288,6 +356,13 @@ def _table_rows(path: Path, records: list[tuple[int, dict[str, Any]]], problems:
         missing = [c for c in ("image", "text") if not isinstance(record.get(c), str)]
         if missing:
             problems.extend(f"{where}: {c}: missing or not a string (columns: image, text[, task])" for c in missing)
+            continue
+        bad = unencodable(record)
+        if bad:
+            problems.extend(f"{where}: {field}: {message}" for field, message in bad)
+            continue
+        if "\x00" in record["image"]:
+            problems.append(f"{where}: image: path contains a NUL byte (\\u0000)")
             continue
         task = record.get("task")
         rows.append(_Row(where, base / record["image"], record["text"], str(task) if task else None))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glmocr_lf.data.jsonl import load_document
 from glmocr_lf.runtime.constants import DATASET_INFO
 from glmocr_lf.runtime.errors import DataError, nearest
 from glmocr_lf.runtime.fsutil import atomic_write_text, decode_utf8, file_lock, read_bytes
@@ -121,6 +123,18 @@ class DatasetEntry:
         except DataError as err:
             raise DataError(f"dataset {self.name}: {err.message}") from None
 
+    def outside(self) -> str | None:
+        """Why file_name is not a file in the data dir (`../..`, `/etc/passwd`), or None: we
+        read only what the data dir holds."""
+        name = self.file_name
+        if name is None:
+            return None
+        if "\x00" in name:
+            return "file_name contains a NUL byte"
+        if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+            return f"file_name {name!r} leaves the data dir"
+        return None
+
     def problem(self) -> str | None:
         """Why LLaMA-Factory cannot load this entry at all, or None."""
         if not self.file_name and not any(k in self.raw for k in HUB_KEYS):
@@ -137,17 +151,22 @@ def read_info(data_dir: Path) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        info = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}",
-                        hint="fix or remove it by hand; glmocr-lf never overwrites a file it cannot read") from None
+        info = load_document(path, text)
+    except DataError as err:
+        raise DataError(err.message, hint="fix or remove it by hand; glmocr-lf never overwrites a file "
+                                          "it cannot read") from None
     if not isinstance(info, dict):
         raise DataError(f"{path}: top level must be an object of dataset entries")
     return info
 
 
 def write_info(data_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write_text(Path(data_dir) / DATASET_INFO, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    """Replace dataset_info.json atomically; a symlinked one is written through its link (the
+    file it points to is replaced, the link stays)."""
+    path = Path(data_dir) / DATASET_INFO
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    atomic_write_text(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager
@@ -206,6 +225,10 @@ def local_file(data_dir: Path, name: str) -> tuple[Path, Layout]:
                         hint=f"glmocr-lf data register {name} FILE --data-dir {data_dir} --force")
     if entry.file_name is None:
         raise RemoteDatasetError(f"{info_path}: dataset {name} is not a local file ({entry.source})")
+    outside = entry.outside()
+    if outside:
+        raise DataError(f"{info_path}: dataset {name}: {outside}; not read",
+                        hint="keep registered files inside the data dir (data register stages them there)")
     if entry.formatting != "sharegpt":
         raise DataError(f"{info_path}: dataset {name}: formatting {entry.formatting!r}; GLM-OCR "
                         "trains on sharegpt data", hint="set \"formatting\": \"sharegpt\" in the entry")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +35,27 @@ def split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").split("\n")
 
 
+def load_document(path: Path, text: str, what: str = "JSON") -> Any:
+    """One JSON document from a user's file: every way it cannot be read (syntax, nesting deeper
+    than the parser goes, an integer of thousands of digits) is one DataError naming the place."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid {what}: {err.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid {what}: nested too deep to read (arrays or objects inside "
+                        "each other hundreds of levels deep)") from None
+    except ValueError as err:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise DataError(f"{path}: invalid {what}: {_number_problem(err)}") from None
+
+
+def _number_problem(err: ValueError) -> str:
+    limit, has = re.search(r"\((\d+) digits\)", str(err)), re.search(r"has (\d+) digits", str(err))
+    if limit and has:
+        return f"a number of {has.group(1)} digits (Python reads at most {limit.group(1)})"
+    return str(err)
+
+
 def parse(path: Path, text: str) -> Numbered:
     """Every record of a JSON Lines text; the first broken line raises `FILE:LINE:COLUMN: ...`."""
     return _parse_fast(text) or _parse_each(path, text)
@@ -44,7 +66,7 @@ def _parse_fast(text: str) -> Numbered | None:
     numbered = [(n, line) for n, line in enumerate(split_lines(text), start=1) if line.strip()]
     try:
         items = json.loads("[" + ",".join(line for _, line in numbered) + "]")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return None
     if len(items) != len(numbered):  # a line like `1, 2` holds two values: let the slow path say so
         return None
@@ -61,6 +83,10 @@ def _parse_each(path: Path, text: str) -> Numbered:
             records.append((lineno, decode(line)))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: invalid JSON: nested too deep to read") from None
+        except ValueError as err:
+            raise DataError(f"{path}:{lineno}: invalid JSON: {_number_problem(err)}") from None
     return records
 
 
@@ -94,9 +120,12 @@ class Appender:
 
     def add(self, record: Any) -> None:
         assert self._handle is not None, "use Appender as a context manager"
-        self._handle.write(dumps(record))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(dumps(record))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as err:  # a full disk: the records before this one are whole
+            raise write_error(self.path, err) from None
 
     def __exit__(self, *_exc: object) -> None:
         if self._handle is not None:

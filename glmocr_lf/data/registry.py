@@ -77,6 +77,7 @@ class DatasetListing:
     file: str  # file_name, or the hub/script source
     samples: int | None  # None: not a local file we could read
     images: int | None
+    problem: str | None = None  # why its file is not read (it lies outside the data dir)
 
 
 def sharegpt_entry(file_name: str) -> dict[str, Any]:
@@ -221,6 +222,10 @@ def list_datasets(data_dir: Path) -> list[DatasetListing]:
         samples: int | None = None
         images: int | None = None
         path = data_dir / entry.file_name
+        problem = entry.outside()
+        if problem:
+            listing.append(DatasetListing(entry.name, entry.file_name, None, None, f"{problem}; not read"))
+            continue
         if path.is_file() and path.suffix.lower() in {".json", ".jsonl"}:
             with contextlib.suppress(DataError):
                 rows = read_samples(path, entry.layout()).samples

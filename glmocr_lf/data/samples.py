@@ -44,7 +44,7 @@ def _guess_format(path: Path, text: str) -> FileFormat:
         # a .json file holding one object a line (the `datasets` json loader reads both shapes)
         try:
             json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             return "jsonl"
         raise DataError(f"{path}: top level is an object; expected a list of samples (or JSON Lines)")
     return "json"
@@ -62,10 +62,7 @@ def read_samples(path: Path, layout: Layout | None = None) -> SampleFile:
     fmt = _guess_format(path, text)
     samples: list[RawSample] = []
     if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+        data = jsonl.load_document(path, text)
         if not isinstance(data, list):
             raise DataError(f"{path}: top level is {json_type(data)}; expected a list of samples")
         samples = [RawSample(i, None, layout.canonical(item)) for i, item in enumerate(data)]
@@ -92,3 +89,26 @@ def json_type(value: Any) -> str:
         return "an object"
     return type(value).__name__
 
+
+def unencodable(sample: Any) -> list[tuple[str, str]]:
+    """Strings (keys included) that cannot be written as UTF-8: a lone surrogate such as \\ud800,
+    which JSON escapes can spell but no tokenizer or file can hold. A loop, not recursion: a
+    sample may nest as deep as the JSON parser allows."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", sample)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                found.append((where, f"lone surrogate \\u{ord(value[err.start]):04x} at character {err.start}; "
+                                     "not valid Unicode text (fix the escape in the file)"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable
+                stack.append((f"{where}.{name}" if where else name, item))
+                stack.append((where, key))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return sorted(found)

@@ -28,7 +28,7 @@ from glmocr_lf.data.resize import (
     lf_preprocess_size,
     squeezed_size,
 )
-from glmocr_lf.data.samples import RawSample, SampleFile, json_type, read_samples
+from glmocr_lf.data.samples import RawSample, SampleFile, json_type, read_samples, unencodable
 from glmocr_lf.data.tokens import (
     TextCounter,
     budget,
@@ -162,7 +162,7 @@ class _Validator:
             if placeholders != len(images):
                 self.problem(raw, "images", f"{_n(len(images), 'image')} but {_n(placeholders, IMAGE_PLACEHOLDER + ' placeholder')} "
                              "in messages; they must be equal")
-        for where, message in _bad_text(sample, ""):
+        for where, message in unencodable(sample):
             self.problem(raw, where or "(sample)", message)
         if len(self.problems) != before:
             return None
@@ -352,30 +352,6 @@ class _Validator:
             self.report.records.append(SampleRecord(
                 raw.index, item.prompt, tuple(sizes), result.image, result.total,
                 bool(result.image_turns_cut), bool(result.answer_turns_cut)))
-
-
-def _bad_text(sample: Any, _where: str = "") -> list[tuple[str, str]]:
-    """Strings (keys included) that cannot be written as UTF-8: a lone surrogate such as \\ud800,
-    which JSON escapes can spell but no tokenizer or file can hold. A loop, not recursion: a
-    sample may nest as deep as the JSON parser allows."""
-    found: list[tuple[str, str]] = []
-    stack: list[tuple[str, Any]] = [(_where, sample)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as err:
-                found.append((where, f"lone surrogate \\u{ord(value[err.start]):04x} at character {err.start}; "
-                                     "not valid Unicode text (fix the escape in the file)"))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable
-                stack.append((f"{where}.{name}" if where else name, item))
-                stack.append((where, key))
-        elif isinstance(value, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
-    return sorted(found)
 
 
 def _n(count: int, noun: str) -> str:
