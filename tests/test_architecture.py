@@ -236,6 +236,12 @@ def test_small_helpers_have_one_home() -> None:
     suggesting = sorted(name for name, path in modules().items()
                         if "difflib.get_close_matches" in _calls(path))
     assert suggesting == ["glmocr_lf.runtime.errors"]
+    counting = sorted(name for name, path in modules().items()
+                      if {"os.cpu_count", "os.sched_getaffinity"} & _calls(path))
+    assert counting == ["glmocr_lf.runtime.workers"]  # one copy counted the machine, not the affinity
+    finding = sorted(name for name, path in modules().items() if "importlib.util.find_spec" in _calls(path))
+    # the kernels hook's import finder locates the module it patches: not an "is it installed"
+    assert finding == ["glmocr_lf.kernels.hook.sitecustomize", "glmocr_lf.runtime.host"]
 
 
 def test_one_home_for_the_prompt_template() -> None:

@@ -20,6 +20,7 @@ from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
 from glmocr_lf.data.imagestore import decode_check, store
 from glmocr_lf.runtime.constants import ENV_HF_HUB_OFFLINE, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.host import find_module
 from glmocr_lf.runtime.modelfiles import hub_offline
 
 BATCH_ROWS = 256
@@ -145,9 +146,7 @@ def _open(source: Path, options: TabularOptions) -> _Table:
 
 
 def _require(module: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
+    if not find_module(module):
         raise DataError(f"reading this source needs the {module} package",
                         hint="pip install 'glmocr-lf[train]' (it brings pyarrow and datasets)")
 
