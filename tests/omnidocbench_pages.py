@@ -33,7 +33,7 @@ LANGUAGES = ("english", "simplified_chinese", "en_ch_mixed")
 CASES = ("plain", "title", "inline", "display", "array", "html_table", "pipe_table", "truncated_table",
          "two_tables", "empty", "ignored", "missing", "extra", "shuffled", "truncated_text", "newline_join",
          "no_table_pred", "table_not_in_gt", "code", "merged_blocks", "split_block", "array_lines",
-         "no_prediction", "figure")
+         "no_prediction", "figure", "latex_table")
 
 
 def words(rng: random.Random, count: int, chinese: bool = False) -> str:
@@ -76,6 +76,11 @@ def render_html(cells: list[list[str]], header: bool, span: bool = False) -> str
     if header:
         return f"<table><thead>{rows[0]}</thead><tbody>{''.join(rows[1:])}</tbody></table>"
     return "<table>" + "".join(rows) + "</table>"
+
+
+def render_latex(cells: list[list[str]]) -> str:
+    rows = " \\\\\n".join(" & ".join(row) for row in cells)
+    return "\\begin{tabular}{" + "l" * len(cells[0]) + "}\n" + rows + "\n\\end{tabular}"
 
 
 def render_pipe(cells: list[list[str]]) -> str:
@@ -151,9 +156,11 @@ def add_table_case(page: Page, case: str) -> None:
         block = render_html(pred_cells, False).rsplit("<tr>", 1)[0]  # generation cut short: no </table>
     elif case == "no_table_pred":
         block = None
+    elif case == "latex_table":  # their evaluation scores a page's LaTeX tables as empty predictions
+        block = render_latex(pred_cells)
     else:
         block = render_html(pred_cells, header)
-    page.add("table", "html", gt, block)
+    page.add("table", "html", gt, block, latex=render_latex(cells))
     if case == "two_tables":
         add_table_case(page, "html_table")
 

@@ -4,7 +4,8 @@ ground-truth elements joined along `truncated` relations; tables matched to pred
 their raw HTML, the leftover predicted tables' cells thrown in with the text; text, titles and
 display formulas matched to the other blocks; ignore categories matched, then left out of the
 text score; reading order from the matched text. Across pages: a display formula matched to a
-text block is scored as text; LaTeX tables score as empty predictions (theirs would need LaTeXML).
+text block is scored as text; where a page's predicted tables are mostly LaTeX, the tables matched to
+them are scored as empty predictions (theirs blanks them before its LaTeX-to-HTML step could run).
 """
 
 from __future__ import annotations
@@ -122,8 +123,12 @@ def match_page(page: dict[str, Any], markdown: str, img_name: str, matched: Matc
     if elements.get("table"):
         latex, html = predicted.get("latex_table", []), predicted.get("html_table", [])
         kind, tables = ("latex_table", latex) if len(latex) > len(html) else ("html_table", html)
-        found, leftovers = match_tables(by_order(elements["table"]), tables, kind, img_name)
-        if kind == "latex_table":  # their LaTeX tables need LaTeXML to become HTML; without it, empty
+        gt_tables = by_order(elements["table"])
+        if kind == "latex_table" and not all("latex" in table for table in gt_tables):
+            raise DataError(f"{img_name}: its predicted tables are LaTeX, so OmniDocBench matches them to the "
+                            "ground truth's latex field, which a table element of the page lacks")
+        found, leftovers = match_tables(gt_tables, tables, kind, img_name)
+        if kind == "latex_table":  # theirs blanks every prediction matched to a LaTeX table
             found = [{**entry, "pred": "", "norm_pred": ""} for entry in found]
         matched.table += found
         mixed += leftovers
