@@ -352,3 +352,13 @@ def test_doctor_refuses_the_folder_train_refuses(tiny_model: Path, tmp_path: Pat
         "model (zai-org/GLM-OCR)",
         "bare has no chat template; copy chat_template.jinja from the base model (zai-org/GLM-OCR)",
     ]
+
+
+def test_doctor_reads_the_host_it_is_given() -> None:
+    """One host value in, no probe patched: a T4 and a torchvision that does not import."""
+    from glmocr_lf.project.doctor import run_doctor
+
+    report = run_doctor(host=Host((T4,), Stack(dict(GOOD)), importable=lambda module: module != "torchvision"))
+    assert [(f.check, f.status) for f in report.findings if f.status != "ok"] == [("torchvision", "error"),
+                                                                                  ("gpu 1", "warn")]
+    assert report.gpus[0]["name"] == "Tesla T4" and report.versions == GOOD

@@ -9,22 +9,12 @@ The rule: the config's values are the starting point. The effective batch size
 (per_device_train_batch_size x gradient_accumulation_steps x processes) and the learning rate
 never change, and neither does anything that shapes what is learned: sample order, batch
 composition, loss weighting, precision (train_sampling_strategy is the user's or transformers'
-random default; a length-grouped sampler made full fine-tuning 58% worse per epoch, issue 20). A
-key the config sets explicitly among disable_gradient_checkpointing and tokenized_path is kept, and
-so is an environment variable already set in the caller's environment. What may change: the split
-of the effective batch between micro-batch and accumulation, gradient checkpointing, worker counts
-(capped at the CPUs), the tokenised-data cache and the training process's environment.
-
-Why each lever (measured on one H100, docs/benchmarks.md):
-- OMP_NUM_THREADS=1: every preprocessing worker otherwise starts torch's full intra-op pool and
-  the workers oversubscribe the CPU (cold preprocessing 42 s -> 3 s for 500 samples).
-- PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: with samples of varied length the caching
-  allocator fragments; the vendor LoRA recipe reserved 16.9 GiB for 6.1 GiB allocated, 6.8 with it.
-  (LLaMA-Factory sets it only for torchrun children.)
-- No gradient checkpointing when memory allows (it recomputes every forward: -25 to -50%).
-- One large micro-batch instead of accumulation: a 0.9B model does not fill an H100 at 4 samples.
-- tokenized_path: a second run with the same data skips preprocessing.
-- Persistent dataloader workers: each new epoch otherwise restarts them (a ~3 s stall per epoch).
+random default: issue 20). A key the config sets explicitly among disable_gradient_checkpointing
+and tokenized_path is kept, and so is an environment variable already set in the caller's
+environment. What may change: the split of the effective batch between micro-batch and
+accumulation, gradient checkpointing, worker counts (capped at the CPUs), the tokenised-data cache
+and the training process's environment. Why each lever, with its measurements: docs/benchmarks.md,
+"What `glmocr-lf train` chooses".
 """
 
 from __future__ import annotations

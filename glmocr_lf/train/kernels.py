@@ -28,10 +28,8 @@ from glmocr_lf.runtime.machine import Gpu
 LIGER_DIST = "liger-kernel"
 INSTALL_HINT = "pip install 'glmocr-lf[kernels]'"
 
-# `compile`, one H200 (docs/benchmarks.md section 6): optimizer steps after which the one-time
-# compilation (cold: the first step, and a graph for the first batch without padding) is paid back
-# by the faster steps. Full 8x1: +18 s once, 262 -> 190 ms per step; LoRA 16x1: +76 s once,
-# 402 -> 346 ms per step (each pair in one device call). `auto` compiles from twice that.
+# `compile`: optimizer steps after which the one-time compilation is paid back by the faster steps,
+# measured on one H200 (docs/benchmarks.md section 6); `auto` compiles from twice that.
 COMPILE_BREAK_EVEN_STEPS = {"full": 250, "lora": 1350}
 COMPILE_PAYS = 2
 
