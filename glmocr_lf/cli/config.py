@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from glmocr_lf.cli import terminal
+from glmocr_lf.runtime.constants import METHODS, Method
 
 
 @click.group("config", short_help="Create, validate and describe training configs.")
@@ -16,20 +17,20 @@ def config_group() -> None:
 
 
 @config_group.command("new")
-@click.option("--method", type=click.Choice(["lora", "full"]), required=True, help="Preset to start from.")
+@click.option("--method", type=click.Choice(METHODS), required=True, help="Preset to start from.")
 @click.option("--model", help="HF id, ModelScope id or local directory (default zai-org/GLM-OCR).")
 @click.option("--dataset", help="Registered dataset name (default cosyn_chemical).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of stdout.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a key (repeatable).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def config_new(method: str, model: str | None, dataset: str | None, output: Path | None,
+def config_new(method: Method, model: str | None, dataset: str | None, output: Path | None,
                sets: tuple[str, ...], force: bool) -> None:
     """Write a commented config from the vendor's LoRA or full recipe."""
     from glmocr_lf.config import parse_overrides, preset, render_config
     from glmocr_lf.runtime.fsutil import atomic_write_text
 
-    cfg = preset(method, model=model, dataset=dataset, overrides=parse_overrides(sets))  # type: ignore[arg-type]
+    cfg = preset(method, model=model, dataset=dataset, overrides=parse_overrides(sets))
     text, notes = render_config(cfg)
     for line in notes:
         terminal.note(line)

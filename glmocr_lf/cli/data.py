@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import DATA_DIR
+from glmocr_lf.runtime.constants import DATA_DIR, LINK_MODES, TASKS, LinkMode
 
 if TYPE_CHECKING:
     from glmocr_lf.data.report import CheckOptions, ValidationReport
@@ -131,11 +131,11 @@ def _data_dir_options(func: F) -> F:
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path))
 @_data_dir_options
-@click.option("--link", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+@click.option("--link", type=click.Choice(LINK_MODES), default="symlink", show_default=True,
               help="How images are staged into the data dir.")
 @click.option("--force", is_flag=True, help="Replace a dataset registered under NAME with different content.")
 @_budget_options
-def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | None, link: str, force: bool,
+def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | None, link: LinkMode, force: bool,
                   options: CheckOptions) -> None:
     """Validate FILE, stage it and its images into the data dir as NAME, add it to dataset_info.json.
 
@@ -148,7 +148,7 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
     target = resolve_data_dir(data_dir, lf_dir)
     try:
         with _progress("checking images") as progress:
-            result = register_dataset(name, file, target, options=options, link=link,  # type: ignore[arg-type]
+            result = register_dataset(name, file, target, options=options, link=link,
                                       force=force, progress=progress)
     except InvalidDatasetError as err:
         render_problems(err.report)
@@ -252,7 +252,7 @@ def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="ShareGPT JSON to write (with --val-ratio also OUTPUT_val.json); extracted images go "
                    "to OUTPUT_images/.")
-@click.option("--task", type=click.Choice(["text", "table", "formula"]),
+@click.option("--task", type=click.Choice(TASKS),
               help="Task prompt for rows without one (default: from the target's extension, else text).")
 @click.option("--prompt", help="A custom prompt instead of the task prompts.")
 @click.option("--val-ratio", type=float, default=0.0, show_default=True,

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import DATA_DIR, LF_DEFAULT_IMAGE_MIN_PIXELS
+from glmocr_lf.runtime.constants import DATA_DIR, LF_DEFAULT_IMAGE_MIN_PIXELS, PROTOCOLS, Protocol
 
 
 @click.group("eval", short_help="OCR metrics: run, score and compare models.")
@@ -161,7 +161,7 @@ def _run_pages(values: dict[str, Any]) -> None:
 @eval_group.command("score")
 @click.argument("predictions", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--protocol", type=click.Choice(["ours", "omnidocbench"]), default="ours", show_default=True,
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="ours", show_default=True,
               help="omnidocbench: OmniDocBench's normalisations and totals (edit, edit_total, teds), "
                    "comparable with its published element scores.")
 @click.option("--pages", "pages_gt", type=click.Path(dir_okay=False, path_type=Path),
@@ -169,7 +169,7 @@ def _run_pages(values: dict[str, Any]) -> None:
                    "folder of one Markdown file per page, scored page by page as OmniDocBench's end-to-end "
                    "evaluation does.")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes scoring samples [default: every core].")
-def eval_score(predictions: Path, as_json: bool, protocol: str, pages_gt: Path | None, workers: int | None) -> None:
+def eval_score(predictions: Path, as_json: bool, protocol: Protocol, pages_gt: Path | None, workers: int | None) -> None:
     """Score a predictions file (ours, or LLaMA-Factory's generated_predictions.jsonl) per task and
     overall; or, with --pages GT.json, a folder of page Markdown files as OmniDocBench does."""
     if pages_gt is not None:
@@ -185,7 +185,7 @@ def eval_score(predictions: Path, as_json: bool, protocol: str, pages_gt: Path |
                    console=terminal.console, disable=not terminal.is_interactive(), transient=True)
     with bar:
         task = bar.add_task("score", total=None)
-        scores = score_file(predictions, protocol=protocol, workers=workers,  # type: ignore[arg-type]
+        scores = score_file(predictions, protocol=protocol, workers=workers,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         terminal.out(json.dumps(scores.to_json(), indent=2, ensure_ascii=False) + "\n")

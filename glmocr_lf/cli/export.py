@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from glmocr_lf.cli import terminal
+from glmocr_lf.runtime.constants import HUBS, Hub
 
 
 @click.command("export", short_help="Merge and check a trained model for serving.")
@@ -15,13 +16,13 @@ from glmocr_lf.cli import terminal
 @click.option("--base", help="Base model (default: the one the run trained from).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the merged model goes (default RUN/merged).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
-@click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
+@click.option("--hub", type=click.Choice(HUBS), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--dry-run", is_flag=True, help="Print the export command and YAML; run nothing.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Stream llamafactory-cli's own output (it always goes to OUT/glmocr_lf_export.log).")
 def export(adapter: Path | None, model: Path | None, base: str | None, out: Path | None, force: bool,
-           hub: str, dry_run: bool, verbose: bool) -> None:
+           hub: Hub, dry_run: bool, verbose: bool) -> None:
     """Merge a LoRA adapter into its base (or re-save a full fine-tune) with llamafactory-cli export,
     then check the result: weights, tokenizer, processor, chat template; record the training
     resolution in the processor config; carry the base's MTP layer for vLLM."""

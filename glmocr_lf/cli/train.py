@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.kernels import COMPILE_MODES, KERNELS_MODES
+from glmocr_lf.kernels import COMPILE_MODES, KERNELS_MODES, CompileMode, KernelsMode
+from glmocr_lf.runtime.constants import HUBS, Hub
 
 if TYPE_CHECKING:
     from glmocr_lf.runtime.launch import Topology
@@ -84,7 +85,7 @@ class _TrainCommand(click.Command):
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
 @click.option("--fresh", is_flag=True, help="Start over in a non-empty output_dir (removes its checkpoints).")
 @click.option("--memory-budget", type=float, metavar="GiB", help="Fit the run into this much GPU memory.")
-@click.option("--hub", type=click.Choice(["hf", "modelscope"]), default="hf", show_default=True,
+@click.option("--hub", type=click.Choice(HUBS), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
 @click.option("--kernels", type=click.Choice(KERNELS_MODES), default="auto", show_default=True,
               help="Fused GLM-OCR kernels (liger-kernel and torch; auto: on with a CUDA GPU and liger-kernel).")
@@ -95,7 +96,7 @@ class _TrainCommand(click.Command):
 @click.option("-v", "--verbose", is_flag=True,
               help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")
 def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
-          memory_budget: float | None, hub: str, kernels: str, compile_: str, dry_run: bool,
+          memory_budget: float | None, hub: Hub, kernels: KernelsMode, compile_: CompileMode, dry_run: bool,
           verbose: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
@@ -112,8 +113,8 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
         config=config, overrides=parse_overrides(overrides),
         topology=topology,
         resume="resume" if resume else ("fresh" if fresh else None),
-        memory_budget_gib=memory_budget, hub=hub,  # type: ignore[arg-type]
-        kernels=kernels, compile=compile_,  # type: ignore[arg-type]
+        memory_budget_gib=memory_budget, hub=hub,
+        kernels=kernels, compile=compile_,
     )
     plan = prepare(request)
     refusal = plan.refusal()

@@ -9,14 +9,13 @@ Deliberate differences (README § Presets lists them with the reason):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from glmocr_lf.config.load import from_flat
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.runtime.constants import DATA_DIR, HF_MODEL_ID, LF_DEFAULT_IMAGE_MAX_PIXELS
-
-Method = Literal["lora", "full"]
-METHODS: tuple[Method, ...] = ("lora", "full")
+from glmocr_lf.runtime.constants import METHODS as METHODS
+from glmocr_lf.runtime.constants import Method as Method
 
 _COMMON_HEAD: dict[str, Any] = {"model_name_or_path": HF_MODEL_ID, "trust_remote_code": True}
 

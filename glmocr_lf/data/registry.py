@@ -27,9 +27,9 @@ from glmocr_lf.data.info import (
 )
 from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
-from glmocr_lf.data.staging import LinkMode, clean_leftovers, is_staged, make_plan, swap_in
+from glmocr_lf.data.staging import clean_leftovers, is_staged, make_plan, swap_in
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
-from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
+from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO, LinkMode
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import ensure_dir, is_inside, remove_path
 from glmocr_lf.runtime.launch import whitespace_note

@@ -17,9 +17,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from glmocr_lf.data.report import ValidationReport
+from glmocr_lf.runtime.constants import LinkMode
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import (
     atomic_write_bytes,
@@ -29,7 +30,6 @@ from glmocr_lf.runtime.fsutil import (
     write_error,
 )
 
-LinkMode = Literal["symlink", "hardlink", "copy"]
 VERSION_RE = re.compile(r"^v[0-9a-f]{12}(?:-[0-9]+)?$")
 
 

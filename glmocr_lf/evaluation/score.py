@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 from glmocr_lf.evaluation import metrics as m
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
@@ -25,11 +24,9 @@ from glmocr_lf.evaluation.scoretypes import (
     TaskScore,
     sample_kind,
 )
-from glmocr_lf.runtime.constants import TASK_PROMPTS
+from glmocr_lf.runtime.constants import TASK_PROMPTS, Protocol
 from glmocr_lf.runtime.workers import usable_cpus, worker_pool
 
-Protocol = Literal["ours", "omnidocbench"]
-PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")
 OVERALL = "overall"
 POOL_THRESHOLD = 16  # fewer samples score faster than a pool starts
 POOL_CHUNK = 4

@@ -15,6 +15,7 @@ from glmocr_lf import __version__
 from glmocr_lf.data.resize import TEMPORAL_PATCH_SIZE
 from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
+from glmocr_lf.runtime.constants import Hub
 from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, require_empty_dir
 from glmocr_lf.runtime.launch import Command
@@ -29,7 +30,7 @@ class ExportRequest:
     base: str | None = None
     out: Path | None = None
     force: bool = False
-    hub: str = "hf"
+    hub: Hub = "hf"
     dry_run: bool = False
 
 

@@ -3,6 +3,8 @@ here), file names, fixed values."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 # Our own switches.
 ENV_DEBUG = "GLMOCR_LF_DEBUG"
 # `POINT:FLAGFILE`: a writer reaching pause point POINT creates FLAGFILE and waits there (crash tests)
@@ -48,6 +50,18 @@ TASK_PROMPTS = {
     "formula": "Formula Recognition:",
 }
 IMAGE_PLACEHOLDER = "<image>"
+TASKS: tuple[str, ...] = tuple(TASK_PROMPTS)
+
+# Closed sets the library's parameters are typed by and the CLI offers as choices (here, not in
+# the modules that use them, so `--help` imports nothing heavy to list them).
+Hub = Literal["hf", "modelscope"]
+HUBS: tuple[Hub, ...] = ("hf", "modelscope")
+Method = Literal["lora", "full"]
+METHODS: tuple[Method, ...] = ("lora", "full")
+Protocol = Literal["ours", "omnidocbench"]  # how eval scores: ours, or OmniDocBench's rules
+PROTOCOLS: tuple[Protocol, ...] = ("ours", "omnidocbench")
+LinkMode = Literal["symlink", "hardlink", "copy"]  # how `data register` stages images
+LINK_MODES: tuple[LinkMode, ...] = ("symlink", "hardlink", "copy")
 
 # LLaMA-Factory defaults we reason about (hparams/model_args.py).
 LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.runtime import constants as C
+from glmocr_lf.runtime.constants import Hub
 from glmocr_lf.runtime.errors import ChildFailedError, LaunchError, Problem
 from glmocr_lf.runtime.host import Host
 from glmocr_lf.runtime.process import ChildResult, run_child
@@ -108,7 +109,7 @@ def command(verb: str, yaml_path: Path, env: dict[str, str], cwd: Path, *, dry_r
     return Command([cli or llamafactory_cli(required=not dry_run), verb, str(yaml_path)], env, cwd)
 
 
-def common_overlay(stack: Stack, hub: str) -> Overlay:
+def common_overlay(stack: Stack, hub: Hub) -> Overlay:
     """What every llamafactory-cli call needs: the version-check bypass (only when the installed
     versions are outside llamafactory's ranges) and the ModelScope switch."""
     overlay = Overlay()
@@ -170,7 +171,7 @@ def launcher_overlay(topology: Topology, host: Host,
     return problems, overlay
 
 
-def hub_model_id(model: str, hub: str, *, modelscope: str | None) -> tuple[str, str | None]:
+def hub_model_id(model: str, hub: Hub, *, modelscope: str | None) -> tuple[str, str | None]:
     """The model id for `hub`, and a note when it changed. ModelScope needs its package (`modelscope`:
     its installed version) and knows GLM-OCR as ZhipuAI/GLM-OCR, not zai-org/GLM-OCR."""
     if hub != "modelscope":

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.kernels import CompileMode, KernelsMode
+from glmocr_lf.runtime.constants import Hub
 from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.host import Host
 from glmocr_lf.runtime.launch import Topology
@@ -30,7 +31,7 @@ class LaunchRequest:
     topology: Topology = field(default_factory=Topology)
     resume: ResumeMode | None = None
     memory_budget_gib: float | None = None
-    hub: Literal["hf", "modelscope"] = "hf"
+    hub: Hub = "hf"
     check_data: bool = True
     kernels: KernelsMode = "auto"
     compile: CompileMode = "auto"

@@ -98,7 +98,7 @@ def _local_model(value: str | None) -> str | None:
     return None
 
 
-def check_model(cfg: TrainConfig, hub: str) -> list[Problem]:
+def check_model(cfg: TrainConfig, hub: C.Hub) -> list[Problem]:
     """A local model dir must be a GLM-OCR checkpoint with a complete processor; a Hugging Face id
     must be in the cache unless the hub can be reached (LLaMA-Factory loads the tokenizer first)."""
     from glmocr_lf.runtime.modelfiles import model_dir_problems, not_cached_fix, uncached_hub_model
