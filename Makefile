@@ -30,8 +30,18 @@ check: install ## Lint (ruff) and type-check (mypy)
 	$(BIN)/ruff check glmocr_lf tests bench
 	$(BIN)/mypy
 
+# The HTML report test drives a real headless Chromium: Debian's chromium + chromium-driver. Where
+# they cannot be installed (no apt-get, not root), the test skips and says why.
+.PHONY: browser
+browser: ## Install Chromium and its driver with apt-get if missing (the HTML report test uses them)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+			|| echo "make browser: apt-get could not install chromium; the HTML report test will skip"; \
+	else echo "make browser: cannot install chromium here (needs apt-get as root); the HTML report test will skip"; fi
+
 .PHONY: test
-test: check ## Install if needed, lint, type-check and run the whole test suite
+test: check browser ## Install if needed, lint, type-check and run the whole test suite
 	$(BIN)/pytest -q
 
 .PHONY: test-fast

@@ -9,7 +9,7 @@ import pytest
 from helpers import SAMPLE_IMAGES, Invoke
 
 from glmocr_lf.data.info import Layout, get_entry
-from glmocr_lf.evaluation.generate import load_samples, resolve_dataset
+from glmocr_lf.evaluation.dataset import load_samples, resolve_dataset
 
 OURS = {"messages": [{"role": "user", "content": "<image>Text Recognition:"},
                      {"role": "assistant", "content": "CH3"}], "images": ["cosyn_chemical/1.png"]}

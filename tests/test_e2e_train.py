@@ -213,3 +213,43 @@ def test_readme_cpu_offline_variant_runs_as_written(tmp_path: Path, clean_env: d
     assert (project / "saves/glm-ocr/lora/sft/merged/glmocr_lf_export.json").is_file()
     report = (project / "evals" / "report.md").read_text(encoding="utf-8")
     assert "Verdict" in report
+    # the base was scored with the fine-tune's settings (compare would have refused otherwise)
+    settings = [json.loads((project / "evals" / run / "eval_run.json").read_text())["settings"]
+                for run in ("base", "finetuned")]
+    assert settings[0] == settings[1] and settings[0]["image_max_pixels"] == 50176
+    assert "Compared anyway" not in report
+    check_html_report(project / "evals" / "report.html", tmp_path / "report.png")
+
+    # the usual loop: train again, export again, evaluate again: the base is reused, the merge regenerated
+    again = ['cd my-ocr',
+             'make train-lora ARGS="model_name_or_path=$PWD/tiny bf16=false max_steps=4 cutoff_len=256 '
+             'image_max_pixels=50176 --fresh"',
+             'make export EXPORT_ARGS=--force',
+             block.group(1).strip().splitlines()[-1]]  # the same `make eval` line
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(again)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert ("reusing: evals/base/predictions.jsonl was made from the same model, settings and dataset "
+            "(--force regenerates)") in lines
+    assert any(line.startswith("regenerating: the model changed (sha256 of its files ") for line in lines), lines
+    assert "Reused evals/base/predictions.jsonl and evals/base/scores.json" in lines
+    assert "Wrote evals/finetuned/predictions.jsonl and evals/finetuned/scores.json" in lines
+
+
+def check_html_report(report: Path, screenshot: Path) -> None:
+    """The report opens in a real headless Chromium: no console error, every sample's row and image
+    there, a filter that works; the screenshot is left at `screenshot`."""
+    from report_browser import open_report
+
+    samples = len(re.findall(r'<article class="sample"', report.read_text(encoding="utf-8")))
+    with open_report(report) as page:
+        assert page.console_errors() == []
+        assert len(page.visible_rows()) == samples == 2
+        assert len(page.loaded_images()) == 2 and all(width > 0 for width in page.loaded_images())
+        page.driver.save_screenshot(str(screenshot))
+        outcomes = [row.get_attribute("data-outcome") for row in page.visible_rows()]
+        page.select("filter-outcome", "unchanged")
+        assert len(page.visible_rows()) == outcomes.count("unchanged")
+        assert page.text("shown") == f"{outcomes.count('unchanged')} of 2 samples"
+        assert page.console_errors() == []

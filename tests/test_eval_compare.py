@@ -70,9 +70,11 @@ def test_report_file_and_numbers_equal_eval_score(invoke: Invoke, two_runs: tupl
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
+        "Warning: base.jsonl: no eval_run.json beside it: its settings are not checked",
+        "Warning: tuned.jsonl: no eval_run.json beside it: its settings are not checked",
         "Verdict: no clear change: quality +0.1182 over 3 paired samples (1 improved, 1 regressed, "
         "sign test p=1.0000)",
-        "Wrote report.md",
+        "Wrote report.md and report.html",
     ]
     report = Path("report.md").read_text(encoding="utf-8")
     assert_markdown_matches_score(invoke, report, "base.jsonl", "tuned.jsonl")

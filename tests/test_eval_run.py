@@ -15,14 +15,10 @@ pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
 from helpers import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
 
-from glmocr_lf.evaluation.generate import (
-    EvalSample,
-    build_prompt,
-    load_samples,
-    resolve_dataset,
-    resolve_image_max_pixels,
-)
-from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.data.template import build_prompt
+from glmocr_lf.evaluation.dataset import EvalSample, load_samples, resolve_dataset
+from glmocr_lf.evaluation.settings import Resolution, resolve_resolution
+from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                "assistant_tag": "assistant"}
@@ -42,11 +38,10 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_prompt_is_the_glm_ocr_training_string() -> None:
-    sample = EvalSample("0", None, "<image>Text Recognition:", [Path("a.png")], "x")
-    assert build_prompt(sample) == ("[gMASK]<sop><|user|>\n<|begin_of_image|><|image|>"
-                                    "<|end_of_image|>Text Recognition:<|assistant|>")
-    with_system = EvalSample("0", "Be exact.", "<image>Table Recognition:", [Path("a.png")], "x")
-    assert build_prompt(with_system).startswith("[gMASK]<sop><|system|>\nBe exact.<|user|>\n")
+    assert build_prompt("<image>Text Recognition:", None) == (
+        "[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>Text Recognition:<|assistant|>")
+    assert build_prompt("<image>Table Recognition:", "Be exact.").startswith(
+        "[gMASK]<sop><|system|>\nBe exact.<|user|>\n")
 
 
 def test_registered_dataset_and_direct_file_give_the_same_samples(data_dir: Path) -> None:
@@ -78,15 +73,14 @@ def test_image_count_mismatch_is_a_data_error(tmp_path: Path) -> None:
                                  "placeholders in messages; they must be equal")
 
 
-def test_existing_predictions_need_force(invoke: Invoke, tmp_path: Path) -> None:
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "predictions.jsonl").write_text("{}\n", encoding="utf-8")
-    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON),
-                    "--out", "out")
+def test_a_model_that_cannot_load_is_one_error_before_anything(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: out/predictions.jsonl: already exists\n"
-                             "Hint: pass --resume to continue it, --force to start over, or --out another "
-                             "directory\n")
+    assert result.stderr.splitlines()[0] == "Error: --model m is not in the Hugging Face cache and HF_HUB_OFFLINE " \
+        "is set; eval could not load it. Fix: download it on a connected machine (`hf download m`) and bring " \
+        "its cache (HF_HOME) or the folder here, then pass that folder; to try the pipeline here without it: " \
+        "`glmocr-lf smoke-model tiny`, then `glmocr-lf train CONFIG model_name_or_path=tiny bf16=false`"
+    assert not Path("out").exists()
 
 
 def test_a_truncated_image_fails_before_the_model_loads(invoke: Invoke, tmp_path: Path) -> None:
@@ -106,63 +100,39 @@ def test_a_truncated_image_fails_before_the_model_loads(invoke: Invoke, tmp_path
     assert not Path("out/predictions.jsonl").exists()
 
 
-def _earlier_run(out: Path, **options: object) -> None:
-    out.mkdir()
-    record = {"model": "m", "adapter": None, "dataset": str(SAMPLE_JSON), "max_new_tokens": 2048,
-              "repetition_penalty": 1.0, "image_max_pixels": 589824, "image_min_pixels": 1024, **options}
-    (out / "eval_run.json").write_text(json.dumps(record))
-    prediction = {"id": "0", "task": "text", "prompt": "<image>Code Generation:", "reference": "r",
-                  "prediction": "p"}
-    (out / "predictions.jsonl").write_text(json.dumps(prediction) + "\n")
+def test_image_limits_come_from_the_training_record(tmp_path: Path) -> None:
+    from glmocr_lf.runtime.records import ExportRecord, write_export_record
 
-
-def test_resume_refuses_other_options(invoke: Invoke, tmp_path: Path) -> None:
-    _earlier_run(tmp_path / "out", max_new_tokens=8)
-    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume")
-    assert (result.exit_code, result.stderr) == (1, (
-        "Error: --resume: out/eval_run.json was made with other options: max_new_tokens 8, now 2048\n"
-        "Hint: resume with the same options, or pass --force to start over\n"))
-
-
-def test_resume_with_every_sample_done_loads_no_model(invoke: Invoke, tmp_path: Path) -> None:
-    _earlier_run(tmp_path / "out")
-    with Path("out/predictions.jsonl").open("a") as handle:
-        handle.write('{"id": "1", "task": "te')  # cut off by a crash: dropped, and sample 1 is not asked for
-    # "m" is no model at all: the run succeeds only because nothing is left to generate
-    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume",
-                    "--max-samples", "1")
-    assert result.exit_code == 0, result.stderr
-    assert "resuming: 1 of 1 samples already in out/predictions.jsonl" in result.stderr.splitlines()
-    assert [json.loads(line)["id"] for line in Path("out/predictions.jsonl").read_text().splitlines()] == ["0"]
-    assert json.loads(Path("out/eval_run.json").read_text())["status"] == "finished"
-
-
-def test_resume_refuses_predictions_of_another_dataset(invoke: Invoke, tmp_path: Path) -> None:
-    _earlier_run(tmp_path / "out")
-    Path("out/predictions.jsonl").write_text(Path("out/predictions.jsonl").read_text().replace('"0"', '"x9"'))
-    result = invoke("eval", "run", "--model", "m", "--dataset", str(SAMPLE_JSON), "--out", "out", "--resume")
-    assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == (f"Error: --resume: out/predictions.jsonl holds ids that are not in "
-                                             f"{SAMPLE_JSON} (first: 'x9')")
-
-
-def test_image_max_pixels_comes_from_the_training_record(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
-    assert resolve_image_max_pixels(str(model), None, None) == (
-        589824, "LLaMA-Factory's default; no training record found")
-    (model / "preprocessor_config.json").write_text('{"image_max_pixels": 1048576}')
-    assert resolve_image_max_pixels(str(model), None, None) == (
-        1048576, str(model / "preprocessor_config.json"))
-    (model / "glmocr_lf_export.json").write_text('{"image_max_pixels": 802816}')
-    assert resolve_image_max_pixels(str(model), None, None)[0] == 802816
+    assert resolve_resolution(str(model), None, None, None, None) == Resolution(
+        589824, 1024, "LLaMA-Factory's default; no training record found")
+    write_export_record(model, ExportRecord(image_max_pixels=802816, image_min_pixels=4096))
+    assert resolve_resolution(str(model), None, None, None, None) == Resolution(
+        802816, 4096, str(model / "glmocr_lf_export.json"))
+    assert resolve_resolution(str(model), None, None, 1000, None) == Resolution(
+        1000, 4096, f"--image-max-pixels / --image-min-pixels and {model / 'glmocr_lf_export.json'}")
     run = tmp_path / "run"
     (run / "checkpoint-20").mkdir(parents=True)
     (run / "glmocr_lf_run.json").write_text('{"status": "finished", "image_max_pixels": 262144}')
     (run / "notes.yaml").write_text("image_max_pixels: 4096\n")  # a YAML beside the run is not a record
-    assert resolve_image_max_pixels(str(model), run / "checkpoint-20", None) == (
-        262144, str(run / "glmocr_lf_run.json"))
-    assert resolve_image_max_pixels(str(model), run, 1000) == (1000, "--image-max-pixels")
+    assert resolve_resolution(str(model), run / "checkpoint-20", None, None, None) == Resolution(
+        262144, 4096, f"{run / 'glmocr_lf_run.json'} and {model / 'glmocr_lf_export.json'}")
+
+
+def test_a_base_takes_the_fine_tunes_image_limits(tmp_path: Path) -> None:
+    from glmocr_lf.runtime.records import ExportRecord, write_export_record
+
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    write_export_record(merged, ExportRecord(image_max_pixels=50176, image_min_pixels=1024))
+    base = tmp_path / "base"
+    base.mkdir()
+    assert resolve_resolution(str(base), None, merged, None, None) == Resolution(
+        50176, 1024, str(merged / "glmocr_lf_export.json"))
+    with pytest.raises(GlmocrLfError) as err:
+        resolve_resolution(str(base), None, base, None, None)
+    assert err.value.message == f"--settings-from {base}: no export or training record there"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,7 +179,7 @@ def test_prompt_and_pixels_match_llamafactory(tiny_models: tuple[Path, Path]) ->
     sample = EvalSample("0", None, "<image>Code Generation:", [image], "CCO")
     with Image.open(image) as img:
         resized = lf_preprocess_image(img, max_pixels, min_pixels)
-    ours = processor(text=[build_prompt(sample)], images=[resized], return_tensors="pt",
+    ours = processor(text=[build_prompt(sample.user_text, sample.system)], images=[resized], return_tensors="pt",
                      add_special_tokens=False)
     assert ours["input_ids"][0].tolist() == lf_ids
     assert torch.allclose(ours["pixel_values"], lf_pixels)
@@ -225,9 +195,11 @@ def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
     assert result.stderr.splitlines()[:4] == [
         f"model: {seed0}",
         "dataset: chem (3 samples)",
-        "images: at most 589824 pixels (from LLaMA-Factory's default; no training record found)",
+        "images: at most 589824 pixels, at least 1024 (from LLaMA-Factory's default; no training record found)",
         "decoding: greedy, repetition_penalty 1.0, max_new_tokens 8, batch size 1",
     ]
+    # no terminal: a plain progress line, then what was written
+    assert re.fullmatch(r"generating 3/3 samples \(\d+\.\d s\)", result.stderr.splitlines()[-2])
     assert result.stderr.splitlines()[-1] == "Wrote base/predictions.jsonl and base/scores.json"
     # stdout is exactly what `eval score` prints for the file
     assert result.stdout == invoke("eval", "score", "base/predictions.jsonl").stdout
@@ -237,6 +209,7 @@ def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
         (str(i), "Code Generation:", "<image>Code Generation:") for i in range(3)]
     assert records[0]["reference"] == "```rdkit\nClC1=CC=C(C(C2=CC=C(Cl)C=C2)C(Cl)(Cl)Cl)C=C1\n```"
     assert all(isinstance(r["prediction"], str) and r["prediction"] for r in records)
+    assert records[0]["images"] == [str((data_dir / "cosyn_chemical" / "1.png").resolve())]
     assert json.loads(Path("base/scores.json").read_text()) == json.loads(
         invoke("eval", "score", "base/predictions.jsonl", "--json").stdout)
 
@@ -262,11 +235,21 @@ def test_run_twice_then_compare(invoke: Invoke, tiny_models: tuple[Path, Path],
                     "--repetition-penalty", "1.1", *common)
     assert result.exit_code == 0, result.stderr
 
-    result = invoke("eval", "compare", "base/predictions.jsonl",
-                    "tuned/predictions.jsonl", "--out", "report.md")
+    # tuned decoded with another repetition penalty: no verdict, unless asked for with the difference on top
+    result = invoke("eval", "compare", "base/predictions.jsonl", "tuned/predictions.jsonl", "--out", "report.md")
+    assert result.exit_code == 1 and not Path("report.md").exists()
+    assert result.stderr.splitlines()[1:3] == ["  repetition_penalty: A 1.0, B 1.1",
+                                               "Hint: run both with the same settings (`eval run --settings-from "
+                                               "MODEL` takes a fine-tune's image limits), or pass "
+                                               "--allow-different-settings"]
+    result = invoke("eval", "compare", "base/predictions.jsonl", "tuned/predictions.jsonl", "--out", "report.md",
+                    "--allow-different-settings")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.splitlines()[-1] == "Wrote report.md"
+    assert result.stderr.splitlines()[-1] == "Wrote report.md and report.html"
     report = Path("report.md").read_text(encoding="utf-8")
+    assert report.splitlines()[4:8] == [
+        "", "**Compared anyway, with different settings (--allow-different-settings):**", "",
+        "- repetition_penalty: A 1.0, B 1.1"]
     assert re.search(r"^\*\*Verdict: (B is better than A|B is worse than A|no clear change): ",
                      report, re.M)
     # every number in the report's task table is what `eval score` prints for that file
@@ -307,7 +290,7 @@ def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke,
 @pytest.mark.e2e
 def test_interrupted_run_keeps_its_predictions_and_resume_finishes_it(
         invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
-    from glmocr_lf.evaluation.generate import RunOptions, run_evaluation
+    from glmocr_lf.evaluation.run import RunHooks, RunOptions, run_evaluation
 
     seed0 = tiny_models[0]
     common = ["--dataset", "chem", "--max-samples", "3", "--max-new-tokens", "8", "--device", "cpu"]
@@ -320,12 +303,17 @@ def test_interrupted_run_keeps_its_predictions_and_resume_finishes_it(
     options = RunOptions(model=str(seed0), dataset="chem", out_dir=Path("cut"), max_samples=3,
                          max_new_tokens=8, device="cpu")
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(options, on_progress=stop_after_first)
+        run_evaluation(options, RunHooks(on_progress=stop_after_first))
     assert len(Path("cut/predictions.jsonl").read_text().splitlines()) == 1
+    assert json.loads(Path("cut/eval_run.json").read_text())["status"] == "interrupted"
+    assert not Path("cut/scores.json").exists()
 
-    result = invoke("eval", "run", "--model", str(seed0), "--out", "cut", "--resume", *common)
+    # the same command continues: no --resume, no --force
+    result = invoke("eval", "run", "--model", str(seed0), "--out", "cut", *common)
     assert result.exit_code == 0, result.stderr
-    assert "resuming: 1 of 3 samples already in cut/predictions.jsonl" in result.stderr.splitlines()
+    assert ("resuming: 1 of 3 samples already in cut/predictions.jsonl (the earlier run interrupted)"
+            in result.stderr.splitlines())
+    assert json.loads(Path("cut/eval_run.json").read_text())["status"] == "finished"
     assert Path("cut/predictions.jsonl").read_text() == Path("whole/predictions.jsonl").read_text()
 
 
@@ -351,7 +339,7 @@ def test_ctrl_c_says_how_to_resume(invoke: Invoke, tiny_models: tuple[Path, Path
                     "--max-new-tokens", "64", "--device", "cpu")
     assert result.exit_code == 130
     assert result.stderr.splitlines()[-2:] == [
-        "cut/predictions.jsonl: the finished predictions are kept; the same command with --resume continues "
-        "after them",
+        "cut: the finished predictions are kept; the same command continues after them",
         "Error: interrupted"]
     assert 1 <= len(predictions.read_text().splitlines()) < 10
+    assert json.loads(Path("cut/eval_run.json").read_text())["status"] == "interrupted"

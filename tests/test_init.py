@@ -231,13 +231,15 @@ def test_makefile_follows_the_config(tmp_path: Path) -> None:
     proc = make_n(tmp_path / "project", "eval-base", "validate")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "glmocr-lf eval run --model my/base --dataset mine,more_val --data-dir data --out evals/base",
+        "glmocr-lf eval run --model my/base --dataset mine,more_val --data-dir data --out evals/base --settings-from "
+        "saves/glm-ocr/lora/sft/merged",
         "glmocr-lf config validate configs/lora.yaml configs/full.yaml",
         "glmocr-lf data validate mine --data-dir data --config configs/lora.yaml",
         "glmocr-lf data validate more --data-dir data --config configs/lora.yaml",
     ]
 EVAL_LINES = [
-    "glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base",
+    "glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base "
+    "--settings-from saves/glm-ocr/lora/sft/merged",
     "glmocr-lf eval run --model saves/glm-ocr/lora/sft/merged --dataset cosyn_chemical_val --data-dir data "
     "--out evals/finetuned",
     "glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl --out evals/report.md",
@@ -262,7 +264,7 @@ EVAL_LINES = [
      ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged --force -v"]),
     (["eval-base", "EVAL_ARGS=--max-new-tokens 64"],
      ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset cosyn_chemical_val --data-dir data --out evals/base "
-      "--max-new-tokens 64"]),
+      "--settings-from saves/glm-ocr/lora/sft/merged --max-new-tokens 64"]),
     (["export"], ["glmocr-lf export --adapter saves/glm-ocr/lora/sft --out saves/glm-ocr/lora/sft/merged"]),
     (["export-full"], ["glmocr-lf export --model saves/glm-ocr/full/sft"]),
     (["smoke"], ["glmocr-lf smoke"]),
@@ -274,7 +276,8 @@ EVAL_LINES = [
     (["eval"], EVAL_LINES),
     (["-j4", "eval"], EVAL_LINES),  # one recipe: compare never runs before both evals
     (["eval", "DATASET=my_ocr", "MODEL=saves/mine"],
-     ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_ocr_val --data-dir data --out evals/base",
+     ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_ocr_val --data-dir data --out evals/base "
+      "--settings-from saves/mine",
       "glmocr-lf eval run --model saves/mine --dataset my_ocr_val --data-dir data --out evals/finetuned",
       EVAL_LINES[2]]),
     (["eval-finetuned"], EVAL_LINES[1:2]),
@@ -287,7 +290,8 @@ EVAL_LINES = [
         "glmocr-lf eval compare evals/base-pages/page_scores.json evals/finetuned-pages/page_scores.json "
         "--out evals/report-pages.md"]),
     (["eval-base", "EVAL_DATASET=my_test"], ["glmocr-lf eval run --model zai-org/GLM-OCR --dataset my_test "
-                                             "--data-dir data --out evals/base"]),
+                                             "--data-dir data --out evals/base --settings-from "
+                                             "saves/glm-ocr/lora/sft/merged"]),
     (["compare"], ["glmocr-lf eval compare evals/base/predictions.jsonl evals/finetuned/predictions.jsonl "
                    "--out evals/report.md"]),
 ])

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import DATA_DIR, LF_DEFAULT_IMAGE_MIN_PIXELS, PROTOCOLS, Protocol
+from glmocr_lf.runtime.constants import DATA_DIR, PROTOCOLS, Protocol
 
 
 @click.group("eval", short_help="OCR metrics: run, score and compare models.")
@@ -35,10 +35,12 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
             raise click.UsageError("--resume and --force exclude each other")
         if values["max_samples"] is not None:
             raise click.UsageError("--max-samples counts dataset samples; with --pages use --max-pages")
+        if values["settings_from"] is not None:
+            raise click.UsageError("--settings-from goes with --dataset")
         keys = ("model", "adapter", "max_new_tokens", "repetition_penalty", "image_max_pixels", "image_min_pixels",
                 "batch_size", "device", "force", "resume", "out_dir")
-        _run_pages({**{key: values[key] for key in keys}, "pages": pages_gt, "images": page_images,
-                    "whole_page": whole_page, "max_pages": max_pages})
+        _run_pages({**{key: values[key] for key in keys if values[key] is not None or key != "image_min_pixels"},
+                    "pages": pages_gt, "images": page_images, "whole_page": whole_page, "max_pages": max_pages})
         return None
 
     return dispatch
@@ -59,6 +61,9 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
 @click.option("--max-pages", type=click.IntRange(min=1), help="With --pages: the first N pages only.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
               show_default=True, help="Directory holding dataset_info.json.")
+@click.option("--settings-from", type=click.Path(file_okay=False, path_type=Path),
+              help="Score with the image limits of this model's export or training record (the fine-tune "
+                   "a base is compared with).")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate the first N samples only.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Longest answer generated per sample, in tokens.")
@@ -66,66 +71,53 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
               show_default=True, help="1.0 = plain greedy; GLM-OCR's own SDK uses 1.1.")
 @click.option("--image-max-pixels", type=click.IntRange(min=1),
               help="Resize images as training did [default: from the export/run record, else 589824].")
-@click.option("--image-min-pixels", type=click.IntRange(min=1), default=LF_DEFAULT_IMAGE_MIN_PIXELS,
-              show_default=True, help="Upscale smaller images as training did (LLaMA-Factory's image_min_pixels).")
+@click.option("--image-min-pixels", type=click.IntRange(min=1),
+              help="Upscale smaller images as training did [default: from the export/run record, else 1024].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples generated together (left padding; the same answers, faster on a GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory [default: evals/<model>[-<adapter>]].")
-@click.option("--force", is_flag=True, help="Start over: discard predictions already in --out.")
+@click.option("--force", is_flag=True, help="Regenerate even what the same model, settings and data made.")
 @click.option("--resume", is_flag=True,
-              help="Continue the predictions already in --out after the last finished sample.")
+              help="Continue the predictions in --out, and refuse if they were made differently.")
 @_or_pages
-def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path,
+def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path, settings_from: Path | None,
              max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
-             image_max_pixels: int | None, image_min_pixels: int, batch_size: int, device: str,
+             image_max_pixels: int | None, image_min_pixels: int | None, batch_size: int, device: str,
              out_dir: Path | None, force: bool, resume: bool) -> None:
     """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
-    the scores. Each batch's predictions are written as they are made: after a crash or Ctrl-C,
-    --resume continues where it stopped. With --pages GT.json --images DIR: page Markdown from the
-    ground-truth layout, scored page by page as OmniDocBench does."""
+    the scores. Predictions made by the same model (its files' sha256), settings and dataset content
+    are reused; an interrupted run is continued; anything changed is generated again. With --pages
+    GT.json --images DIR: page Markdown from the ground-truth layout, scored page by page as
+    OmniDocBench does."""
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from glmocr_lf.evaluation.generate import (
-        PREDICTIONS_FILE,
-        RunOptions,
-        default_out_dir,
-        run_evaluation,
-    )
+    from glmocr_lf.evaluation.run import RunHooks, RunOptions, default_out_dir, run_evaluation
     from glmocr_lf.evaluation.score import render_scores
 
     options = RunOptions(
-        model=model, adapter=adapter, dataset=dataset, data_dir=data_dir, max_samples=max_samples,
-        max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+        model=model, adapter=adapter, settings_from=settings_from, dataset=dataset, data_dir=data_dir,
+        max_samples=max_samples, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels,
         batch_size=batch_size, device=device,
         out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume,
     )
-    def show_plan(lines: list[str]) -> None:
-        for line in lines:
-            terminal.note(line)
-
-    progress = Progress("generating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=terminal.console, disable=not terminal.is_interactive())
-    with progress:
-        bar = progress.add_task("generate", total=None)
+    with terminal.counter("generating", "samples") as progress:
         try:
-            result = run_evaluation(
-                options,
-                on_start=show_plan,
-                on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
-            )
+            result = run_evaluation(options, RunHooks(on_start=_show_plan, on_progress=progress))
         except KeyboardInterrupt:
-            kept = options.out_dir / PREDICTIONS_FILE
-            if kept.is_file() and kept.stat().st_size:
-                terminal.note(f"{kept}: the finished predictions are kept; the same command with --resume "
-                              "continues after them")
+            terminal.note(f"{options.out_dir}: the finished predictions are kept; the same command "
+                          "continues after them")
             raise
     terminal.out(render_scores(result.scores))
-    terminal.success(f"Wrote {result.predictions_path} and {result.scores_path}")
+    verb = "Reused" if result.reused else "Wrote"
+    terminal.success(f"{verb} {result.predictions_path} and {result.scores_path}")
+
+
+def _show_plan(lines: list[str]) -> None:
+    for line in lines:
+        terminal.note(line)
 
 
 def _run_pages(values: dict[str, Any]) -> None:
@@ -228,28 +220,51 @@ def _compare_pages(baseline: Path, candidate: Path, out_file: Path | None, as_js
 @click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report here instead of stdout.")
+              help="Write the report here instead of stdout (markdown: the HTML report goes beside it).")
 @click.option("--json", "as_json", is_flag=True, help="JSON report instead of markdown.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report here [default with a markdown --out: beside it, as .html].")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the most regressed samples to list.")
-def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json: bool,
-                 top: int) -> None:
-    """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions. Two
+@click.option("--allow-different-settings", is_flag=True,
+              help="Compare runs made with different settings anyway; every report then starts with them.")
+def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json: bool, html_file: Path | None,
+                 top: int, allow_different_settings: bool) -> None:
+    """Compare BASELINE (A) with CANDIDATE (B): per-task deltas, a verdict, top regressions. Runs
+    whose records (eval_run.json) differ in any setting that changes scores are refused. Two
     page_scores.json files (`eval run --pages`) are compared category by category."""
     from glmocr_lf.evaluation.compare import compare_files, render_markdown
-    from glmocr_lf.runtime.fsutil import atomic_write_text
+    from glmocr_lf.runtime.fsutil import atomic_write_text, check_file_target
+    from glmocr_lf.runtime.records import EVAL_RECORD
 
     if _compare_pages(baseline, candidate, out_file, as_json):
         return
-
-    comparison = compare_files(baseline, candidate, top=top)
+    if html_file is None and out_file is not None and not as_json:
+        html_file = out_file.with_suffix(".html")
+    for target in (out_file, html_file):
+        if target is not None:
+            check_file_target(target)  # before any work: a place that cannot be written is the first error
+    comparison, check = compare_files(baseline, candidate, top=top,
+                                      allow_different_settings=allow_different_settings)
+    for path in check.unchecked:
+        terminal.warning(f"{path}: no {EVAL_RECORD} beside it: its settings are not checked")
+    for line in comparison.settings_differences:
+        terminal.warning(f"different settings, compared anyway: {line}")
     if as_json:
         report = json.dumps(comparison.to_json(), indent=2, ensure_ascii=False) + "\n"
     else:
         report = render_markdown(comparison)
+    written = []
     if out_file is None:
         terminal.out(report)
-        return
-    atomic_write_text(out_file, report)
-    terminal.info(comparison.verdict.line)
-    terminal.success(f"Wrote {out_file}")
+    else:
+        atomic_write_text(out_file, report)
+        written.append(str(out_file))
+    if html_file is not None:
+        from glmocr_lf.evaluation.htmlreport import render_html
+
+        atomic_write_text(html_file, render_html(comparison))
+        written.append(str(html_file))
+    if written:
+        terminal.info(comparison.verdict.line)
+        terminal.success("Wrote " + " and ".join(written))

@@ -90,10 +90,15 @@ def _parse_each(path: Path, text: str) -> Numbered:
     return records
 
 
-def read(path: Path, what: str = "JSON Lines file") -> Numbered:
-    """Read and parse a whole file (UTF-8, a BOM allowed); unreadable files raise DataError."""
+def read(path: Path, what: str = "JSON Lines file", *, complete_lines_only: bool = False) -> Numbered:
+    """Read and parse a whole file (UTF-8, a BOM allowed); unreadable files raise DataError.
+    `complete_lines_only`: a last line without its "\\n" (being written, or cut off by a crash) is
+    not read."""
     path = Path(path)
-    return parse(path, decode_utf8(path, read_bytes(path, what)))
+    raw = read_bytes(path, what)
+    if complete_lines_only:
+        raw = raw[:raw.rfind(b"\n") + 1]
+    return parse(path, decode_utf8(path, raw))
 
 
 def write(path: Path, records: Iterable[Any]) -> None:

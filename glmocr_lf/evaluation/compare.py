@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
 from glmocr_lf.evaluation.score import format_value, metric_columns, score_predictions
 from glmocr_lf.evaluation.scoretypes import METRIC_BY_NAME, Scores
-from glmocr_lf.runtime.errors import DataError
+from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 
 MIN_DELTA = 0.01
 SIGNIFICANCE = 0.05
@@ -61,7 +61,9 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Regression:
+class Paired:
+    """One sample both files hold: both answers and their quality."""
+
     id: str
     task: str
     quality_a: float
@@ -69,6 +71,11 @@ class Regression:
     reference: str
     prediction_a: str
     prediction_b: str
+    images: tuple[str, ...]
+
+    @property
+    def delta(self) -> float:
+        return self.quality_b - self.quality_a
 
 
 @dataclass(frozen=True)
@@ -77,9 +84,12 @@ class Comparison:
     b: Scores
     deltas: list[Delta]
     verdict: Verdict
-    regressions: list[Regression]
+    regressions: list[Paired]  # the --top most regressed
     only_in_a: int
     only_in_b: int
+    paired: list[Paired] = field(default_factory=list)  # worst regression first
+    # settings that differ between the runs' records, when compared anyway (--allow-different-settings)
+    settings_differences: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def num(value: float | None) -> float | None:
@@ -100,6 +110,7 @@ class Comparison:
                              "quality_b": num(r.quality_b), "reference": r.reference,
                              "prediction_a": r.prediction_a, "prediction_b": r.prediction_b}
                             for r in self.regressions],
+            **({"settings_differences": self.settings_differences} if self.settings_differences else {}),
         }
 
 
@@ -152,17 +163,48 @@ def compare_predictions(a: Sequence[Prediction], b: Sequence[Prediction], *, sou
         raise DataError(f"{source_a} and {source_b} share no sample ids: compare predictions made "
                         "on the same dataset")
     verdict = decide([sb.quality - sa.quality for sa, sb, _, _ in pairs])
-    worst = sorted((p for p in pairs if p[1].quality < p[0].quality),
-                   key=lambda p: (p[1].quality - p[0].quality, p[0].id))[:top]
-    regressions = [Regression(sa.id, sa.task, sa.quality, sb.quality, pa.reference, pa.prediction,
-                              pb.prediction) for sa, sb, pa, pb in worst]
+    paired = sorted((Paired(sa.id, sa.task, sa.quality, sb.quality, pa.reference, pa.prediction, pb.prediction,
+                            pa.images or pb.images) for sa, sb, pa, pb in pairs),
+                    key=lambda p: (p.delta, p.id))
+    regressions = [p for p in paired if p.delta < 0][:top]
     return Comparison(scores_a, scores_b, deltas, verdict, regressions,
-                      only_in_a=len(a) - len(pairs), only_in_b=len(b) - len(pairs))
+                      only_in_a=len(a) - len(pairs), only_in_b=len(b) - len(pairs), paired=paired)
 
 
-def compare_files(path_a: Path, path_b: Path, *, top: int = DEFAULT_TOP) -> Comparison:
-    return compare_predictions(read_predictions(path_a), read_predictions(path_b),
-                               source_a=str(path_a), source_b=str(path_b), top=top)
+@dataclass(frozen=True)
+class SettingsCheck:
+    differences: list[str]  # one line per score-affecting setting that differs
+    unchecked: list[str]  # the files no eval_run.json stands beside (settings unknown)
+
+
+def check_settings(path_a: Path, path_b: Path) -> SettingsCheck:
+    """Compare the settings `eval run` recorded beside each predictions file."""
+    from glmocr_lf.evaluation.outputs import PREDICTIONS_FILE
+    from glmocr_lf.evaluation.settings import differences
+    from glmocr_lf.runtime.records import read_eval_record
+
+    # eval run writes predictions.jsonl beside its record; any other file is not the one it describes
+    records = [read_eval_record(Path(path).parent) if Path(path).name == PREDICTIONS_FILE else None
+               for path in (path_a, path_b)]
+    unchecked = [str(path) for path, record in zip((path_a, path_b), records, strict=True) if record is None]
+    if records[0] is None or records[1] is None:
+        return SettingsCheck([], unchecked)
+    return SettingsCheck(differences(records[0].settings, records[1].settings), [])
+
+
+def compare_files(path_a: Path, path_b: Path, *, top: int = DEFAULT_TOP,
+                  allow_different_settings: bool = False) -> tuple[Comparison, SettingsCheck]:
+    """Compare two runs' predictions; refuse runs scored with different settings unless allowed
+    (their differences then head every report)."""
+    check = check_settings(path_a, path_b)
+    if check.differences and not allow_different_settings:
+        raise GlmocrLfError(f"{path_a} and {path_b} were made with different settings: a verdict would "
+                            "not be fair\n" + "\n".join(f"  {line}" for line in check.differences),
+                            hint="run both with the same settings (`eval run --settings-from MODEL` takes "
+                                 "a fine-tune's image limits), or pass --allow-different-settings")
+    comparison = compare_predictions(read_predictions(path_a), read_predictions(path_b),
+                                     source_a=str(path_a), source_b=str(path_b), top=top)
+    return replace(comparison, settings_differences=check.differences), check
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,6 +231,9 @@ def render_markdown(comparison: Comparison) -> str:
     if c.only_in_a or c.only_in_b:
         lines.append(f"- unpaired: {c.only_in_a} only in A, {c.only_in_b} only in B "
                      "(task metrics use every sample of each file; the verdict only paired ones)")
+    if c.settings_differences:
+        lines += ["", "**Compared anyway, with different settings (--allow-different-settings):**", "",
+                  *(f"- {line}" for line in c.settings_differences)]
     lines += ["", f"**{c.verdict.line}**", "",
               f"Rule: B is better (worse) when mean quality rises (falls) by at least {MIN_DELTA} "
               f"and a sign test over changed samples gives p < {SIGNIFICANCE}.", "",

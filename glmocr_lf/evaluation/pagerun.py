@@ -171,7 +171,7 @@ def write_markdown(options: PageRunOptions, regions: list[Region], answers: dict
 def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object] | None = None,
               on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, Any]:
     """Recognise every region (or page), write md/ and page_scores.json; (md folder, PageScores)."""
-    from glmocr_lf.evaluation.generate import resolve_image_max_pixels
+    from glmocr_lf.evaluation.settings import resolve_resolution
 
     check_dir_target(options.out_dir, "--out directory")
     answers_path = options.out_dir / ANSWERS_FILE
@@ -179,7 +179,9 @@ def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object
         raise GlmocrLfError(f"{answers_path}: already exists",
                             hint="pass --resume to continue it, --force to start over, or --out another directory")
     regions = plan_regions(options)
-    max_pixels, source = resolve_image_max_pixels(options.model, options.adapter, options.image_max_pixels)
+    resolution = resolve_resolution(options.model, options.adapter, None, options.image_max_pixels,
+                                    options.image_min_pixels)
+    max_pixels, source = resolution.max_pixels, resolution.source
     record = _record(options, max_pixels, "running", regions=len(regions))
     with output_lock(options.out_dir, what="page evaluation"):
         if options.force and not options.resume:
@@ -218,19 +220,18 @@ def _recognise(options: PageRunOptions, todo: list[Region], done: dict[str, str]
                max_pixels: int, tick: Callable[[], object]) -> None:
     if not todo:
         return
-    from glmocr_lf.evaluation.generate import EvalSample, RunOptions, _generate, _load
+    from glmocr_lf.evaluation.dataset import EvalSample
+    from glmocr_lf.evaluation.generation import generate, load_model
 
-    generation = RunOptions(model=options.model, dataset=str(options.pages), out_dir=options.out_dir,
-                            adapter=options.adapter, max_new_tokens=options.max_new_tokens,
-                            repetition_penalty=options.repetition_penalty, image_min_pixels=options.image_min_pixels,
-                            batch_size=options.batch_size, device=options.device)
-    torch, processor, model = _load(generation)
+    loaded = load_model(options.model, options.adapter, options.device)
     crops = ensure_dir(options.out_dir / ".crops")
     for start in range(0, len(todo), options.batch_size):
         batch = todo[start:start + options.batch_size]
         samples = [EvalSample(r.id, None, IMAGE_PLACEHOLDER + TASK_PROMPTS[r.task], [crop(options, r, crops)], "")
                    for r in batch]
-        for finished, answers in _generate(torch, processor, model, samples, generation, max_pixels):
+        for finished, answers in generate(loaded, samples, batch_size=options.batch_size, max_pixels=max_pixels,
+                                          min_pixels=options.image_min_pixels, max_new_tokens=options.max_new_tokens,
+                                          repetition_penalty=options.repetition_penalty):
             for sample, answer in zip(finished, answers, strict=True):
                 appender.add({"id": sample.id, "answer": answer})
                 done[sample.id] = answer

@@ -30,6 +30,7 @@ class Prediction:
     prompt: str
     reference: str
     prediction: str
+    images: tuple[str, ...] = ()  # the sample's image files (absolute), for the HTML report
 
 
 def task_prompt(prompt: str) -> str:
@@ -81,20 +82,25 @@ def _parse_line(record: object, index: int, where: str, strip: bool) -> Predicti
     task = record.get("task")
     if task is not None and not (isinstance(task, str) and task):
         raise DataError(f"{where}: task must be a non-empty string")
+    images = record.get("images") or []
+    if not (isinstance(images, list) and all(isinstance(i, str) for i in images)):
+        raise DataError(f"{where}: images must be a list of file paths")
     raw_id = record.get("id", index)
     if strip:
         reference, prediction = reference.strip(), prediction.strip()
     return Prediction(id=str(raw_id), task=task or detect_task(prompt), prompt=prompt,
-                      reference=reference, prediction=prediction)
+                      reference=reference, prediction=prediction, images=tuple(images))
 
 
-def read_predictions(path: Path, *, strip: bool = True) -> list[Prediction]:
+def read_predictions(path: Path, *, strip: bool = True, finished_only: bool = False) -> list[Prediction]:
     """Every prediction in a JSONL file; answers without surrounding whitespace, or as the file has
-    them with `strip=False` (OmniDocBench compares the raw strings where both normalise to empty)."""
+    them with `strip=False` (OmniDocBench compares the raw strings where both normalise to empty).
+    `finished_only`: the lines a running or interrupted `eval run` finished (maybe none)."""
     path = Path(path)
+    numbered = jsonl.read(path, "predictions file", complete_lines_only=finished_only)
     predictions = [_parse_line(record, index, f"{path}:{lineno}", strip)
-                   for index, (lineno, record) in enumerate(jsonl.read(path, "predictions file"))]
-    if not predictions:
+                   for index, (lineno, record) in enumerate(numbered)]
+    if not predictions and not finished_only:
         raise DataError(f"{path}: no predictions in the file")
     seen: set[str] = set()
     for prediction in predictions:

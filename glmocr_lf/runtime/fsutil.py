@@ -73,6 +73,17 @@ def check_dir_target(path: Path, what: str = "directory") -> None:
     check_file_target(path)
 
 
+def check_writable(path: Path, what: str = "directory") -> None:
+    """Refuse, before any work and without writing anything, a target that could not be created:
+    a file in the way, or a nearest existing folder that is read-only or not ours to write."""
+    check_dir_target(path, what)
+    existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("."))
+    if os.access(existing, os.W_OK | os.X_OK):
+        return
+    read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    raise GlmocrLfError(f"{path}: cannot write: {'read-only file system' if read_only else 'permission denied'}")
+
+
 def ensure_dir(path: Path, what: str = "directory") -> Path:
     """Create `path` and its parents; anything in the way is one GlmocrLfError."""
     path = Path(path)

@@ -184,6 +184,18 @@ def uncached_hub_model(model: str) -> str | None:
     return f"{model} is not in the Hugging Face cache and {why}"
 
 
+def model_problems(name: str, *, hub: str = "hf", consequence: str = "LLaMA-Factory would fail to load "
+                   "its tokenizer") -> list[str]:
+    """Why `name` cannot be loaded here, checked before anything starts (train and eval both ask):
+    a local folder that is not a complete GLM-OCR checkpoint, or a hub id that is neither in the
+    cache nor reachable. Empty when it can be loaded."""
+    local = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or local.exists():
+        return model_dir_problems(local)
+    missing = uncached_hub_model(name) if hub == "hf" else None
+    return [f"{missing}; {consequence}. Fix: {not_cached_fix(name)}"] if missing else []
+
+
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
@@ -215,3 +227,41 @@ def stale_merge(model_dir: Path) -> tuple[str, str] | None:
         return None
     what = "is gone" if now is None else "has changed since (trained again?)"
     return adapter, f"{model_dir} was merged from the adapter {adapter}, which {what}"
+
+
+# The files a model's answers depend on (weights, configs, tokenizer, processor, chat template);
+# not the logs and records written beside them, nor a training run's state.
+FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".tiktoken")
+NOT_THE_MODEL = frozenset({"training_args.bin", "trainer_state.json", "all_results.json", "train_results.json",
+                           "eval_results.json", "trainer_log.jsonl", "adapter_model.bin.index.json"})
+# name -> [size, mtime_ns, sha256]: a file whose size and mtime are unchanged is not hashed again
+FileHashes = dict[str, list[Any]]
+
+
+def fingerprint_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix in FINGERPRINT_SUFFIXES and p.name not in NOT_THE_MODEL
+                  and not p.name.startswith("glmocr_lf_"))
+
+
+def folder_fingerprint(folder: Path, known: FileHashes | None = None) -> tuple[str, FileHashes]:
+    """(sha256 over the model files' names and contents, those files' hashes): equal for a copy
+    of the same model, different after any retraining or re-export that changed a weight."""
+    hashes: FileHashes = {}
+    for path in fingerprint_files(folder):
+        stat = path.stat()
+        earlier = (known or {}).get(path.name)
+        if earlier and earlier[:2] == [stat.st_size, stat.st_mtime_ns]:
+            hashes[path.name] = earlier
+        else:
+            hashes[path.name] = [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+    digest = hashlib.sha256(json.dumps([[name, h[2]] for name, h in sorted(hashes.items())]).encode())
+    return digest.hexdigest(), hashes
+
+
+def model_folder(name: str) -> Path | None:
+    """The folder `name` loads from: itself, or a hub id's snapshot in the cache; None if neither."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    return cached_snapshot(name) if not local.exists() else None

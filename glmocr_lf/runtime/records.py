@@ -83,23 +83,27 @@ class ExportRecord(LaunchedRecord):
 
 
 class EvalRecord(Record):
+    """An `eval run`: what it scored, with which settings, and how far it got."""
+
     model: str = ""
     adapter: str | None = None
     dataset: str = ""
     out_dir: str = ""
     data_dir: str = ""
     max_samples: int | None = None
-    max_new_tokens: int | None = None
-    repetition_penalty: float | None = None
-    image_max_pixels: int | None = None
-    image_max_pixels_source: str | None = None
-    image_min_pixels: int | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)  # evaluation.settings.ScoreSettings
+    settings_source: str | None = None  # where the pixel limits came from
+    model_sha256: str | None = None  # of the model's files (modelfiles.folder_fingerprint)
+    adapter_sha256: str | None = None
+    file_hashes: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)  # by folder: not hashed again
     batch_size: int | None = None
-    device: str | None = None  # asked for while running; the one used once finished
-    force: bool = False
-    resume: bool = False
+    device: str | None = None
     samples: int | None = None
+    pid: int | None = None
+    started: str | None = None
+    finished: str | None = None
     seconds: float | None = None
+    error: str | None = None  # why a failed run stopped
 
 
 R = TypeVar("R", bound=Record)

@@ -101,17 +101,11 @@ def _local_model(value: str | None) -> str | None:
 def check_model(cfg: TrainConfig, hub: C.Hub) -> list[Problem]:
     """A local model dir must be a GLM-OCR checkpoint with a complete processor; a Hugging Face id
     must be in the cache unless the hub can be reached (LLaMA-Factory loads the tokenizer first)."""
-    from glmocr_lf.runtime.modelfiles import model_dir_problems, not_cached_fix, uncached_hub_model
+    from glmocr_lf.runtime.modelfiles import model_problems
 
     name = cfg.model.model_name_or_path
     local = _local_model(name)
-    if local is not None:
-        return [Problem("model.model_name_or_path", p) for p in model_dir_problems(Path(local))]
-    missing = uncached_hub_model(name) if hub == "hf" else None
-    if missing:
-        return [Problem("model.model_name_or_path", f"{missing}; LLaMA-Factory would fail to load its "
-                                                    f"tokenizer. Fix: {not_cached_fix(name)}")]
-    return []
+    return [Problem("model.model_name_or_path", p) for p in model_problems(local or name, hub=hub)]
 
 
 def gpu_list_problems(context: PlanContext) -> list[Problem]:
