@@ -43,7 +43,6 @@ RELATIVE_PATH_KEYS = ("dataset_dir", "media_dir", "output_dir", "tokenized_path"
                       "resume_from_checkpoint")
 OPTIONS = "train options"  # where problems with the command's options are reported
 Step = Callable[[TrainConfig, PlanContext], Changes]
-Check = Callable[[TrainConfig, PlanContext], list[GlmocrLfError]]
 
 
 @dataclass
@@ -233,20 +232,22 @@ def config_problems(final: TrainConfig, context: PlanContext) -> list[GlmocrLfEr
     return out
 
 
-def data_problems(_final: TrainConfig, context: PlanContext) -> list[GlmocrLfError]:
+def data_problems(context: PlanContext) -> list[GlmocrLfError]:
+    """What the data check (run once, while building the context) refused."""
     return [context.data_error] if context.data_error else []
 
 
 def load(request: LaunchRequest) -> TrainConfig:
-    """The config with the overrides, refused with the option problems when nothing can be planned."""
-    options = request.topology.problems()
+    """The config with the overrides; refused, with the option problems, when nothing can be planned."""
+    topology = request.topology.problems()
+    options: list[GlmocrLfError] = [ConfigError(OPTIONS, topology)] if topology else []
     try:
         cfg = load_config(request.config, request.overrides)
     except ConfigError as exc:
-        raise Refused([*([ConfigError(OPTIONS, options)] if options else []), exc]) from None
+        raise Refused([*options, exc]) from None
     if not cfg.output.output_dir:
-        raise Refused([*([ConfigError(OPTIONS, options)] if options else []),
-                       ConfigError(str(request.config), [Problem("output.output_dir", "required to launch training")])])
+        missing = Problem("output.output_dir", "required to launch training")
+        raise Refused([*options, ConfigError(str(request.config), [missing])])
     return cfg
 
 
@@ -261,7 +262,7 @@ def prepare(request: LaunchRequest, *, host: Host | None = None,
     final = apply_changes(cfg, changes.values, context.source)  # validated once, on the final values
     changes.add(kernels_and_compile(final, context))
     problems = [*option_problems(final, context), *config_problems(final, context), *changes.problems,
-                *data_problems(final, context)]
+                *data_problems(context)]
     return assemble(final, context, changes, problems)
 
 
