@@ -91,3 +91,18 @@ def test_dry_run_without_the_model_prints_the_plan_and_every_problem(invoke: Inv
     without = invoke("train", "configs/lora.yaml", "--gpus", "0")  # the same problems, no plan
     assert without.exit_code == 1 and without.stdout == ""
     assert [line for line in without.stderr.splitlines() if line.startswith("Error: ")] == errors
+
+
+def test_a_config_that_does_not_load_is_reported_with_the_options(invoke: Invoke) -> None:
+    """Nothing can be planned: the option problems and the config's, in one run (options used to
+    hide the config's until fixed)."""
+    Path("c.yaml").write_text("model_name_or_path: zai-org/GLM-OCR\nlearning_rate: -1\nfp16: true\n")
+    result = invoke("train", "c.yaml", "--nnodes", "2", "--dry-run")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Error: train options",
+        "  --master-addr: multi-node training needs the address of node 0 on every node",
+        "Error: c.yaml",
+        "  train.learning_rate: Input should be greater than 0",
+        "  train.fp16: GLM models give NaN losses in fp16; use bf16: true on a bf16 GPU, or bf16: false (fp32) on the CPU",
+    ]
