@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EVAL_SKIP_REASON, SAMPLE_IMAGES, SAMPLE_JSON, Invoke
+from helpers import EVAL_SKIP_REASON, SAMPLE_IMAGES, SAMPLE_JSON, Invoke
 
 pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
