@@ -265,3 +265,195 @@ def test_reserved_names_are_refused_and_purge_keeps_the_registry(tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(info.read_text()) == entries
     assert registered(tmp_path / "data", "ds") == ["t 0", "t 1"]
+
+
+# point 2: an export's weights and record are one result
+FAKE_EXPORT = """
+import json, pathlib, sys
+yaml = pathlib.Path(sys.argv[-1]).read_text()
+out = pathlib.Path(json.loads(next(l for l in yaml.splitlines() if l.startswith("export_dir:")).split(":", 1)[1]))
+out.mkdir(parents=True, exist_ok=True)
+tag = pathlib.Path(sys.argv[-2]).read_text()
+(out / "model.safetensors").write_text("weights " + tag)
+for name, text in {"config.json": '{"model_type": "glm_ocr"}', "tokenizer.json": "{}",
+                   "preprocessor_config.json": "{}", "video_preprocessor_config.json": "{}",
+                   "chat_template.jinja": "x"}.items():
+    (out / name).write_text(text)
+"""
+
+
+def fake_adapter(run: Path, tag: str) -> None:
+    run.mkdir(exist_ok=True)
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "zai-org/GLM-OCR"}))
+    (run / "adapter_model.safetensors").write_text(f"adapter {tag}")
+    (run / "tag").write_text(tag)
+
+
+def export_child(monkeypatch: pytest.MonkeyPatch, run: Path) -> None:
+    """The subprocess seam: llamafactory-cli export replaced by a script writing a model folder."""
+    from glmocr_lf.runtime import launch
+
+    real = launch.command
+
+    def command(verb: str, yaml_path: Path, env: dict[str, str], cwd: Path, *, dry_run: bool = False) -> object:
+        cmd = real(verb, yaml_path, env, cwd, dry_run=True)
+        cmd.argv = [sys.executable, "-c", FAKE_EXPORT, str(run / "tag"), str(yaml_path)]
+        return cmd
+
+    monkeypatch.setattr(launch, "command", command)
+
+
+def exported_tag(merged: Path) -> str:
+    """The tag of the adapter the weights were merged from, checked against the record beside them."""
+    import hashlib
+
+    record = json.loads((merged / "glmocr_lf_export.json").read_text())
+    tag = (merged / "model.safetensors").read_text().removeprefix("weights ")
+    if record["adapter_sha256"] != hashlib.sha256(f"adapter {tag}".encode()).hexdigest():
+        return f"MIXED: weights {tag}, record of another adapter"
+    return tag
+
+
+def test_export_force_killed_at_the_swap_leaves_the_old_export_whole(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from glmocr_lf.runtime import fsutil
+
+    run = tmp_path / "run"
+    fake_adapter(run, "old")
+    export_child(monkeypatch, run)
+    assert invoke("export", "--adapter", "run", "--out", "merged").exit_code == 0
+    merged = tmp_path / "merged"
+    assert exported_tag(merged) == "old"
+    record = json.loads((merged / "glmocr_lf_export.json").read_text())
+    assert record["weights_sha256"] == {"model.safetensors": hashlib.sha256(b"weights old").hexdigest()}
+    fake_adapter(run, "new")
+    class Killed(BaseException):
+        """SIGKILL, in process: nothing after the pause point runs, no cleanup either."""
+
+    def die(name: str) -> None:
+        if name == "export-swap":
+            raise Killed
+
+    monkeypatch.setattr(fsutil, "pause_point", die)
+    from glmocr_lf.export import merge
+
+    monkeypatch.setattr(merge, "pause_point", die)
+    for _ in range(KILL_ROUNDS):
+        with pytest.raises(Killed):
+            invoke("export", "--adapter", "run", "--out", "merged", "--force")
+        # killed between the swap's two renames: OUT is aside, the new export complete beside it
+        assert not merged.exists()
+        # the next export puts the old one back first; this one's child fails: the old stays, whole
+        (run / "tag").unlink()
+        result = invoke("export", "--adapter", "run", "--out", "merged", "--force")
+        assert result.exit_code == 1
+        assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+            "Error: export failed (exit code 1): FileNotFoundError: [Errno 2] No such file or directory: "
+            f"'{run / 'tag'}'"]
+        assert exported_tag(merged) == "old"
+        (run / "tag").write_text("new")
+    monkeypatch.setattr(merge, "pause_point", lambda _name: None)
+    assert invoke("export", "--adapter", "run", "--out", "merged", "--force").exit_code == 0
+    assert exported_tag(merged) == "new"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".merged")) == [".merged.lock"]
+
+
+def test_eval_refuses_weights_that_are_not_the_recorded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.runtime.modelfiles import stale_merge
+
+    run = tmp_path / "run"
+    fake_adapter(run, "one")
+    export_child(monkeypatch, run)
+    assert invoke("export", "--adapter", "run", "--out", "merged").exit_code == 0
+    assert stale_merge(tmp_path / "merged") is None
+    (tmp_path / "merged" / "model.safetensors").write_text("weights of another merge")
+    assert stale_merge(tmp_path / "merged") == (str(run), (
+        f"{tmp_path / 'merged'}: model.safetensors is not the file its export record names (written over since?)"))
+
+
+# point 9: a killed run's "running" record reads as died wherever records are read
+def killed_train_record(tmp_path: Path, run: Path) -> int:
+    """A train record written by a process that was then SIGKILLed (as a killed `glmocr-lf train`)."""
+    run.mkdir(parents=True, exist_ok=True)
+    code = ("import sys; from pathlib import Path; from glmocr_lf.runtime import records; "
+            "records.write_train_record(Path(sys.argv[1]), records.TrainRecord(status='running', "
+            "model_name_or_path='zai-org/GLM-OCR', finetuning_type='lora')); "
+            "print('written', flush=True); import time; time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_runs_record_reads_as_died(tmp_path: Path) -> None:
+    import socket
+
+    from glmocr_lf.runtime import records
+
+    run = tmp_path / "run"
+    for _ in range(KILL_ROUNDS):
+        pid = killed_train_record(tmp_path, run)
+        assert json.loads((run / "glmocr_lf_run.json").read_text())["status"] == "running"
+        record = records.read_train_record(run)
+        assert record is not None
+        assert (record.status, record.died) == ("died", f"its process {pid} on {socket.gethostname()} is gone (killed?)")
+    # a live one stays running, and a checkpoint of it reads the same record
+    records.write_train_record(run, records.TrainRecord(status="running"))
+    live = records.read_train_record(run / "checkpoint-5")
+    assert live is not None and (live.status, live.pid) == ("running", os.getpid())
+
+
+def test_export_and_eval_say_the_run_died_and_refuse_a_live_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmocr_lf.runtime import records
+    from glmocr_lf.runtime.errors import GlmocrLfError
+
+    run = tmp_path / "run"
+    fake_adapter(run, "one")
+    pid = killed_train_record(tmp_path, run)
+    result = invoke("export", "--adapter", "run", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    died = f"{run / 'glmocr_lf_run.json'}: the training recorded there died (its process {pid} on "
+    assert any(line.startswith(died) and line.endswith("exporting what it saved last")
+               for line in result.stderr.splitlines()), result.stderr
+    note = records.training_state(run, "evaluating")
+    assert note is not None and note.startswith(died) and note.endswith("evaluating what it saved last")
+    records.write_train_record(run, records.TrainRecord(status="running"))
+    result = invoke("export", "--adapter", "run", "--dry-run")
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: {run / 'glmocr_lf_run.json'}: its training is still running (process {os.getpid()} on "
+        f"{__import__('socket').gethostname()}); exporting now would read weights it is rewriting"]
+    with pytest.raises(GlmocrLfError):
+        records.training_state(run, "evaluating")
+
+
+def test_train_resume_says_the_earlier_run_died(tmp_path: Path) -> None:
+    from conftest import put_in_hf_cache
+
+    from glmocr_lf.runtime import records
+    from glmocr_lf.train.plan import LaunchRequest, prepare
+
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+    assert invoke("config", "new", "--method", "lora", "--dataset", "x", "-o", "lora.yaml").exit_code == 0
+    run = tmp_path / "run"
+    pid = killed_train_record(tmp_path, run)
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "trainer_state.json").write_text("{}")
+
+    def plan(resume: str | None) -> tuple[list[str], list[str]]:
+        request = LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
+                                check_data=False, resume=resume)  # type: ignore[arg-type]
+        launch = prepare(request)
+        return launch.notes, [p.message for p in launch.problems]
+
+    host = __import__("socket").gethostname()
+    reasons, problems = plan("resume")
+    assert problems == [] and f"the earlier run in {run} died (its process {pid} on {host} is gone (killed?))" in reasons
+    _, problems = plan(None)
+    assert problems == [f"{run} already holds a run (checkpoint checkpoint-2; it died: its process {pid} on {host} "
+                        "is gone (killed?))"]
+    records.write_train_record(run, records.TrainRecord(status="running"))
+    _, problems = plan("resume")
+    assert problems == [f"{run}: a run is still training here (process {os.getpid()} on {host})"]

@@ -281,7 +281,7 @@ def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke,
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f"Error: {merged} was merged from the adapter {run}, which has changed since (trained again?): "
-        "its scores would describe an older model",
+        "its scores would describe another model",
         f"Hint: merge it again: glmocr-lf export --adapter {run} --out {merged} --force",
     ]
     assert not Path("e").exists()

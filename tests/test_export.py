@@ -31,7 +31,9 @@ def test_export_yaml_has_no_training_keys(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["export", "--adapter", str(run), "--dry-run"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].endswith(f"llamafactory-cli export {run / 'merged' / 'glmocr_lf_export.yaml'}")
+    # llamafactory-cli writes into a hidden sibling, which replaces merged/ once complete
+    assert lines[0].endswith(f"llamafactory-cli export {run / '.merged.export' / 'glmocr_lf_export.yaml'}")
+    assert f'export_dir: "{run / ".merged.export"}"' in lines
     keys = {line.split(":")[0] for line in lines[2:]}
     assert keys == {"template", "trust_remote_code", "model_name_or_path", "adapter_name_or_path",
                     "finetuning_type", "image_max_pixels", "image_min_pixels", "export_dir", "export_size",

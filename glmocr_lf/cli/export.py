@@ -31,6 +31,8 @@ def export(adapter: Path | None, model: Path | None, base: str | None, out: Path
 
     plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub,
                                       dry_run=dry_run))
+    for note in plan.notes:
+        terminal.note(note)
     if dry_run:
         terminal.out(plan.shell_line() + "\n")
         terminal.out(plan.yaml_text)

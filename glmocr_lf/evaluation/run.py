@@ -53,6 +53,7 @@ from glmocr_lf.runtime.records import (
     EvalRecord,
     now,
     read_eval_record,
+    training_state,
     write_eval_record,
 )
 
@@ -105,6 +106,7 @@ class _Run:
     key: RunKey
     outputs: OutputPlan
     record: EvalRecord = field(default_factory=EvalRecord)
+    notes: list[str] = field(default_factory=list)  # about the model (its training died)
 
 
 def default_out_dir(model: str, adapter: Path | None) -> Path:
@@ -119,15 +121,20 @@ def default_out_dir(model: str, adapter: Path | None) -> Path:
     return Path("evals") / re.sub(r"[^A-Za-z0-9._-]+", "_", joined)
 
 
-def _check_model(options: RunOptions) -> None:
+def _check_model(options: RunOptions) -> list[str]:
+    """Refuse a model eval could not load, one whose weights are not what export recorded, and an
+    adapter or model a training still writes; the notes for one whose training died."""
     stale = stale_merge(Path(options.model)) if Path(options.model).is_dir() else None
     if stale:
         adapter, why = stale
-        raise GlmocrLfError(f"{why}: its scores would describe an older model",
-                            hint=f"merge it again: glmocr-lf export --adapter {adapter} --out {options.model} --force")
+        raise GlmocrLfError(f"{why}: its scores would describe another model",
+                            hint=f"merge it again: glmocr-lf export --adapter {adapter} --out {options.model} --force"
+                            if adapter else "export it again with --force")
     problems = model_problems(options.model, consequence="eval could not load it")
     if problems:
         raise GlmocrLfError(f"--model {problems[0]}")
+    return [note for d in (options.adapter, Path(options.model)) if d is not None and d.is_dir()
+            if (note := training_state(d, "evaluating"))]
 
 
 def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Resolution) -> RunKey:
@@ -152,12 +159,12 @@ def plan_run(options: RunOptions) -> _Run:
     """Every check that can fail before a model loads; reads files, writes none."""
     check_writable(options.out_dir, "--out directory")
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
-    _check_model(options)
+    notes = _check_model(options)
     resolution = resolve_resolution(options.model, options.adapter, options.settings_from,
                                     options.image_max_pixels, options.image_min_pixels)
     key = run_key(options, samples, resolution)
     outputs = plan_outputs(options.out_dir, key, samples, force=options.force, resume=options.resume)
-    return _Run(options, samples, resolution, key, outputs)
+    return _Run(options, samples, resolution, key, outputs, notes=notes)
 
 
 def plan_lines(run: _Run) -> list[str]:
@@ -169,7 +176,7 @@ def plan_lines(run: _Run) -> list[str]:
         f"decoding: greedy, repetition_penalty {o.repetition_penalty}, "
         f"max_new_tokens {o.max_new_tokens}, batch size {o.batch_size}",
     ]
-    return lines + ([run.outputs.line] if run.outputs.line else [])
+    return lines + ([run.outputs.line] if run.outputs.line else []) + run.notes
 
 
 def run_evaluation(options: RunOptions, hooks: RunHooks | None = None) -> RunResult:

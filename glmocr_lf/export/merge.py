@@ -1,5 +1,10 @@
 """Export a trained GLM-OCR: merge LoRA (or re-save a full fine-tune) with `llamafactory-cli export`,
 then make the result serve-ready: complete files, the training resolution, the MTP layer.
+
+Weights and record are one result: everything is written into a hidden sibling (`.OUT.export`),
+which replaces OUT only once complete and recorded, under OUT's output lock. A failed or killed
+export leaves the old OUT as it was; the next export cleans the sibling (and puts back an OUT a
+kill caught between the two renames of the swap).
 """
 
 from __future__ import annotations
@@ -17,9 +22,21 @@ from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.constants import Hub
 from glmocr_lf.runtime.errors import GlmocrLfError
-from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, require_empty_dir
+from glmocr_lf.runtime.fsutil import (
+    atomic_write_text,
+    ensure_dir,
+    output_lock,
+    pause_point,
+    remove_path,
+    require_empty_dir,
+    write_error,
+)
 from glmocr_lf.runtime.launch import Command
-from glmocr_lf.runtime.modelfiles import adapter_fingerprint, model_dir_problems
+from glmocr_lf.runtime.modelfiles import (
+    adapter_fingerprint,
+    model_dir_problems,
+    weights_fingerprint,
+)
 from glmocr_lf.runtime.versions import installed
 
 
@@ -40,6 +57,7 @@ class ExportPlan:
     yaml_path: Path
     yaml_text: str
     out: Path
+    staging: Path  # where llamafactory-cli writes; it becomes `out` once complete
     base: str
     adapter: Path | None
     image_max_pixels: int
@@ -99,18 +117,18 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     image_min = run.image_min_pixels or C.LF_DEFAULT_IMAGE_MIN_PIXELS
     out = (request.out or (source / "merged")).expanduser().resolve()
     require_empty_dir(out, force=request.force, hint="pass --force to overwrite it")
-    values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(out),
+    values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(staging_dir(out)),
                   export_size=5, export_device="cpu", export_legacy_format=False)
     lines = [f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file."]
     lines += [f"{k}: {json.dumps(v)}" for k, v in values.items()]
     overlay = launch.common_overlay(Stack.detect(), request.hub)
-    yaml_path = out / C.EXPORT_YAML
+    yaml_path = staging_dir(out) / C.EXPORT_YAML
     return ExportPlan(command=launch.command("export", yaml_path, overlay.env, Path(os.getcwd()),
                                                   dry_run=request.dry_run),
-                      yaml_path=yaml_path, yaml_text="\n".join(lines) + "\n", out=out, base=str(base),
-                      adapter=source if request.adapter is not None else None,
+                      yaml_path=yaml_path, yaml_text="\n".join(lines) + "\n", out=out, staging=staging_dir(out),
+                      base=str(base), adapter=source if request.adapter is not None else None,
                       image_max_pixels=image_max, image_min_pixels=image_min,
-                      notes=[*([note] if note else []), *overlay.notes])
+                      notes=[n for n in (records.training_state(source, "exporting"), note) if n] + overlay.notes)
 
 
 def record_resolution(out: Path, image_max_pixels: int) -> None:
@@ -188,26 +206,71 @@ def carry_mtp(base_dir: Path, out: Path) -> int:
     return len(tensors)
 
 
+def staging_dir(out: Path) -> Path:
+    """The hidden sibling an export is written into (one at a time: OUT's output lock)."""
+    return out.parent / f".{out.name}.export"
+
+
+def _old_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.old"
+
+
+def _clean_leftovers(out: Path, staging: Path) -> None:
+    """What an export killed earlier left: its sibling, and an old OUT moved aside for a swap."""
+    old = _old_dir(out)
+    if old.exists() and not out.exists():  # killed between the swap's two renames: put it back
+        os.replace(old, out)
+    remove_path(old)
+    remove_path(staging)
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Replace `out` by the complete `staging`: two renames, with the old OUT aside between them."""
+    old = _old_dir(out)
+    moved = False
+    if out.exists():
+        os.replace(out, old)
+        moved = True
+    pause_point("export-swap")
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        if moved:
+            os.replace(old, out)
+        raise
+    if moved:
+        remove_path(old)
+
+
 def execute_export(plan: ExportPlan, on_line: Callable[[str], None]) -> ExportResult:
     cmd = plan.command
-    ensure_dir(plan.out)
-    atomic_write_text(plan.yaml_path, plan.yaml_text)
-    log_path = plan.out / C.EXPORT_LOG
-    result = launch.run(cmd, log_path, on_line=on_line)
-    if result.exit_code != 0:
-        raise launch.failure(f"export failed (exit code {result.exit_code})", result, log_path)
-    problems = model_dir_problems(plan.out)
-    if problems:
-        raise GlmocrLfError("the exported model is incomplete\n  " + "\n  ".join(problems))
-    record_resolution(plan.out, plan.image_max_pixels)
-    base_dir = _local_model_dir(plan.base)
-    carried = carry_mtp(base_dir, plan.out) if base_dir is not None else 0
-    records.write_export_record(plan.out, records.ExportRecord(
-        command=cmd.shell_line(), argv=cmd.argv, env=cmd.env, exported=records.now(), base=plan.base,
-        adapter=str(plan.adapter) if plan.adapter else None,
-        adapter_sha256=adapter_fingerprint(plan.adapter) if plan.adapter else None,
-        image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
-        mtp_tensors_carried=carried))
+    staging = plan.staging
+    with output_lock(plan.out, what="export"):
+        _clean_leftovers(plan.out, staging)
+        ensure_dir(staging)
+        atomic_write_text(plan.yaml_path, plan.yaml_text)
+        log_path = staging / C.EXPORT_LOG
+        result = launch.run(cmd, log_path, on_line=on_line)
+        if result.exit_code != 0:
+            raise launch.failure(f"export failed (exit code {result.exit_code})", result, log_path)
+        problems = model_dir_problems(staging)
+        if problems:
+            raise GlmocrLfError(f"the exported model is incomplete; {plan.out} is as it was\n  "
+                                + "\n  ".join(problems), hint=f"full output: {log_path}")
+        record_resolution(staging, plan.image_max_pixels)
+        base_dir = _local_model_dir(plan.base)
+        carried = carry_mtp(base_dir, staging) if base_dir is not None else 0
+        records.write_export_record(staging, records.ExportRecord(
+            command=cmd.shell_line(), argv=cmd.argv, env=cmd.env, exported=records.now(), base=plan.base,
+            adapter=str(plan.adapter) if plan.adapter else None,
+            adapter_sha256=adapter_fingerprint(plan.adapter) if plan.adapter else None,
+            weights_sha256=weights_fingerprint(staging),
+            image_max_pixels=plan.image_max_pixels, image_min_pixels=plan.image_min_pixels,
+            mtp_tensors_carried=carried))
+        try:
+            _swap_into_place(staging, plan.out)
+        except OSError as err:
+            raise write_error(plan.out, err) from None
     return ExportResult(out=plan.out, base=plan.base, adapter=str(plan.adapter) if plan.adapter else None,
                         image_max_pixels=plan.image_max_pixels, mtp_tensors=carried,
                         files=sorted(p.name for p in plan.out.iterdir()))

@@ -213,12 +213,33 @@ def adapter_fingerprint(adapter_dir: Path) -> str | None:
     return file_sha256(weights) if weights.is_file() else None
 
 
+def weights_fingerprint(model_dir: Path) -> dict[str, str]:
+    """The sha256 of each weights file of a model folder, by name."""
+    return {p.name: file_sha256(p) for p in sorted(Path(model_dir).glob("*.safetensors"))}
+
+
+def weights_problem(model_dir: Path, recorded: dict[str, str]) -> str | None:
+    """Why the weights in `model_dir` are not the ones its export record names, or None."""
+    now = sorted(p.name for p in Path(model_dir).glob("*.safetensors"))
+    if now != sorted(recorded):
+        return f"holds weights {now}, its export record names {sorted(recorded)}"
+    for name, digest in recorded.items():
+        if file_sha256(Path(model_dir) / name) != digest:
+            return f"{name} is not the file its export record names (written over since?)"
+    return None
+
+
 def stale_merge(model_dir: Path) -> tuple[str, str] | None:
-    """(the adapter, why) when a merged model no longer matches the adapter it was merged from.
+    """(the adapter, or "" for a full fine-tune; why) when an exported model no longer matches what
+    its export recorded: its weights were replaced, or the adapter it was merged from changed.
 
     `export` records the adapter and its fingerprint; training that adapter again (`train --fresh`,
     or more steps) changes it, and the merged copy would be scored or served stale."""
     record = read_export_record(model_dir)
+    if record is not None and record.weights_sha256 is not None:
+        problem = weights_problem(model_dir, record.weights_sha256)
+        if problem:
+            return record.adapter or "", f"{model_dir}: {problem}"
     adapter, merged_from = (record.adapter, record.adapter_sha256) if record else (None, None)
     if adapter is None or merged_from is None:
         return None

@@ -7,6 +7,8 @@ written by another version are ignored, missing ones take their defaults.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,10 @@ TRAIN_RECORD = "glmocr_lf_run.json"
 EXPORT_RECORD = "glmocr_lf_export.json"
 EVAL_RECORD = "eval_run.json"
 
-Status = Literal["running", "finished", "failed", "interrupted"]
+# "died": the record said running, but the process that wrote it is gone (see `_settle`)
+Status = Literal["running", "finished", "failed", "interrupted", "died"]
+# a run on another host whose heartbeat is older than this is shown as died
+HEARTBEAT_STALE_S = 600
 
 
 def now() -> str:
@@ -40,6 +45,12 @@ class Record(BaseModel):
     versions: dict[str, str | None] = Field(default_factory=dict)
     python: str | None = None
     status: Status = "finished"
+    # who is writing it while it runs: a dead writer turns "running" into "died" when read
+    host: str | None = None
+    pid: int | None = None
+    pid_started: str | None = None  # the process's start time (Linux /proc), against pid reuse
+    heartbeat: str | None = None  # refreshed while running (train: every minute)
+    died: str | None = None  # why a record read as "died" is not running (set on reading, never written)
     _path: Path | None = PrivateAttr(default=None)
 
     @property
@@ -77,6 +88,7 @@ class ExportRecord(LaunchedRecord):
     base: str | None = None
     adapter: str | None = None  # the LoRA run or checkpoint merged
     adapter_sha256: str | None = None  # of its weights when merged: a changed adapter makes the merge stale
+    weights_sha256: dict[str, str] | None = None  # each *.safetensors written: other weights, another model
     image_max_pixels: int | None = None
     image_min_pixels: int | None = None
     mtp_tensors_carried: int = 0
@@ -112,10 +124,46 @@ R = TypeVar("R", bound=Record)
 def _write(path: Path, record: Record) -> Path:
     from glmocr_lf.runtime.versions import STACK, installed
 
+    writer = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": _started(os.getpid()),
+              "heartbeat": now()} if record.status == "running" else {}
     stamped = record.model_copy(update={"glmocr_lf": __version__, "python": sys.version.split()[0],
-                                        "versions": {name: installed(name) for name in STACK}})
-    atomic_write_text(path, stamped.model_dump_json(indent=2) + "\n")
+                                        "versions": {name: installed(name) for name in STACK}, **writer})
+    atomic_write_text(path, stamped.model_dump_json(indent=2, exclude={"died"}) + "\n")
     return path
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process `pid` (field 22 of /proc/PID/stat); None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _settle(record: R) -> R:
+    """A "running" record whose writer is gone reads as "died", saying why: the process is not
+    there (this host), or its heartbeat stopped (another host)."""
+    if record.status != "running":
+        return record
+    why = None
+    if record.host == socket.gethostname() and record.pid is not None:
+        try:
+            os.kill(record.pid, 0)
+            gone = record.pid_started is not None and _started(record.pid) not in (None, record.pid_started)
+        except ProcessLookupError:
+            gone = True
+        except PermissionError:  # alive, another user's
+            gone = False
+        if gone:
+            why = f"its process {record.pid} on {record.host} is gone (killed?)"
+    elif record.heartbeat is not None:
+        age = (datetime.now(UTC) - datetime.fromisoformat(record.heartbeat)).total_seconds()
+        if age > HEARTBEAT_STALE_S:
+            why = f"no heartbeat from {record.host} for {int(age // 60)} min"
+    if why is None:
+        return record
+    return record.model_copy(update={"status": "died", "died": why})
 
 
 def _read(path: Path, kind: type[R]) -> R | None:
@@ -133,6 +181,7 @@ def _read(path: Path, kind: type[R]) -> R | None:
         where = ".".join(str(p) for p in first["loc"])
         raise GlmocrLfError(f"{path}: not a glmocr-lf record: {where + ': ' if where else ''}{first['msg']}",
                             hint="glmocr-lf wrote it; remove it if it was edited by hand") from None
+    record = _settle(record)
     record._path = path
     return record
 
@@ -150,6 +199,22 @@ def read_train_record(directory: Path) -> TrainRecord | None:
         record = _read(candidate / TRAIN_RECORD, TrainRecord)
         if record is not None:
             return record
+    return None
+
+
+def training_state(directory: Path, purpose: str) -> str | None:
+    """Before `purpose` (exporting, evaluating) reads what training wrote in `directory`: an error
+    while that training still runs (its weights are being rewritten), a note when it died."""
+    record = read_train_record(directory)
+    if record is None:
+        return None
+    if record.status == "running":
+        raise GlmocrLfError(f"{record.path}: its training is still running (process {record.pid} on "
+                            f"{record.host}); {purpose} now would read weights it is rewriting",
+                            hint="wait for it to finish, or stop it first")
+    if record.status == "died":
+        return (f"{record.path}: the training recorded there died ({record.died}); {purpose} "
+                "what it saved last")
     return None
 
 

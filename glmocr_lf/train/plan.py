@@ -170,6 +170,14 @@ def resume_policy(cfg: TrainConfig, context: PlanContext) -> Changes:
     existing = [p for p in output_dir.iterdir() if p.name not in OUR_FILES] if output_dir.is_dir() else []
     found = checkpoints(output_dir) if output_dir.is_dir() else []
     mode = context.request.resume
+    record = records.read_train_record(output_dir) if output_dir.is_dir() else None
+    if record is not None and record.status == "running":
+        changes.problems.append(LaunchError(
+            f"{output_dir}: a run is still training here (process {record.pid} on {record.host})",
+            hint="wait for it to finish, stop it, or choose another output_dir"))
+        return changes
+    if record is not None and record.status == "died":
+        changes.reasons.append(f"the earlier run in {output_dir} died ({record.died})")
     if mode == "resume":
         # transformers writes trainer_state.json last: without it a checkpoint was cut short
         complete = [c for c in found if (c / "trainer_state.json").is_file()]
@@ -190,6 +198,7 @@ def resume_policy(cfg: TrainConfig, context: PlanContext) -> Changes:
                                    f"in {output_dir}")
     elif existing:
         what = f"checkpoint {found[-1].name}" if found else f"{len(existing)} file(s)"
+        what += f"; it died: {record.died}" if record is not None and record.status == "died" else ""
         changes.problems.append(LaunchError(
             f"{output_dir} already holds a run ({what})",
             hint="pass --resume to continue from its last checkpoint, or --fresh to start over"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
 from glmocr_lf.train.plan import LaunchPlan, checkpoints
+
+HEARTBEAT_S = 60  # how often a running train rewrites its record (records.HEARTBEAT_STALE_S reads it)
 
 
 class TrainerLog:
@@ -133,9 +136,14 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
         log.poll()  # entries of the earlier run are history, not progress
         log.entries.clear()
 
+    beat = [time.monotonic()]
+
     def tick() -> None:
         for entry in log.poll():
             hooks.on_log(entry)
+        if time.monotonic() - beat[0] >= HEARTBEAT_S:  # a reader on another host sees we are alive
+            beat[0] = time.monotonic()
+            write_record(plan, started=started, status="running")
 
     log_path = plan.output_dir / C.TRAIN_LOG
     # appended: a resumed run keeps the log of the part before it (--fresh removes it)
