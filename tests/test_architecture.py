@@ -358,3 +358,15 @@ def test_train_and_eval_check_a_model_with_one_function() -> None:
     assert callers == ["glmocr_lf.project.doctor", "glmocr_lf.runtime.modelfiles"]
     for user in ("glmocr_lf.train.plan", "glmocr_lf.evaluation.run"):
         assert "model_problems" in modules()[user].read_text(encoding="utf-8"), user
+
+
+def test_data_depends_on_neither_launch_nor_config() -> None:
+    """data/ sits under config and train: it once imported launch (registry's whitespace note) and
+    config (report's load_config); and train's helpers read TrainConfig's typed properties
+    (`packing`, `trackers`) instead of reaching into config's rule helpers."""
+    edges = graph()
+    upward = {name: sorted(m for m in deps if m == "glmocr_lf.runtime.launch" or m.startswith("glmocr_lf.config"))
+              for name, deps in edges.items() if name.startswith("glmocr_lf.data.")}
+    assert {name: deps for name, deps in upward.items() if deps} == {}
+    for helper in ("glmocr_lf.train.datacheck", "glmocr_lf.train.tracking"):
+        assert {m for m in edges[helper] if m.startswith("glmocr_lf.config")} <= {"glmocr_lf.config.models"}, helper

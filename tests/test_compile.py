@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import SAMPLE_JSON, fake_host, invoke, put_in_hf_cache
 
+from glmocr_lf.config.load import from_flat
+from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.kernels import DEFAULT_PIECES, ENV_KERNELS
 from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.versions import Stack, installed
@@ -34,15 +36,19 @@ def _modeling():  # type: ignore[no-untyped-def]
     return modeling_glm_ocr
 
 
+def _cfg(values: dict[str, object]) -> TrainConfig:
+    return from_flat({"model_name_or_path": "zai-org/GLM-OCR", **values}, "test")
+
+
 def test_optimizer_steps_from_max_steps_or_epochs() -> None:
-    assert optimizer_steps({"max_steps": 55, "num_train_epochs": 3}, 10_000, 1) == 55
-    assert optimizer_steps({"max_steps": -1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
-                            "num_train_epochs": 3}, 1000, 1) == 375  # the vendor's full recipe
-    assert optimizer_steps({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, 1001, 2) == 189
-    assert optimizer_steps({}, 80, 1) == 30  # transformers' defaults: 8 per device, 3 epochs
-    assert optimizer_steps({"per_device_train_batch_size": 10, "val_size": 0.1, "num_train_epochs": 1}, 1000, 1) == 90
-    assert optimizer_steps({"per_device_train_batch_size": 10, "val_size": 100, "num_train_epochs": 2}, 1000, 1) == 180
-    assert optimizer_steps({"num_train_epochs": 3}, None, 1) is None
+    assert optimizer_steps(_cfg({"max_steps": 55, "num_train_epochs": 3}), 10_000, 1) == 55
+    assert optimizer_steps(_cfg({"max_steps": -1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
+                            "num_train_epochs": 3}), 1000, 1) == 375  # the vendor's full recipe
+    assert optimizer_steps(_cfg({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}), 1001, 2) == 189
+    assert optimizer_steps(_cfg({}), 80, 1) == 30  # transformers' defaults: 8 per device, 3 epochs
+    assert optimizer_steps(_cfg({"per_device_train_batch_size": 10, "val_size": 0.1, "num_train_epochs": 1}), 1000, 1) == 90
+    assert optimizer_steps(_cfg({"per_device_train_batch_size": 10, "val_size": 100, "num_train_epochs": 2}), 1000, 1) == 180
+    assert optimizer_steps(_cfg({"num_train_epochs": 3}), None, 1) is None
 
 
 def test_auto_compiles_a_long_single_gpu_run_and_says_why() -> None:
@@ -58,10 +64,10 @@ def test_auto_compiles_a_long_single_gpu_run_and_says_why() -> None:
                                f"~{COMPILE_BREAK_EVEN_STEPS['full']} steps)); --compile on to force")
     lora = with_compile(ON, "auto", steps=FULL_PAYS, method="lora", unmeasured=None, environ={})
     assert "compile" not in lora.pieces  # LoRA compiles for longer and saves less per step
-    for steps, unmeasured, why in ((10**6, compile_unmeasured({}, 2), "several processes or DeepSpeed"),
-                                   (10**6, compile_unmeasured({"deepspeed": "z2.json"}, 1), "several processes"),
-                                   (10**6, compile_unmeasured({"torch_compile": True}, 1), "torch_compile: true"),
-                                   (None, compile_unmeasured({}, 1), "the run's length is unknown")):
+    for steps, unmeasured, why in ((10**6, compile_unmeasured(_cfg({}), 2), "several processes or DeepSpeed"),
+                                   (10**6, compile_unmeasured(_cfg({"deepspeed": "z2.json"}), 1), "several processes"),
+                                   (10**6, compile_unmeasured(_cfg({"torch_compile": True}), 1), "torch_compile: true"),
+                                   (None, compile_unmeasured(_cfg({}), 1), "the run's length is unknown")):
         off = with_compile(ON, "auto", steps=steps, method="full", unmeasured=unmeasured, environ={})
         assert "compile" not in off.pieces and off.notes[-1].startswith(f"compile: off ({why}")
 

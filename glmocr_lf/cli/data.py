@@ -53,7 +53,13 @@ def _budget_options(func: F) -> F:
     def with_options(*args: Any, **kwargs: Any) -> Any:
         from glmocr_lf.data.report import check_options
 
-        return func(*args, options=check_options(**{n: kwargs.pop(n) for n in names}), **kwargs)
+        given = {n: kwargs.pop(n) for n in names}
+        config_file = given.pop("config_file")
+        if config_file is not None:
+            from glmocr_lf.config.load import load_config
+
+            given["training"] = load_config(config_file)
+        return func(*args, options=check_options(**given), **kwargs)
 
     for option in reversed(options):
         with_options = option(with_options)
@@ -155,8 +161,11 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
         raise
     for item in result.report.warnings:
         terminal.console.print(item.render(), style="yellow", markup=False, highlight=False)
-    for note in result.notes:
-        terminal.warning(note)
+    from glmocr_lf.runtime.launch import whitespace_note
+
+    spaced = whitespace_note(result.data_dir)  # a launch concern: data/ knows nothing of torchrun
+    if spaced:
+        terminal.warning(spaced)
     info = result.data_dir / "dataset_info.json"
     if result.status == "unchanged":
         terminal.info(f"{name}: already registered in {info} with the same content; nothing to do")

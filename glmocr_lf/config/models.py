@@ -175,6 +175,18 @@ class TrainConfig(BaseModel):
 
         return self.dataset.cutoff_len or LF_DEFAULT_CUTOFF_LEN
 
+    @property
+    def packing(self) -> bool:
+        """Whether samples are packed into cutoff_len-long sequences (packing or neat_packing)."""
+        return bool(self.passthrough_value("packing") or self.passthrough_value("neat_packing"))
+
+    @property
+    def trackers(self) -> list[str]:
+        """The experiment trackers report_to names, without none."""
+        value = self.output.report_to
+        names = [value] if isinstance(value, str) else list(value or [])
+        return [n for n in names if n != "none"]
+
     def flat(self) -> dict[str, Any]:
         """The keys that were set, in section order, as LLaMA-Factory reads them (one flat mapping)."""
         out: dict[str, Any] = {}

@@ -60,17 +60,6 @@ def _lf_at_most(version: str) -> bool:
     return have is None or limit is None or have <= limit
 
 
-def packing(cfg: TrainConfig) -> bool:
-    return bool(cfg.passthrough_value("packing") or cfg.passthrough_value("neat_packing"))
-
-
-def trackers(cfg: TrainConfig) -> list[str]:
-    """report_to as a list, without none."""
-    value = cfg.output.report_to
-    names = [value] if isinstance(value, str) else list(value or [])
-    return [n for n in names if n != "none"]
-
-
 def _bnb(cfg: TrainConfig) -> bool:
     return (cfg.passthrough_value("quantization_bit") is not None
             and cfg.passthrough_value("quantization_method", "bnb") == "bnb")
@@ -107,7 +96,7 @@ def _projector_layernorm(cfg: TrainConfig) -> str | None:
 
 
 def _packing_pad(cfg: TrainConfig) -> str | None:
-    if not (packing(cfg) and cfg.cutoff_len % 8 and _lf_at_most(PACKING_PAD_FIXED_AFTER)):
+    if not (cfg.packing and cfg.cutoff_len % 8 and _lf_at_most(PACKING_PAD_FIXED_AFTER)):
         return None
     return (f"{cfg.cutoff_len} is not a multiple of 8: with packing, LLaMA-Factory <= {PACKING_PAD_FIXED_AFTER} "
             "crashes at the first step for mRoPE models such as GLM-OCR ('Merged position_ids shape "
@@ -126,7 +115,7 @@ def _when(condition: Callable[[TrainConfig], object], message: str) -> Callable[
 
 
 def _tracker(name: str, cfg: TrainConfig, host: Host) -> str | None:
-    if name not in trackers(cfg) or host.any_importable(TRACKER_MODULES[name]):
+    if name not in cfg.trackers or host.any_importable(TRACKER_MODULES[name]):
         return None
     return (f"{name} is not installed, so the run would fail at its first step: pip install "
             f"{TRACKER_MODULES[name][0]}, or report_to: tensorboard (local, in the train extra)")
@@ -176,7 +165,7 @@ RULES: tuple[Rule | MachineRule, ...] = (
     Rule("dataset.packing", "warning",
          lambda c: (f"packing drops every sample longer than cutoff_len - 1 ({c.cutoff_len - 1} tokens) instead "
                     "of truncating it; `glmocr-lf train` counts them in the data check (`glmocr-lf data stats "
-                    "NAME` shows the token lengths)") if packing(c) else None),
+                    "NAME` shows the token lengths)") if c.packing else None),
     MachineRule("model.flash_attn",
                 lambda c, h: f"{broken}: use auto or sdpa"
                 if c.model.flash_attn == "fa2" and (broken := h.stack.fa2_broken()) else None),

@@ -32,7 +32,6 @@ from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO, LinkMode
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import ensure_dir, is_inside, remove_path
-from glmocr_lf.runtime.launch import whitespace_note
 
 Status = Literal["added", "unchanged", "replaced"]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -67,7 +66,6 @@ class RegisterResult:
     samples: int
     images: int
     report: ValidationReport
-    notes: tuple[str, ...] = ()
     in_place: bool = False  # FILE already sat in the data dir and is registered as it is
 
 
@@ -163,9 +161,7 @@ def register_dataset(name: str, file: Path, data_dir: Path, *, options: CheckOpt
             write_info(data_dir, {**info, name: entry})
         else:
             swap_in(data_dir, plan, lambda: write_info(data_dir, {**info, name: entry}))
-    spaced = whitespace_note(data_dir)
-    return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report,
-                          (spaced,) if spaced else ())
+    return RegisterResult(name, status, data_dir, staged_file, plan.samples, plan.images, report)
 
 
 def _in_place(name: str, file: Path, root: Path, data_dir: Path) -> str | None:

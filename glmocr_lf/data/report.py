@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from glmocr_lf.data.info import Layout
 from glmocr_lf.data.samples import FileFormat, SampleFile
@@ -45,17 +45,26 @@ class CheckOptions:
     layout: Layout = field(default_factory=Layout)  # a registered entry's columns and tags
 
 
+class TrainingBudget(Protocol):
+    """What a training config says about the token budget (config.models.TrainConfig has it)."""
+
+    @property
+    def cutoff_len(self) -> int: ...
+    @property
+    def image_max_pixels(self) -> int: ...
+    @property
+    def image_min_pixels(self) -> int: ...
+
+
 def check_options(*, media_dir: Path | None = None, cutoff_len: int | None = None,
                   image_max_pixels: int | None = None, image_min_pixels: int | None = None,
-                  config_file: Path | None = None, model: Path | None = None,
+                  training: TrainingBudget | None = None, model: Path | None = None,
                   allow_outside: bool = False) -> CheckOptions:
     """Options from flags; a training config fills what the flags leave out, then LLaMA-Factory's
     defaults do (cutoff_len is only checked when a flag or a config gives it)."""
     defaults = CheckOptions()
-    if config_file is not None:
-        from glmocr_lf.config.load import load_config
-
-        cfg = load_config(config_file)
+    if training is not None:
+        cfg = training
         cutoff_len = cutoff_len or cfg.cutoff_len
         image_max_pixels = image_max_pixels or cfg.image_max_pixels
         image_min_pixels = image_min_pixels or cfg.image_min_pixels

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.config.rules import packing
 from glmocr_lf.data.info import RemoteDatasetError, local_file
 from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO
 from glmocr_lf.runtime.errors import DataError
@@ -24,7 +23,7 @@ def dataset_names(cfg: TrainConfig) -> list[str]:
 def packing_drop_note(cfg: TrainConfig, dataset: str, tokens: Iterable[int | None]) -> str | None:
     """The data check's count of samples that packing drops (LLaMA-Factory: 'Dropped lengthy
     example'); token counts are the check's estimate, image tokens included."""
-    if not packing(cfg):
+    if not cfg.packing:
         return None
     dropped = sum(1 for t in tokens if t is not None and t > cfg.cutoff_len - 1)
     if not dropped:

@@ -168,20 +168,20 @@ def tokenized_cache_dir(values: Mapping[str, Any], environ: Mapping[str, str]) -
     return cache_dir(environ) / "tokenized" / digest
 
 
-def optimizer_steps(values: Mapping[str, Any], samples: int | None, processes: int) -> int | None:
+def optimizer_steps(cfg: TrainConfig, samples: int | None, processes: int) -> int | None:
     """How many optimizer steps the run will take: `max_steps` when set, else the epochs over the
     training samples (less a `val_size` hold-out) at the effective batch; None when unknown."""
-    max_steps = values.get("max_steps")
-    if isinstance(max_steps, int) and max_steps > 0:
-        return max_steps
+    train = cfg.train
+    if train.max_steps is not None and train.max_steps > 0:
+        return train.max_steps
     if samples is None:
         return None
-    held_out = values.get("val_size") or 0
+    held_out = cfg.eval.val_size or 0
     if held_out:
         samples -= int(samples * held_out) if held_out < 1 else int(held_out)
-    batch = (values.get("per_device_train_batch_size") or HF_DEFAULT_TRAIN_BATCH) \
-        * (values.get("gradient_accumulation_steps") or 1) * max(processes, 1)
-    epochs = values.get("num_train_epochs") or HF_DEFAULT_EPOCHS
+    batch = (train.per_device_train_batch_size or HF_DEFAULT_TRAIN_BATCH) \
+        * (train.gradient_accumulation_steps or 1) * max(processes, 1)
+    epochs = train.num_train_epochs or HF_DEFAULT_EPOCHS
     return max(0, math.ceil(math.ceil(max(samples, 0) / batch) * epochs))
 
 
@@ -194,13 +194,12 @@ def fit_to_hardware(cfg: TrainConfig, context: PlanContext) -> Changes:
     token). Several nodes get no tokenised-data cache (another node could read it half-written
     from a shared home directory).
     """
-    values = cfg.flat()
     fit = Changes()
     cpus, processes = context.host.cpus, context.processes
     per_process = max(1, cpus // max(processes, 1))
     for key in ("preprocessing_num_workers", "dataloader_num_workers"):
-        wanted = values.get(key)
-        if isinstance(wanted, int) and wanted > per_process:
+        wanted = getattr(cfg.dataset, key)
+        if wanted is not None and wanted > per_process:
             fit.values[key] = per_process
             fit.reasons.append(f"{key}: {wanted} -> {per_process} ({cpus} CPUs for {processes} process(es))")
     if not context.gpus:  # a CPU run keeps its settings (--memory-budget sizes GPU memory)
@@ -213,13 +212,14 @@ def fit_to_hardware(cfg: TrainConfig, context: PlanContext) -> Changes:
             fit.env[key] = value
             fit.reasons.append(f"{key}={value}: {why}")
     _fit_batch(cfg, context, fit)
-    _loader_and_cache(values, context, fit)
+    _loader_and_cache(cfg, context, fit)
     return fit
 
 
-def _loader_and_cache(values: Mapping[str, Any], context: PlanContext, fit: Changes) -> None:
-    workers = fit.values.get("dataloader_num_workers", values.get("dataloader_num_workers"))
-    if isinstance(workers, int) and workers > 0 and "dataloader_persistent_workers" not in values:
+def _loader_and_cache(cfg: TrainConfig, context: PlanContext, fit: Changes) -> None:
+    data, values = cfg.dataset, cfg.flat()
+    workers = fit.values.get("dataloader_num_workers", data.dataloader_num_workers)
+    if isinstance(workers, int) and workers > 0 and data.dataloader_persistent_workers is None:
         fit.values["dataloader_persistent_workers"] = True
         fit.reasons.append("dataloader_persistent_workers: true (restarting the loader processes "
                            "stalled every epoch by ~3 s)")
@@ -228,9 +228,9 @@ def _loader_and_cache(values: Mapping[str, Any], context: PlanContext, fit: Chan
         fit.reasons.append("logging_nan_inf_filter: false (transformers' NaN check reads each micro-batch's "
                            "loss back from the GPU, a host sync that idles the GPU every step; a NaN or "
                            "inf loss is then logged as it is instead of being left out of the average)")
-    if (context.topology.nnodes == 1 and not values.get("tokenized_path") and not values.get("overwrite_cache")
-            and not values.get("streaming")):
-        cache = tokenized_cache_dir(values, context.environ)
+    if (context.topology.nnodes == 1 and not data.tokenized_path and not data.overwrite_cache
+            and not cfg.passthrough_value("streaming")):
+        cache = tokenized_cache_dir(values, context.environ)  # keyed by every value, as LLaMA-Factory reads them
         if cache is not None:
             fit.values["tokenized_path"] = str(cache)
             fit.reasons.append(f"tokenized_path: {cache} (keyed by the data files and the settings "
@@ -238,16 +238,16 @@ def _loader_and_cache(values: Mapping[str, Any], context: PlanContext, fit: Chan
 
 
 def _fit_batch(cfg: TrainConfig, context: PlanContext, fit: Changes) -> None:
-    values, gpus, memory_budget_gib = cfg.flat(), context.gpus, context.memory_budget_gib
+    gpus, memory_budget_gib = context.gpus, context.memory_budget_gib
     kernels = context.fused_cross_entropy
     usable = usable_memory_gib(gpus, memory_budget_gib)
     if usable is None:
         return
-    micro = int(values.get("per_device_train_batch_size") or HF_DEFAULT_TRAIN_BATCH)
-    accumulation = int(values.get("gradient_accumulation_steps") or 1)
+    micro = cfg.train.per_device_train_batch_size or HF_DEFAULT_TRAIN_BATCH
+    accumulation = cfg.train.gradient_accumulation_steps or 1
     per_process_batch = micro * accumulation
     tokens = (context.data.max_tokens if context.data else None) or sample_tokens(cfg)
-    explicit = values.get("disable_gradient_checkpointing")
+    explicit = cfg.model.disable_gradient_checkpointing
     fixed_ckpt = None if explicit is None else not explicit
     where = (f"--memory-budget {memory_budget_gib:g} GiB" if memory_budget_gib is not None
              else f"{min(g.memory_gib for g in gpus):.0f} GiB {gpus[0].name}")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.kernels import (
     DEFAULT_PIECES,
     PIECES,
@@ -130,10 +131,10 @@ def with_compile(decision: KernelsDecision, mode: CompileMode, *, steps: int | N
     return replace(decision, pieces=pieces, env=env, notes=(*decision.notes, note))
 
 
-def compile_unmeasured(values: Mapping[str, object], processes: int) -> str | None:
+def compile_unmeasured(cfg: TrainConfig, processes: int) -> str | None:
     """Why `--compile auto` stays off for this run, if it does for its kind (not its length)."""
-    if processes > 1 or values.get("deepspeed"):
+    if processes > 1 or cfg.method.deepspeed:
         return "several processes or DeepSpeed: not measured there"
-    if values.get("torch_compile"):
+    if cfg.model.torch_compile:
         return "torch_compile: true in the config: LLaMA-Factory compiles the whole model already"
     return None

@@ -211,10 +211,9 @@ STEPS: tuple[Step, ...] = (defaults_and_paths, tracking, fit_to_hardware, resume
 
 def kernels_and_compile(final: TrainConfig, context: PlanContext) -> Changes:
     """The kernels the context allows, with `compile` decided on the final values (the run's length)."""
-    values = final.flat()
-    steps = optimizer_steps(values, context.data.train_samples if context.data else None, context.processes)
+    steps = optimizer_steps(final, context.data.train_samples if context.data else None, context.processes)
     kernels = with_compile(context.kernels, context.request.compile, steps=steps, method=final.finetuning_type,
-                           unmeasured=compile_unmeasured(values, context.processes), environ=context.environ)
+                           unmeasured=compile_unmeasured(final, context.processes), environ=context.environ)
     return Changes(env=dict(kernels.env), reasons=list(kernels.notes), problems=list(kernels.problems))
 
 

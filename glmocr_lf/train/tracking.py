@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 from glmocr_lf.config.models import TrainConfig
-from glmocr_lf.config.rules import trackers
 from glmocr_lf.runtime.constants import ENV_TENSORBOARD_LOGGING_DIR
 from glmocr_lf.runtime.versions import Stack, parse
 from glmocr_lf.train.changes import Changes
@@ -30,7 +29,7 @@ def tracking_defaults(cfg: TrainConfig, stack: Stack, environ: Mapping[str, str]
     """What a run reporting to a tracker gets unless the config (or TENSORBOARD_LOGGING_DIR in
     `environ`) says otherwise. Relative paths resolve against the current directory, as the launch does."""
     out = Changes()
-    names = trackers(cfg)
+    names = cfg.trackers
     output_dir = cfg.output.output_dir
     if not names or not output_dir:
         return out
