@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from glmocr_lf import __version__
 from glmocr_lf.cli import cli
 from glmocr_lf.export.merge import record_resolution
 
@@ -33,13 +34,27 @@ def test_export_yaml_has_no_training_keys(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     # llamafactory-cli writes into a hidden sibling, which replaces merged/ once complete
     assert lines[0].endswith(f"llamafactory-cli export {run / '.merged.export' / 'glmocr_lf_export.yaml'}")
-    assert f'export_dir: "{run / ".merged.export"}"' in lines
-    keys = {line.split(":")[0] for line in lines[2:]}
-    assert keys == {"template", "trust_remote_code", "model_name_or_path", "adapter_name_or_path",
-                    "finetuning_type", "image_max_pixels", "image_min_pixels", "export_dir", "export_size",
-                    "export_device", "export_legacy_format"}
-    assert 'model_name_or_path: "/models/glm-ocr"' in lines
-    assert "image_max_pixels: 1000000" in lines
+    # the train config's writer, in LLaMA-Factory's `### section` order (main wrote json.dumps lines)
+    assert lines[1:] == [
+        f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file.",
+        "",
+        "### model",
+        "model_name_or_path: /models/glm-ocr",
+        f"adapter_name_or_path: {run}",
+        "template: glm_ocr",
+        "trust_remote_code: true",
+        "image_max_pixels: 1000000",
+        "image_min_pixels: 1024",
+        "",
+        "### method",
+        "finetuning_type: lora",
+        "",
+        "### export",
+        f"export_dir: {run / '.merged.export'}",
+        "export_size: 5",
+        "export_device: cpu",
+        "export_legacy_format: false",
+    ]
 
 
 @pytest.mark.parametrize(

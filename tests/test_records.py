@@ -64,5 +64,5 @@ def test_export_takes_base_and_resolution_from_the_train_record(tmp_path: Path) 
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert 'model_name_or_path: "/models/glm-ocr"' in lines
+    assert "model_name_or_path: /models/glm-ocr" in lines
     assert {"image_max_pixels: 1000000", "image_min_pixels: 4096"} <= set(lines)

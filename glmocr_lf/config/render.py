@@ -1,7 +1,9 @@
-"""Write a TrainConfig as the YAML that the installed LLaMA-Factory and transformers accept."""
+"""Write a TrainConfig as the YAML that the installed LLaMA-Factory and transformers accept; the
+same writer renders export's config (export/config.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,12 +63,14 @@ def _description(section: str, key: str) -> str:
     return sentence if len(sentence) <= HELP_WIDTH else sentence[: HELP_WIDTH - 3].rstrip() + "..."
 
 
-def to_yaml(rendered: Rendered, *, comments: bool = True, header: str | None = None) -> str:
+def to_yaml(rendered: Rendered, *, comments: bool = True, header: str | None = None,
+            order: Sequence[str] = (*SECTION_ORDER, UNCHECKED)) -> str:
+    """`### section` blocks in `order` (LLaMA-Factory's), one `key: value` a line."""
     lines: list[str] = []
     if header:
         lines.extend(f"# {line}" if line else "#" for line in header.splitlines())
         lines.append("")
-    for section in (*SECTION_ORDER, UNCHECKED):
+    for section in order:
         values = rendered.sections.get(section) or {}
         if not values:
             continue

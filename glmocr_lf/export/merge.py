@@ -14,10 +14,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from glmocr_lf import __version__
 from glmocr_lf.data.resize import TEMPORAL_PATCH_SIZE
+from glmocr_lf.export.config import (
+    ExportConfig,
+    ExportMethodSection,
+    ExportModelSection,
+    ExportSection,
+)
 from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.constants import Hub
@@ -78,6 +82,30 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
 
 
+def _what_to_export(request: ExportRequest, source: Path, run: records.TrainRecord) -> tuple[str, str | None]:
+    """(model_name_or_path, adapter_name_or_path): a LoRA run's base and the run, or a full
+    fine-tune's folder and no adapter."""
+    if request.adapter is None:
+        problems = model_dir_problems(source)
+        if problems:
+            raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
+        return str(source), None
+    adapter_config = source / "adapter_config.json"
+    if not adapter_config.is_file():
+        hint = ("this looks like a full fine-tune: use --model" if (source / "config.json").is_file()
+                else "point --adapter at the training output_dir or one of its checkpoint-N dirs")
+        raise GlmocrLfError(f"{source}: no adapter_config.json, not a LoRA adapter", hint=hint)
+    base = request.base or run.model_name_or_path
+    if base is None:
+        try:
+            base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            base = None
+    if not base:
+        raise GlmocrLfError(f"{source}: cannot tell the base model", hint="pass --base MODEL")
+    return base, str(source)
+
+
 def plan_export(request: ExportRequest) -> ExportPlan:
     from glmocr_lf.runtime.versions import Stack
 
@@ -89,45 +117,24 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     if not source.is_dir():
         raise GlmocrLfError(f"{source}: no such directory")
     run = records.read_train_record(source) or records.TrainRecord()  # trained elsewhere: nothing recorded
-    values: dict[str, Any] = {"template": C.TEMPLATE, "trust_remote_code": True}
-    if request.adapter is not None:
-        adapter_config = source / "adapter_config.json"
-        if not adapter_config.is_file():
-            hint = ("this looks like a full fine-tune: use --model" if (source / "config.json").is_file()
-                    else "point --adapter at the training output_dir or one of its checkpoint-N dirs")
-            raise GlmocrLfError(f"{source}: no adapter_config.json, not a LoRA adapter", hint=hint)
-        base = request.base or run.model_name_or_path
-        if base is None:
-            try:
-                base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-            except (OSError, ValueError):
-                base = None
-        if not base:
-            raise GlmocrLfError(f"{source}: cannot tell the base model", hint="pass --base MODEL")
-        values.update(model_name_or_path=base, adapter_name_or_path=str(source), finetuning_type="lora")
-    else:
-        problems = model_dir_problems(source)
-        if problems:
-            raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
-        base = request.base or run.model_name_or_path or str(source)
-        values.update(model_name_or_path=str(source), finetuning_type="full")
-    values["model_name_or_path"], note = launch.hub_model_id(values["model_name_or_path"], request.hub,
-                                                                 modelscope=installed("modelscope"))
-    image_max = run.image_max_pixels or C.LF_DEFAULT_IMAGE_MAX_PIXELS
-    image_min = run.image_min_pixels or C.LF_DEFAULT_IMAGE_MIN_PIXELS
+    model, adapter = _what_to_export(request, source, run)
+    base = model if adapter is not None else (request.base or run.model_name_or_path or str(source))
+    model_id, note = launch.hub_model_id(model, request.hub, modelscope=installed("modelscope"))
     out = (request.out or (source / "merged")).expanduser().resolve()
     require_empty_dir(out, force=request.force, hint="pass --force to overwrite it")
-    values.update(image_max_pixels=image_max, image_min_pixels=image_min, export_dir=str(staging_dir(out)),
-                  export_size=5, export_device="cpu", export_legacy_format=False)
-    lines = [f"# Written by glmocr-lf {__version__}: llamafactory-cli export reads this file."]
-    lines += [f"{k}: {json.dumps(v)}" for k, v in values.items()]
+    config = ExportConfig(
+        model=ExportModelSection(model_name_or_path=model_id, adapter_name_or_path=adapter,
+                                 image_max_pixels=run.image_max_pixels or C.LF_DEFAULT_IMAGE_MAX_PIXELS,
+                                 image_min_pixels=run.image_min_pixels or C.LF_DEFAULT_IMAGE_MIN_PIXELS),
+        method=ExportMethodSection(finetuning_type="lora" if adapter is not None else "full"),
+        export=ExportSection(export_dir=str(staging_dir(out))))
     overlay = launch.common_overlay(Stack.detect(), request.hub)
     yaml_path = staging_dir(out) / C.EXPORT_YAML
     return ExportPlan(command=launch.command("export", yaml_path, overlay.env, Path(os.getcwd()),
-                                                  dry_run=request.dry_run),
-                      yaml_path=yaml_path, yaml_text="\n".join(lines) + "\n", out=out, staging=staging_dir(out),
-                      base=str(base), adapter=source if request.adapter is not None else None,
-                      image_max_pixels=image_max, image_min_pixels=image_min,
+                                             dry_run=request.dry_run),
+                      yaml_path=yaml_path, yaml_text=config.to_yaml(), out=out, staging=staging_dir(out),
+                      base=str(base), adapter=source if adapter is not None else None,
+                      image_max_pixels=config.model.image_max_pixels, image_min_pixels=config.model.image_min_pixels,
                       notes=[n for n in (records.training_state(source, "exporting"), note) if n] + overlay.notes)
 
 
