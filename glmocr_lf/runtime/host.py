@@ -41,6 +41,8 @@ def executable(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Host:
+    """One machine as planning and doctor see it; `Host.detect()` probes this one."""
+
     gpus: tuple[Gpu, ...] = ()
     stack: Stack = field(default_factory=Stack)
     cpus: int = 1

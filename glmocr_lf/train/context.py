@@ -39,6 +39,8 @@ class LaunchRequest:
 
 @dataclass(frozen=True)
 class PlanContext:
+    """Everything a planning step reads besides the config; built once by `build_context`."""
+
     request: LaunchRequest
     host: Host
     environ: Mapping[str, str]
