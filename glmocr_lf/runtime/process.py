@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ESCALATE_AFTER_S = 10.0  # a trainer saves nothing on SIGINT; 10 s lets a data loader wind down
@@ -117,32 +118,12 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
         else:  # a second Ctrl-C: the user means it
             escalate()
 
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        # a signal we ignore stays ignored (`nohup glmocr-lf train ...`): forwarding the hangup would
-        # stop a child that installs its own handler (torchrun does) and defeat nohup
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS
-                    if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous = _install(forward)
     lines: queue.Queue[str | None] = queue.Queue()
     reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
     reader.start()
     try:
-        last_tick = time.monotonic()
-        while True:
-            try:
-                line = lines.get(timeout=tick_seconds)
-            except queue.Empty:
-                line = ""
-            else:
-                if line is None:
-                    break
-                result.tail.append(line)
-                on_line(line)
-            if deadline and time.monotonic() >= deadline[0]:
-                escalate()
-            if on_tick and time.monotonic() - last_tick >= tick_seconds:
-                last_tick = time.monotonic()
-                on_tick()
+        _stream(lines, result, on_line, on_tick, tick_seconds, deadline, escalate)
         result.returncode = _wait(proc, deadline, escalate)
         if on_tick:
             on_tick()
@@ -154,6 +135,39 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result
+
+
+def _install(handler: Callable[[int, FrameType | None], None]) -> dict[int, Any]:
+    """`handler` for the forwarded signals (from the main thread only); the handlers it replaced.
+    A signal we ignore stays ignored (`nohup glmocr-lf train ...`): forwarding the hangup would stop
+    a child that installs its own handler (torchrun does) and defeat nohup."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS
+            if signal.getsignal(sig) is not signal.SIG_IGN}
+
+
+def _stream(lines: queue.Queue[str | None], result: ChildResult, on_line: Callable[[str], None],
+            on_tick: Callable[[], None] | None, tick_seconds: float, deadline: list[float],
+            escalate: Callable[[], None]) -> None:
+    """Hand each line of the child's output to `on_line` (kept in `result.tail`) until it closes,
+    ticking every `tick_seconds`, and escalating once the deadline a forwarded signal set is past."""
+    last_tick = time.monotonic()
+    while True:
+        try:
+            line = lines.get(timeout=tick_seconds)
+        except queue.Empty:
+            line = ""
+        else:
+            if line is None:
+                return
+            result.tail.append(line)
+            on_line(line)
+        if deadline and time.monotonic() >= deadline[0]:
+            escalate()
+        if on_tick and time.monotonic() - last_tick >= tick_seconds:
+            last_tick = time.monotonic()
+            on_tick()
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: list[float], escalate: Callable[[], None]) -> int:
