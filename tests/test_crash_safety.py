@@ -269,9 +269,8 @@ def test_reserved_names_are_refused_and_purge_keeps_the_registry(tmp_path: Path)
 
 # point 2: an export's weights and record are one result
 FAKE_EXPORT = """
-import json, pathlib, sys
-yaml = pathlib.Path(sys.argv[-1]).read_text()
-out = pathlib.Path(json.loads(next(l for l in yaml.splitlines() if l.startswith("export_dir:")).split(":", 1)[1]))
+import pathlib, sys, yaml
+out = pathlib.Path(yaml.safe_load(pathlib.Path(sys.argv[-1]).read_text())["export_dir"])
 out.mkdir(parents=True, exist_ok=True)
 tag = pathlib.Path(sys.argv[-2]).read_text()
 (out / "model.safetensors").write_text("weights " + tag)
