@@ -139,8 +139,9 @@ def test_what_an_earlier_run_left_decides_what_to_do() -> None:
 
     key = _earlier(Path("killed"), "running", ["0"])  # its writer died (nobody holds the lock)
     plan = plan_outputs(Path("killed"), key, _samples(2), force=False, resume=False)
+    # the record's writer stamps its own pid on a running record (records._write): this process's
     assert plan.line == ("resuming: 1 of 2 samples already in killed/predictions.jsonl (the earlier run "
-                         "stopped without a word, pid 4242: killed?)")
+                         f"stopped without a word, pid {os.getpid()}: killed?)")
     key = _earlier(Path("failed"), "failed", [], error="CUDA out of memory")
     assert plan_outputs(Path("failed"), key, _samples(2), force=False, resume=False).line == (
         "resuming: 0 of 2 samples already in failed/predictions.jsonl (the earlier run failed: CUDA out of memory)")
