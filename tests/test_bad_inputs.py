@@ -268,3 +268,18 @@ def test_a_full_disk_while_appending_records_is_one_error(tmp_path: Path, monkey
         with pytest.raises(GlmocrLfError) as failed:
             appender.add({"n": 2})
     assert failed.value.message == f"{path}: cannot write: No space left on device"
+
+
+def test_train_of_a_registry_holding_a_too_deep_file_is_one_data_error(tmp_path: Path) -> None:
+    from conftest import put_in_hf_cache
+
+    from glmocr_lf.data.registry import sharegpt_entry
+    from glmocr_lf.train.plan import LaunchRequest, prepare
+
+    registry(tmp_path, {"deep": sharegpt_entry("deep.json")}, {"deep.json": "[" * DEEP})
+    put_in_hf_cache("zai-org/GLM-OCR", {"config.json": '{"model_type": "glm_ocr"}'})
+    assert invoke("config", "new", "--method", "lora", "--dataset", "deep", "-o", "lora.yaml").exit_code == 0
+    plan = prepare(LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "dataset_dir": "data"}))
+    assert [p.message for p in plan.problems] == [
+        f"{tmp_path / 'data' / 'deep.json'}: invalid JSON: nested too deep to read (arrays or objects inside "
+        "each other hundreds of levels deep)"]
