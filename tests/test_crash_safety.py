@@ -456,3 +456,20 @@ def test_train_resume_says_the_earlier_run_died(tmp_path: Path) -> None:
     records.write_train_record(run, records.TrainRecord(status="running"))
     _, problems = plan("resume")
     assert problems == [f"{run}: a run is still training here (process {os.getpid()} on {host})"]
+
+
+def test_an_old_swap_killed_half_way_is_put_back(tmp_path: Path) -> None:
+    """The swap before issue 23 moved DATA/NAME aside to .NAME.old-PID first: a kill there left
+    NAME.json pointing at a folder that was gone. The next register puts it back under the lock."""
+    from glmocr_lf.data.info import info_lock
+    from glmocr_lf.data.staging import clean_leftovers
+
+    dataset(tmp_path / "src", "t", 2, 40)
+    data = tmp_path / "data"
+    assert invoke("data", "register", "ds", "src/ds.json", "--link", "copy").exit_code == 0
+    os.replace(data / "ds", data / ".ds.old-4242")
+    assert invoke("data", "validate", "ds").exit_code == 1
+    with info_lock(data):
+        clean_leftovers(data, "ds")
+    assert registered(data, "ds") == ["t 0", "t 1"]
+    assert not list(data.glob(".ds.old-*"))

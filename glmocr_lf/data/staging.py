@@ -137,9 +137,14 @@ def clean_leftovers(data_dir: Path, name: str) -> None:
     versions NAME.json does not point into. Call it under the registry's lock."""
     for leftover in data_dir.glob(f".{name}.staging-*"):
         remove_path(leftover)
+    folder = data_dir / name
+    for old in sorted(data_dir.glob(f".{name}.old-*")):  # an earlier version's swap, killed half way
+        if not (folder.exists() or folder.is_symlink()):
+            os.replace(old, folder)  # NAME.json still points into it: put it back
+        else:
+            remove_path(old)
     for leftover in data_dir.glob(f".{name}.json.*.tmp"):
         remove_path(leftover)
-    folder = data_dir / name
     if not folder.is_dir() or folder.is_symlink():
         return
     try:
