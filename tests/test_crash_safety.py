@@ -441,9 +441,12 @@ def test_train_resume_says_the_earlier_run_died(tmp_path: Path) -> None:
     (run / "checkpoint-2").mkdir()
     (run / "checkpoint-2" / "trainer_state.json").write_text("{}")
 
-    def plan(resume: str | None) -> tuple[list[str], list[str]]:
+    def plan(resume: str | None, nnodes: int = 1) -> tuple[list[str], list[str]]:
+        from glmocr_lf.runtime.launch import Topology
+
         request = LaunchRequest(config=Path("lora.yaml"), overrides={"bf16": False, "output_dir": "run"},
-                                check_data=False, resume=resume)  # type: ignore[arg-type]
+                                check_data=False, resume=resume,  # type: ignore[arg-type]
+                                topology=Topology(nnodes=nnodes, master_addr="10.0.0.1"))
         launch = prepare(request)
         return launch.notes, [p.message for p in launch.problems]
 
@@ -456,6 +459,9 @@ def test_train_resume_says_the_earlier_run_died(tmp_path: Path) -> None:
     records.write_train_record(run, records.TrainRecord(status="running"))
     _, problems = plan("resume")
     assert problems == [f"{run}: a run is still training here (process {os.getpid()} on {host})"]
+    # another node of a multi-node run records itself in the shared output_dir: said, not refused
+    notes, problems = plan("resume", nnodes=2)
+    assert problems == [] and f"{run} records a run still going on {host} (process {os.getpid()})" in notes
 
 
 def test_an_old_swap_killed_half_way_is_put_back(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -172,10 +173,13 @@ def resume_policy(cfg: TrainConfig, context: PlanContext) -> Changes:
     mode = context.request.resume
     record = records.read_train_record(output_dir) if output_dir.is_dir() else None
     if record is not None and record.status == "running":
-        changes.problems.append(LaunchError(
-            f"{output_dir}: a run is still training here (process {record.pid} on {record.host})",
-            hint="wait for it to finish, stop it, or choose another output_dir"))
-        return changes
+        # a live run of this host; another host's may be a node of this very multi-node run
+        if record.host == socket.gethostname() and context.topology.nnodes == 1:
+            changes.problems.append(LaunchError(
+                f"{output_dir}: a run is still training here (process {record.pid} on {record.host})",
+                hint="wait for it to finish, stop it, or choose another output_dir"))
+            return changes
+        changes.reasons.append(f"{output_dir} records a run still going on {record.host} (process {record.pid})")
     if record is not None and record.status == "died":
         changes.reasons.append(f"the earlier run in {output_dir} died ({record.died})")
     if mode == "resume":
