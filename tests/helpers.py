@@ -30,7 +30,7 @@ def _missing(*modules: str) -> list[str]:
 STACK_MISSING = _missing("torch", "transformers", "llamafactory", "peft")
 needs_stack = pytest.mark.skipif(
     bool(STACK_MISSING), reason=f"needs the training stack ({', '.join(STACK_MISSING)} not installed): make install")
-EVAL_MISSING = _missing("rapidfuzz", "apted", "lxml")
+EVAL_MISSING = _missing("rapidfuzz", "apted", "lxml", "jinja2", "matplotlib")
 EVAL_SKIP_REASON = f"needs the eval extra ({', '.join(EVAL_MISSING)} not installed): pip install '.[eval]'"
 
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559, (9, 0))

@@ -316,3 +316,16 @@ def test_a_second_writer_of_one_out_is_refused(invoke: Invoke, tiny: Path, clean
     assert result.stderr.splitlines()[-2:] == ["Error: out: another glmocr-lf is writing this evaluation now",
                                                "Hint: wait for it to finish, or write to another path"]
     assert not Path("out").exists()
+
+
+def test_html_report_without_matplotlib_is_one_error_naming_the_extra(invoke: Invoke,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    eval_folder(Path("base"), BASE)
+    eval_folder(Path("tuned"), TUNED)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets when it is not installed
+    result = invoke("eval", "compare", "base/predictions.jsonl", "tuned/predictions.jsonl", "--out", "r.md")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines()[-2:] == [
+        "Error: matplotlib is required to draw the HTML report's plot but is not installed",
+        "Hint: install the eval extra: pip install 'glmocr-lf[eval]' (`make install` has it)"]
+    assert not Path("r.md").exists() and not Path("r.html").exists()

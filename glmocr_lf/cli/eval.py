@@ -254,16 +254,19 @@ def eval_compare(baseline: Path, candidate: Path, out_file: Path | None, as_json
         report = json.dumps(comparison.to_json(), indent=2, ensure_ascii=False) + "\n"
     else:
         report = render_markdown(comparison)
+    html = None
+    if html_file is not None:  # rendered before anything is written: the reports are one result
+        from glmocr_lf.evaluation.htmlreport import render_html
+
+        html = render_html(comparison)
     written = []
     if out_file is None:
         terminal.out(report)
     else:
         atomic_write_text(out_file, report)
         written.append(str(out_file))
-    if html_file is not None:
-        from glmocr_lf.evaluation.htmlreport import render_html
-
-        atomic_write_text(html_file, render_html(comparison))
+    if html_file is not None and html is not None:
+        atomic_write_text(html_file, html)
         written.append(str(html_file))
     if written:
         terminal.info(comparison.verdict.line)

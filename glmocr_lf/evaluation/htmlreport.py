@@ -14,7 +14,7 @@ from typing import Any
 from glmocr_lf.evaluation.compare import MIN_DELTA, SIGNIFICANCE, Comparison, Paired
 from glmocr_lf.evaluation.score import format_value
 from glmocr_lf.evaluation.scoretypes import METRIC_BY_NAME
-from glmocr_lf.runtime.errors import MissingDependencyError
+from glmocr_lf.runtime.errors import EVAL_EXTRA_HINT, MissingDependencyError
 
 THUMBNAIL_PX = 240  # longest side in the sample list
 FULL_PX = 1600  # longest side when clicked: large enough to read, small enough to embed hundreds
@@ -65,8 +65,10 @@ def _image_uri(path: Path, longest: int) -> str | None:
 
 def delta_histogram_svg(deltas: list[float]) -> str:
     """The distribution of per-sample quality deltas (B - A) as an inline <svg> element."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependencyError("matplotlib", "draw the HTML report's plot", EVAL_EXTRA_HINT) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -111,7 +113,7 @@ def render_html(comparison: Comparison) -> str:
     try:
         import jinja2
     except ImportError:
-        raise MissingDependencyError("jinja2", "write the HTML report") from None
+        raise MissingDependencyError("jinja2", "write the HTML report", EVAL_EXTRA_HINT) from None
     environment = jinja2.Environment(loader=jinja2.PackageLoader("glmocr_lf.evaluation", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
