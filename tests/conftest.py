@@ -7,24 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-# Shared helpers live in tests/helpers.py; these names stay importable from here for tests written
-# before the move (import them from helpers).
-from helpers import (  # noqa: F401
-    EVAL_MISSING,
-    EVAL_SKIP_REASON,
-    REPO,
-    SAMPLE_IMAGES,
-    SAMPLE_JSON,
-    STACK_MISSING,
-    Invoke,
-    fake_host,
-    invoke,
-    needs_stack,
-    put_in_hf_cache,
-    use_host,
-    venv_bin,
-)
+from helpers import Invoke, fake_host, invoke, use_host
 
 
 @pytest.fixture(autouse=True)

@@ -361,3 +361,12 @@ def test_data_depends_on_neither_launch_nor_config() -> None:
     assert {name: deps for name, deps in upward.items() if deps} == {}
     for helper in ("glmocr_lf.train.datacheck", "glmocr_lf.train.tracking"):
         assert {m for m in edges[helper] if m.startswith("glmocr_lf.config")} <= {"glmocr_lf.config.models"}, helper
+
+
+def test_tests_share_helpers_not_conftest() -> None:
+    """Shared test helpers are imported from tests/helpers.py; conftest.py holds fixtures only."""
+    tests = PACKAGE.parent / "tests"
+    importing = sorted(path.name for path in tests.glob("*.py")
+                       if any(line.lstrip().startswith(("from conftest import", "import conftest"))
+                              for line in path.read_text(encoding="utf-8").splitlines()))
+    assert importing == []

@@ -271,7 +271,7 @@ def test_a_full_disk_while_appending_records_is_one_error(tmp_path: Path, monkey
 
 
 def test_train_of_a_registry_holding_a_too_deep_file_is_one_data_error(tmp_path: Path) -> None:
-    from conftest import put_in_hf_cache
+    from helpers import put_in_hf_cache
 
     from glmocr_lf.data.registry import sharegpt_entry
     from glmocr_lf.train.plan import LaunchRequest, prepare

@@ -429,7 +429,7 @@ def test_export_and_eval_say_the_run_died_and_refuse_a_live_one(tmp_path: Path, 
 
 
 def test_train_resume_says_the_earlier_run_died(tmp_path: Path) -> None:
-    from conftest import put_in_hf_cache
+    from helpers import put_in_hf_cache
 
     from glmocr_lf.runtime import records
     from glmocr_lf.train.plan import LaunchRequest, prepare
