@@ -94,8 +94,10 @@ def _signal_when_ready(lines: list[str], signum: int) -> None:
 
 @pytest.fixture(autouse=True)
 def _signals_as_a_terminal_leaves_them() -> Iterator[None]:
-    """Default dispositions whatever started pytest (under nohup, SIGHUP arrives ignored)."""
+    """Default dispositions whatever started pytest (under nohup, SIGHUP arrives ignored; in a
+    shell's background job, SIGINT does, and Python then installs no KeyboardInterrupt handler)."""
     saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    saved[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
