@@ -249,3 +249,37 @@ def test_validate_warns_about_fa2_like_doctor(invoke: Invoke) -> None:
     assert result.exit_code == 0
     assert ("Warning: fa2.yaml: model.flash_attn: fa2 (FlashAttention-2) is broken with transformers 5.6.0 "
             "(LLaMA-Factory#10610): use auto or sdpa") in result.stderr.splitlines()
+
+
+def test_config_get_prints_strings_as_written_and_the_rest_as_json(invoke: Invoke) -> None:
+    Path("c.yaml").write_text("model_name_or_path: zai-org/GLM-OCR\ndataset: [a, b]\nbf16: true\n"
+                              "learning_rate: 1.0e-4\nlr_scheduler_kwargs:\n  min_lr: 1.0e-6\n")
+    for key, printed in (("model_name_or_path", "zai-org/GLM-OCR\n"), ("dataset", "a,b\n"), ("bf16", "true\n"),
+                         ("learning_rate", "0.0001\n"), ("lr_scheduler_kwargs", '{"min_lr": 1e-06}\n'),
+                         ("max_steps", "")):  # a known key the file leaves unset: nothing
+        result = invoke("config", "get", "c.yaml", key)
+        assert (result.exit_code, result.stdout) == (0, printed), key
+
+
+def test_config_get_of_an_unknown_key_is_an_error(invoke: Invoke) -> None:
+    Path("c.yaml").write_text("model_name_or_path: zai-org/GLM-OCR\n")
+    result = invoke("config", "get", "c.yaml", "learning_rat")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == ["Error: c.yaml", "  learning_rat: unknown key; did you mean "
+                                          "'learning_rate' (train section)?"]
+
+
+def test_dataset_takes_registered_names_not_files(invoke: Invoke) -> None:
+    result = invoke("config", "new", "--method", "lora", "--dataset", "../scans.json", "-o", "c.yaml")
+    assert result.exit_code == 1 and not Path("c.yaml").exists()
+    assert result.stderr.splitlines()[-1] == (
+        "  dataset.dataset: '../scans.json' is a file; this key takes names registered in dataset_info.json: "
+        "glmocr-lf data register NAME ../scans.json, then use NAME")
+    Path("c.yaml").write_text("model_name_or_path: zai-org/GLM-OCR\ndataset: ok_name, my scans.json\n")
+    validated = invoke("config", "validate", "c.yaml")
+    assert validated.exit_code == 1
+    assert validated.stderr.splitlines() == [
+        "Error: c.yaml", "  dataset.dataset: 'my scans.json' is a file; this key takes names registered in "
+        "dataset_info.json: glmocr-lf data register NAME 'my scans.json', then use NAME"]
+    help_text = invoke("config", "new", "--help").stdout
+    assert "--dataset NAME " in help_text

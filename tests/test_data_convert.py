@@ -53,6 +53,9 @@ def test_csv_and_jsonl_with_task_column_and_prompt(tmp_path: Path) -> None:
     (tmp_path / "src" / "rows.jsonl").write_text('{"image": "a.png", "text": "t"}\n')
     assert invoke("data", "convert", "src/rows.jsonl", "-o", "src/j.json", "--prompt", "Read:").exit_code == 0
     assert json.loads((tmp_path / "src" / "j.json").read_text())[0]["messages"][0]["content"] == "<image>Read:"
+    prompted = invoke("data", "convert", "src/rows.csv", "-o", "src/p.json", "--prompt", "Read:")
+    assert prompted.exit_code == 0
+    assert "converted: prompt 'Read:' 2" in prompted.stderr.splitlines()  # not the task column's counts
     assert invoke("data", "validate", "src/j.json").exit_code == 0
 
 
@@ -119,3 +122,37 @@ def test_val_split_is_stratified_by_task_and_counted(tmp_path: Path) -> None:
     held = json.loads(Path("out_val.json").read_text())
     assert sorted(s["messages"][0]["content"] for s in held) == [
         "<image>Formula Recognition:", "<image>Text Recognition:", "<image>Text Recognition:"]
+
+
+def test_the_readme_folder_recipe_registers_as_written(tmp_path: Path) -> None:
+    """README § Bring your data: convert a folder of scans, then register both files, line by line."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Bring your data"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    recipe = [line for line in block.group(1).splitlines() if line.startswith("glmocr-lf data ")][:2]
+    assert recipe[0].startswith("glmocr-lf data convert scans/ ")
+    root = tmp_path / "scans"
+    for i in range(10):
+        make_png(root / f"p{i}.png", 40 + i, 30)
+        (root / f"p{i}.txt").write_text(f"line {i}\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}\n")
+    commands = [shlex.split(part) for line in recipe for part in line.split("&&")]
+    for argv in commands:
+        result = invoke(*argv[1:])
+        assert result.exit_code == 0, f"{shlex.join(argv)}:\n{result.stderr}"
+    info = json.loads((tmp_path / "data" / "dataset_info.json").read_text())
+    assert sorted(info) == ["scans", "scans_val"]
+
+
+def test_output_whose_image_paths_leave_its_folder_names_the_fix(tmp_path: Path) -> None:
+    folder(tmp_path)
+    (tmp_path / "data").mkdir()
+    result = invoke("data", "convert", "pages", "-o", "data/ocr.json")
+    assert result.exit_code == 0, result.stderr
+    assert ("Warning: image paths leave data (e.g. ../pages/p0.png): `data register` refuses them; write the "
+            "output beside or above the images (e.g. -o ocr.json)") in result.stderr.splitlines()

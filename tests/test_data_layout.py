@@ -128,3 +128,66 @@ def test_bad_category_map_and_unknown_format(tmp_path: Path) -> None:
     Path("other.json").write_text("{}")
     result = invoke("data", "convert", "pages", "--layout", "other.json", "-o", "c.json")
     assert result.exit_code == 1 and "not a COCO file" in result.stderr
+
+
+def test_val_ratio_holds_out_whole_pages(tmp_path: Path) -> None:
+    """A page's regions are all in train or all held out: a crop of a trained page would leak."""
+    data: dict[str, list[dict[str, object]]] = {"images": [], "annotations": [],
+                                                "categories": [{"id": 1, "name": "text"}]}
+    from PIL import Image
+
+    for page in range(6):
+        render_page(Path(f"pages/p{page}.png"))
+        with Image.open(f"pages/p{page}.png") as image:  # pages (and so crops) that differ
+            image.convert("RGB").point(lambda v, page=page: (v + 10 * page) % 256).save(f"pages/p{page}.png")
+        data["images"].append({"id": page, "file_name": f"p{page}.png"})
+        data["annotations"] += [{"image_id": page, "category_id": 1, "bbox": [x, 10, 40, 20], "text": f"{page}-{x}"}
+                                for x in (0, 50, 100)]
+    Path("coco.json").write_text(json.dumps(data))
+    result = invoke("data", "convert", "pages", "--layout", "coco.json", "-o", "crops.json", "--val-ratio", "0.34")
+    assert result.exit_code == 0, result.stderr
+    train, val = json.loads(Path("crops.json").read_text()), json.loads(Path("crops_val.json").read_text())
+    def page_of(sample: dict[str, object]) -> str:
+        return str(sample["messages"][1]["content"]).split("-")[0]  # type: ignore[index]
+
+    assert {page_of(s) for s in train}.isdisjoint({page_of(s) for s in val})
+    assert (len(train), len(val)) == (12, 6)  # 2 of the 6 pages, 3 regions each
+
+
+def test_suspicious_annotations_are_warned_about(tmp_path: Path) -> None:
+    render_page(Path("pages/p1.png"))  # 200x150
+    data = coco()
+    data["images"][0].update(width=400, height=300)  # type: ignore[index]
+    table = data["annotations"][1]  # type: ignore[index]
+    table["text"] = table.pop("html")  # a table region with text but no html
+    Path("coco.json").write_text(json.dumps(data))
+    result = invoke("data", "convert", "pages", "--layout", "coco.json", "-o", "crops.json")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert ("Warning: page 0 (p1.png): the annotations declare 400x300, the image is 200x150: its boxes are read "
+            "in the image's pixels (check that they belong to this image)") in lines
+    assert ("Warning: page 0 (p1.png): region 1 (table): no html; its text is the target of a Table Recognition: "
+            "sample, which GLM-OCR answers in HTML") in lines
+
+
+def test_every_structural_problem_of_the_annotation_file(tmp_path: Path) -> None:
+    render_page(Path("pages/p1.png"))
+    data = coco()
+    data["annotations"] += [{"image_id": 99, "category_id": 42, "bbox": "x"}]  # type: ignore[operator]
+    Path("coco.json").write_text(json.dumps(data))
+    result = invoke("data", "convert", "pages", "--layout", "coco.json", "-o", "crops.json")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: coco.json: 3 problems",
+        "  annotations[4]: image_id: no image with this id",
+        "  annotations[4]: bbox: expected [x, y, width, height]",
+        "  annotations[4]: category_id: 42 is not in categories"]
+    pages = [{"layout_dets": [{"poly": [1, 2]}], "page_info": {}}, {"layout_dets": "none", "page_info": {"image_path": "p1.png"}}]
+    Path("odb.json").write_text(json.dumps(pages))
+    result = invoke("data", "convert", "pages", "--layout", "odb.json", "-o", "crops.json")
+    assert result.stderr.splitlines() == [
+        "Error: odb.json: 4 problems",
+        "  [0].page_info.image_path: missing",
+        "  [0].layout_dets[0].category_type: missing",
+        "  [0].layout_dets[0].poly: expected [x1, y1, ..., x4, y4]",
+        "  [1].layout_dets: expected a list"]

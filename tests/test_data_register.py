@@ -157,8 +157,10 @@ def test_existing_unregistered_files_need_force(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["../x", "src/ds.json"], "Error: '../x': invalid dataset name; use letters, digits, '_', '-' and '.' "
-                                 "(at most 128, starting with a letter or digit)\n"),
+    (["../x", "src/ds.json"], "Error: '../x': invalid dataset name; use ASCII letters, digits, '_', '-' and '.' "
+                              "(at most 128, starting with a letter or digit)\n"),
+    (["ü_data", "src/ds.json"], "Error: 'ü_data': invalid dataset name; use ASCII letters, digits, '_', '-' and "
+                                "'.' (at most 128, starting with a letter or digit)\n"),
     (["ds", "src"], "Error: src: is a directory, expected a dataset file\n"),
     (["ds", "src/ds.json", "--lf-dir", "nope"], "Error: nope: LLaMA-Factory folder does not exist\n"),
     (["ds", "src/ds.json", "--lf-dir", "src"], "Error: src: no data/ folder; is this a LLaMA-Factory checkout?\n"),
@@ -190,6 +192,11 @@ def test_lf_dir_stages_into_its_data_folder(tmp_path: Path) -> None:
 
 
 def test_list_json_and_empty(tmp_path: Path) -> None:
+    result = invoke("data", "list", "--data-dir", "nope")  # a typo is not "nothing registered"
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == ["Error: nope: no such data dir",
+                                          "Hint: pass the --data-dir that holds dataset_info.json (default ./data)"]
+    (tmp_path / "data").mkdir()
     result = invoke("data", "list")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "no datasets registered\n")
     good_dataset(tmp_path / "src")

@@ -307,3 +307,21 @@ def test_data_commands_do_not_import_the_training_stack() -> None:
             "print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "[]\n"
+
+
+def test_a_registered_name_without_a_file_says_so_beside_a_folder_of_that_name(tmp_path: Path) -> None:
+    """`data validate NAME` of a hub entry, with data/NAME/ (its images, say) on disk."""
+    (tmp_path / "data" / "hubds").mkdir(parents=True)
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps({"hubds": {"hf_hub_url": "someone/ocr"}}))
+    os.chdir(tmp_path / "data")
+    result = invoke("data", "validate", "hubds", "--data-dir", ".")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: dataset_info.json: dataset hubds is not a local file (someone/ocr)"
+
+
+def test_hints_quote_their_paths_so_they_paste(tmp_path: Path) -> None:
+    (tmp_path / "my data").mkdir()
+    (tmp_path / "my data" / "dataset_info.json").write_text("{}")
+    result = invoke("data", "validate", "scans", "--data-dir", "my data")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "Hint: register it: glmocr-lf data register scans FILE --data-dir 'my data'"

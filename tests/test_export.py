@@ -58,16 +58,46 @@ def test_export_yaml_has_no_training_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        ([], "Error: give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)"),
-        (["--adapter", "nowhere"], "Error: {tmp}/nowhere: no such directory"),
+        ([], 2, "Error: give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)"),
+        (["--adapter", "a", "--model", "b"], 2,
+         "Error: give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)"),
+        (["--adapter", "nowhere"], 1, "Error: {tmp}/nowhere: no such directory"),
     ],
 )
-def test_export_refusals(tmp_path: Path, args: list[str], message: str) -> None:
+def test_export_refusals(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     result = CliRunner().invoke(cli, ["export", *args])
+    assert result.exit_code == code
+    assert message.format(tmp=tmp_path) in result.stderr.splitlines()
+
+
+def test_lora_run_given_as_model_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "my run").mkdir()
+    (tmp_path / "my run" / "adapter_config.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["export", "--model", "my run"])
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == message.format(tmp=tmp_path)
+    assert result.stderr.splitlines()[-1] == f"Hint: this is a LoRA adapter: glmocr-lf export --adapter '{tmp_path}/my run'"
+
+
+@pytest.mark.parametrize("status", ["interrupted", "failed"])
+def test_a_run_that_stopped_is_not_exported_as_its_result(tmp_path: Path, status: str) -> None:
+    """`train --fresh` then Ctrl-C: the adapter in output_dir (if any) is not this run's."""
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoint-2" / "adapter_config.json").write_text("{}")
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "zai-org/GLM-OCR"}))
+    (run / "glmocr_lf_run.json").write_text(json.dumps({"status": status, "model_name_or_path": "zai-org/GLM-OCR"}))
+    result = CliRunner().invoke(cli, ["export", "--adapter", str(run), "--dry-run"])
+    assert result.exit_code == 1
+    said = "was interrupted" if status == "interrupted" else "failed"
+    assert result.stderr.splitlines() == [
+        f"Error: {run}: the training run recorded there {said} (glmocr_lf_run.json: status {status}); its "
+        "weights may be an earlier run's",
+        f"Hint: export a checkpoint explicitly: glmocr-lf export --adapter {run / 'checkpoint-2'}, or finish it "
+        "with glmocr-lf train CONFIG --resume"]
+    checkpoint = CliRunner().invoke(cli, ["export", "--adapter", str(run / "checkpoint-2"), "--dry-run"])
+    assert checkpoint.exit_code == 0, checkpoint.stderr
 
 
 def test_full_run_given_as_adapter_gets_a_hint(tmp_path: Path) -> None:

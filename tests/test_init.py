@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import SAMPLE_JSON
+from helpers import SAMPLE_JSON, Invoke
 
 from glmocr_lf.cli import cli
 from glmocr_lf.config import load_config, preset, render_config
@@ -109,8 +109,11 @@ def test_init_example_golden_tree_and_makefile(tmp_path: Path) -> None:
     check_golden("Makefile", (project / "Makefile").read_text())
     assert lines[:6] == ["project", "├── configs", "│   ├── full.yaml", "│   └── lora.yaml", "├── data",
                          "│   ├── cosyn_chemical"]
-    assert lines[-3:] == ["Registered the example dataset cosyn_chemical (8 samples) and its held-out split "
+    assert lines[-4:] == ["Registered the example dataset cosyn_chemical (8 samples) and its held-out split "
                           "cosyn_chemical_val (2 samples).",
+                          "The example is the GLM-OCR fine-tuning guide's own sample: chemical structure images to "
+                          "RDKit SMILES under the custom prompt 'Code Generation:' (so `data validate` warns that it "
+                          "is not one of the OCR prompts); your OCR data uses Text/Table/Formula Recognition:.",
                           "Wrote 18 files to project", "Next: cd project && make help"]
 
 
@@ -349,3 +352,17 @@ def test_force_never_overwrites_an_edited_file(tmp_path: Path) -> None:
            "project/configs/lora.yaml.new" in lines
     assert "kept project/data/cosyn_chemical.json (already there)" in lines
     assert staged.read_text().endswith("]\n\n")
+
+
+def test_init_force_in_the_current_folder_says_the_next_step_without_cd(invoke: Invoke) -> None:
+    result = invoke("init", "--force", ".")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "Next: make help"
+
+
+def test_smoke_model_prints_only_its_own_line(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    proc = subprocess.run([sys.executable, "-m", "glmocr_lf", "smoke-model", "tiny"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == "Tiny GLM-OCR written to tiny\n"  # no HF progress bars

@@ -11,16 +11,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import Invoke, fake_host, put_in_hf_cache
+from helpers import SAMPLE_JSON, Invoke, fake_host, put_in_hf_cache
 
 from glmocr_lf.cli import cli
 from glmocr_lf.runtime import launch
-from glmocr_lf.runtime.errors import ConfigError, GlmocrLfError, LaunchError
+from glmocr_lf.runtime.errors import ConfigError, GlmocrLfError, LaunchError, NothingToDo
 from glmocr_lf.runtime.host import executable
 from glmocr_lf.runtime.launch import Topology
 from glmocr_lf.runtime.machine import Gpu
 from glmocr_lf.runtime.versions import Stack
 from glmocr_lf.train.plan import LaunchPlan, LaunchRequest, prepare
+from glmocr_lf.train.run import TrainerLog, summarise
 
 H100 = tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 81559, (9, 0)) for i in range(4))
 T4 = (Gpu(0, "Tesla T4", 15360, (7, 5)),)
@@ -309,3 +310,148 @@ def test_default_plan_sets_no_sampling_strategy(project: Path, budget: float | N
     kept = plan_for(project, topology=Topology(gpus=(0,)), memory_budget_gib=budget,
                     overrides={"train_sampling_strategy": "group_by_length"})
     assert "train_sampling_strategy: group_by_length" in kept.yaml_text
+
+
+# -- output_dir: which node checks, cleans and writes it; --fresh, --resume of a finished run,
+# --resume-if-any; the worker split per node; the summary after a resume (issue 24 §1-3, §5, §6, §12)
+# What a finished LoRA run leaves in output_dir (besides the checkpoints).
+RUN_FILES = ("adapter_model.safetensors", "adapter_config.json", "all_results.json", "train_results.json",
+             "trainer_state.json", "trainer_log.jsonl", "training_loss.png", "train.log", "glmocr_lf_run.json",
+             "glmocr_lf_train.yaml", "README.md")
+
+
+def node(rank: int, **kwargs: Any) -> Topology:
+    return Topology(nnodes=2, node_rank=rank, master_addr="10.0.0.1", **kwargs)
+
+
+def finished_run(out: Path, *, step: int = 4, max_steps: int = 4) -> None:
+    """The files of a LoRA run that ended at `step` of `max_steps`, with a checkpoint there."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        (out / name).write_text('{"status": "finished"}' if name == "glmocr_lf_run.json" else "old")
+    (out / "runs").mkdir()
+    checkpoint = out / f"checkpoint-{step}"
+    checkpoint.mkdir()
+    state = {"global_step": step, "max_steps": max_steps, "num_train_epochs": 3}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+
+
+def test_only_node_0_refuses_an_output_dir_that_holds_a_run(project: Path) -> None:
+    finished_run(project / "out")
+    assert only_problem(plan_for(project, topology=node(0))).message == (
+        f"{project / 'out'} already holds a run (checkpoint checkpoint-4)")
+    plan = plan_for(project, topology=node(1))  # node 1 leaves the decision to node 0
+    assert plan.problems == [] and plan.removals == [] and plan.resume_from is None
+    assert plan.yaml_path == project / "out" / "glmocr_lf_train.node1.yaml"
+    assert plan.log_path == project / "out" / "train.node1.log"
+    assert plan_for(project, topology=node(0), resume="fresh").log_path == project / "out" / "train.log"
+
+
+def test_node_0_does_not_count_the_files_of_a_node_that_started_first(project: Path) -> None:
+    out = project / "out"
+    out.mkdir()
+    (out / "train.node1.log").write_text("$ node 1\n")
+    (out / "glmocr_lf_train.node1.yaml").write_text("stage: sft\n")
+    plan = plan_for(project, topology=node(0))
+    assert plan.problems == [] and plan.removals == [] and plan.yaml_path == out / "glmocr_lf_train.yaml"
+
+
+def test_fresh_on_node_0_removes_every_file_of_the_earlier_run_but_other_nodes_own(project: Path) -> None:
+    out = project / "out"
+    finished_run(out)
+    (out / "train.node1.log").write_text("$ node 1, already running\n")
+    plan = plan_for(project, topology=node(0), resume="fresh")
+    assert sorted(p.name for p in plan.removals) == sorted([*RUN_FILES, "runs", "checkpoint-4"])
+    assert (f"--fresh: removing {len(RUN_FILES) + 2} entries of the earlier run in {out} "
+            "(README.md, adapter_config.json, adapter_model.safetensors, all_results.json, ...)") in plan.notes
+    assert plan_for(project, topology=node(1), resume="fresh").removals == []
+    assert plan_for(project, resume="fresh").removals == plan.removals  # one node: the same
+
+
+def test_fresh_refuses_to_empty_a_folder_no_run_wrote(project: Path) -> None:
+    (project / "out").mkdir()
+    for name in ("notes.txt", "scans", "configs"):
+        (project / "out" / name).write_text("mine")
+    err = only_problem(plan_for(project, resume="fresh"))
+    assert err.message == (f"{project / 'out'}: holds files no training run wrote (configs, notes.txt, "
+                                 "scans); --fresh removes everything in output_dir")
+    assert err.hint == "set output_dir to a folder of its own"
+
+
+def test_resume_of_a_finished_run_has_nothing_to_do(project: Path) -> None:
+    finished_run(project / "out", step=4, max_steps=4)
+    with pytest.raises(NothingToDo) as done:
+        plan_for(project, resume="resume")
+    assert done.value.message == f"{project / 'out' / 'checkpoint-4'} is step 4 of 4: the run finished; nothing to resume"
+    assert done.value.hint == "pass max_steps=N beyond it to train further, or --fresh to start over"
+    longer = plan_for(project, resume="resume", overrides={"max_steps": 8})
+    assert longer.resume_from == project / "out" / "checkpoint-4"
+    more_epochs = plan_for(project, resume="resume", overrides={"num_train_epochs": 6.0})
+    assert more_epochs.resume_from == project / "out" / "checkpoint-4"
+
+
+def test_train_resume_of_a_finished_run_changes_nothing(project: Path, invoke: Invoke) -> None:
+    assert invoke("data", "register", "x", SAMPLE_JSON, "--data-dir", project / "data", "--force").exit_code == 0
+    out = project / "out"
+    finished_run(out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = invoke("train", project / "c.yaml", "--resume", "bf16=false")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        f"Nothing to do: {out / 'checkpoint-4'} is step 4 of 4: the run finished; nothing to resume",
+        "Hint: pass max_steps=N beyond it to train further, or --fresh to start over"]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_resume_if_any_resumes_a_checkpoint_else_starts_fresh(project: Path) -> None:
+    out = project / "out"
+    finished_run(out, step=2, max_steps=4)
+    resumed = plan_for(project, resume="auto")
+    assert resumed.resume_from == out / "checkpoint-2" and resumed.removals == []
+    assert f"--resume-if-any: a complete checkpoint in {out}" in resumed.notes
+    (out / "checkpoint-2" / "trainer_state.json").unlink()  # cut short: no complete checkpoint
+    fresh = plan_for(project, resume="auto")
+    assert fresh.resume_from is None and out / "checkpoint-2" in fresh.removals
+    assert f"--resume-if-any: no complete checkpoint in {out}" in fresh.notes
+
+
+def test_the_three_resume_options_exclude_each_other(project: Path, invoke: Invoke) -> None:
+    result = invoke("train", project / "c.yaml", "--fresh", "--resume-if-any", "--dry-run")
+    assert result.exit_code == 2
+    assert "Error: --fresh and --resume-if-any exclude each other" in result.stderr
+
+
+def test_workers_are_divided_by_this_nodes_processes(project: Path) -> None:
+    request = LaunchRequest(config=project / "c.yaml", check_data=False,
+                            overrides={"bf16": False, "preprocessing_num_workers": 16}, topology=node(1, nproc=1))
+    plan = prepare(request, host=fake_host((), stack=PINNED, cpus=2))
+    assert "preprocessing_num_workers: 16 -> 2 (2 CPUs for 1 process(es) on this node)" in plan.notes
+    assert "preprocessing_num_workers: 2" in plan.yaml_text
+
+
+def trainer_log(out: Path, entries: list[dict[str, Any]]) -> TrainerLog:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trainer_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    log = TrainerLog(out / "trainer_log.jsonl")
+    log.poll()
+    return log
+
+
+def test_after_a_resume_the_mean_loss_is_the_logged_steps_after_it(tmp_path: Path) -> None:
+    # transformers' train_loss after a resume: its loss sum over every step / the total (the steps
+    # before the resume count as 0), and samples/s: the whole run's samples over the resumed time
+    (tmp_path / "all_results.json").write_text(json.dumps(
+        {"train_loss": 2.0, "train_samples_per_second": 100.0, "train_runtime": 5.0}))
+    log = trainer_log(tmp_path, [{"current_steps": s, "total_steps": 10, "loss": float(s)} for s in range(7, 11)])
+    summary = summarise(tmp_path, log, 0, resumed_at=6)
+    assert summary.train_loss == pytest.approx((7 + 8 + 9 + 10) / 4)
+    assert summary.samples_per_second == pytest.approx(100.0 * 4 / 10)
+    assert summary.final_loss == 10.0
+
+
+def test_the_summary_says_why_a_figure_is_missing(tmp_path: Path, invoke: Invoke) -> None:
+    log = trainer_log(tmp_path, [{"current_steps": 3, "total_steps": 3}])  # the closing entry: no loss
+    summary = summarise(tmp_path, log, 0, values={"logging_steps": 10, "plot_loss": True})
+    assert summary.no_loss_reason == "no step was logged: logging_steps 10 > the run's 3 steps"
+    assert summary.no_plot_reason == summary.no_loss_reason
+    assert summarise(tmp_path, log, 0, values={"plot_loss": False}).no_plot_reason == "plot_loss is off"

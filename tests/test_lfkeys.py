@@ -157,6 +157,31 @@ def test_validate_accepts_llamafactory_keys(runner: CliRunner) -> None:
 
 
 @needs_stack
+def test_mapping_keys_take_a_mapping_or_a_json_object(runner: CliRunner) -> None:
+    for text in ("lr_scheduler_kwargs:\n  min_lr: 1.0e-6\n", 'lr_scheduler_kwargs: \'{"min_lr": 1e-6}\'\n',
+                 "deepspeed: ds_z2.json\n"):  # deepspeed's string is a path
+        assert validate(runner, text) == (0, ["OK: c.yaml"]), text
+
+
+def test_building_the_table_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first config check of a version pair pauses for seconds: it is said on stderr, once."""
+    monkeypatch.setenv("GLMOCR_LF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(lfkeys, "stack_versions", lambda: dict(FAKE))
+    monkeypatch.setattr(lfkeys, "build_in_child", fake_table)
+    monkeypatch.setattr(lfkeys, "notify", lfkeys.quiet)  # as outside the tests: the CLI says it
+    monkeypatch.setattr(lfkeys, "_loaded", {})
+    Path("c.yaml").write_text(MINIMAL + "optim: sgd\n")
+    first = CliRunner().invoke(cli, ["config", "validate", "c.yaml"], catch_exceptions=False)
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.splitlines() == [
+        f"reading LLaMA-Factory 9.9.9's argument table (once per installed version, about 10 s; cached in {tmp_path})",
+        "OK: c.yaml"]
+    lfkeys._loaded.clear()  # a new process: the table is read from the cache, nothing to say
+    again = CliRunner().invoke(cli, ["config", "validate", "c.yaml"], catch_exceptions=False)
+    assert again.stderr.splitlines() == ["OK: c.yaml"]
+
+
+@needs_stack
 @pytest.mark.parametrize(("text", "expected"), [
     ("optm: adamw_torch\n", "  optm: unknown key; did you mean 'optim' (train section)?"),
     ("neftune_alpha: 5\n", "  neftune_alpha: unknown key; did you mean 'neftune_noise_alpha' (train section)?"),
@@ -164,6 +189,9 @@ def test_validate_accepts_llamafactory_keys(runner: CliRunner) -> None:
     ("save_strategy: step\n", "  output.save_strategy: must be one of no, steps, epoch, best; got 'step'"),
     ("packing: yes please\n", "  dataset.packing: must be true or false, got 'yes please'"),
     ("lr_scheduler_kwargs: [1, 2]\n", "  train.lr_scheduler_kwargs: must be a mapping or a string, got [1, 2]"),
+    # LLaMA-Factory would fail after the model load: `argument after ** must be a mapping, not str`
+    ('lr_scheduler_kwargs: "min_lr=1e-6"\n', '  train.lr_scheduler_kwargs: must be a mapping or a JSON object '
+                                             'string (e.g. {"min_lr": 1e-6}), got \'min_lr=1e-6\''),
 ])
 def test_validate_refuses_with_the_fix(runner: CliRunner, text: str, expected: str) -> None:
     assert validate(runner, text) == (1, ["Error: c.yaml", expected])

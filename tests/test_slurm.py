@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 # Each fake appends one JSON line {"argv": [...], "env": {...}} to $RECORD, then acts its part:
 # srun runs its command once per node of the allocation, as SLURM would on each node.
 RECORD = '''import json, os, sys
-KEYS = ("SLURM_NODEID", "SLURM_NNODES", "SLURMD_NODENAME", "MASTER_ADDR", "MASTER_PORT")
+KEYS = ("SLURM_NODEID", "SLURM_NNODES", "SLURMD_NODENAME", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
 with open(os.environ["RECORD"], "a") as f:
     f.write(json.dumps({"prog": os.path.basename(sys.argv[0]), "argv": sys.argv[1:],
                         "env": {k: os.environ[k] for k in KEYS if k in os.environ}}) + "\\n")
@@ -87,7 +87,7 @@ def test_two_nodes_of_four_gpus_get_one_train_each(project: Path, fakes: tuple[d
     proc = subprocess.run([BASH, "slurm/train.sbatch", "configs/full.yaml", "--deepspeed", "z3", "--fresh"],  # type: ignore[list-item]
                           cwd=project, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "glmocr-lf: 2 nodes x 4 GPUs, rendezvous at gpu-a01:29500\n"
+    assert proc.stderr == "glmocr-lf: 2 nodes x 4 GPUs, rendezvous at gpu-a01:15077\n"  # a port per job
     scontrol, srun, *trains = records(record)
     assert (scontrol["prog"], scontrol["argv"]) == ("scontrol", ["show", "hostnames", "gpu-a[01-02]"])
     assert srun["prog"] == "srun"
@@ -95,7 +95,7 @@ def test_two_nodes_of_four_gpus_get_one_train_each(project: Path, fakes: tuple[d
     assert [t["prog"] for t in trains] == ["glmocr-lf", "glmocr-lf"]
     for rank, train in enumerate(trains):
         assert train["argv"] == ["train", "configs/full.yaml", "--nnodes", "2", "--node-rank", str(rank),
-                                 "--nproc", "4", "--master-addr", "gpu-a01", "--master-port", "29500",
+                                 "--nproc", "4", "--master-addr", "gpu-a01", "--master-port", "15077",
                                  "--deepspeed", "z3", "--fresh"]
         assert train["env"]["SLURMD_NODENAME"] == f"gpu-a0{rank + 1}"  # type: ignore[index]
 
@@ -134,3 +134,27 @@ def test_make_train_slurm_submits_the_script(project: Path, fakes: tuple[dict[st
     assert sbatch["argv"] == ["--nodes=2", "slurm/train.sbatch", "configs/full.yaml", "--deepspeed", "z3",
                               "--fresh", "num_train_epochs=1"]
     assert sbatch["env"] == {"MASTER_PORT": "29600"}
+
+
+def test_srun_gets_the_cpus_per_task_of_the_job(project: Path, fakes: tuple[dict[str, str], Path]) -> None:
+    """Since Slurm 22.05 srun does not inherit sbatch's --cpus-per-task: SRUN_CPUS_PER_TASK carries it."""
+    env, record = fakes
+    env.update(SLURM_NNODES="2", SLURM_JOB_NODELIST="gpu-a[01-02]", SLURM_CPUS_PER_TASK="16")
+    proc = subprocess.run([BASH, "slurm/train.sbatch"], cwd=project, env=env,  # type: ignore[list-item]
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    srun = next(r for r in records(record) if r["prog"] == "srun")
+    assert srun["env"]["SRUN_CPUS_PER_TASK"] == "16"  # type: ignore[index]
+
+
+def test_a_requeued_job_resumes_instead_of_starting_over(project: Path, fakes: tuple[dict[str, str], Path]) -> None:
+    env, record = fakes
+    env.update(SLURM_NNODES="2", SLURM_JOB_NODELIST="gpu-a[01-02]", SLURM_RESTART_COUNT="1", MASTER_PORT="29500")
+    proc = subprocess.run([BASH, "slurm/train.sbatch", "configs/lora.yaml", "--fresh", "num_train_epochs=1"],  # type: ignore[list-item]
+                          cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0] == "glmocr-lf: requeued (restart 1): continuing from the last checkpoint"
+    trains = [r for r in records(record) if r["prog"] == "glmocr-lf"]
+    assert [t["argv"][-2:] for t in trains] == [["num_train_epochs=1", "--resume-if-any"]] * 2
+    assert all("--fresh" not in t["argv"] for t in trains)  # type: ignore[operator]
+

@@ -84,6 +84,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
     export and OCR evaluation."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    # light: the table itself is read only when a command needs it
+    from glmocr_lf.config import lfkeys
+
+    if lfkeys.notify is lfkeys.quiet:  # not taken over (the tests collect it)
+        lfkeys.notify = terminal.note
 
 
 def _register() -> None:

@@ -18,8 +18,8 @@ def config_group() -> None:
 
 @config_group.command("new")
 @click.option("--method", type=click.Choice(METHODS), required=True, help="Preset to start from.")
-@click.option("--model", help="HF id, ModelScope id or local directory (default zai-org/GLM-OCR).")
-@click.option("--dataset", help="Registered dataset name (default cosyn_chemical).")
+@click.option("--model", help="HF id, ModelScope id or local directory [default: zai-org/GLM-OCR].")
+@click.option("--dataset", metavar="NAME", help="Registered dataset name(s), comma-separated [default: cosyn_chemical].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of stdout.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a key (repeatable).")
@@ -43,11 +43,17 @@ def config_new(method: Method, model: str | None, dataset: str | None, output: P
 
 @config_group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def config_validate(files: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
+def config_validate(files: tuple[Path, ...], as_json: bool) -> None:
     """Check configs; exit 0 when every file is valid, 1 otherwise."""
     from glmocr_lf.config.check import validate_files
 
     report = validate_files(files)
+    if as_json:
+        terminal.out(json.dumps([item.to_dict() for item in report], indent=2, ensure_ascii=False) + "\n")
+        if any(item.error is not None for item in report):
+            raise click.exceptions.Exit(1)
+        return
     for item in report:
         if item.error is not None:
             terminal.error(item.error.message)
@@ -59,17 +65,18 @@ def config_validate(files: tuple[Path, ...]) -> None:
         raise click.exceptions.Exit(1)
 
 
-@config_group.command("get")
+@config_group.command("get", short_help="Print one key's value as FILE sets it.")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.argument("key")
 def config_get(file: Path, key: str) -> None:
-    """Print KEY's value as FILE sets it (nothing when unset), e.g. for a Makefile:
-    `glmocr-lf config get configs/lora.yaml model_name_or_path`."""
+    """Print KEY's value as FILE sets it, e.g. for a Makefile: `glmocr-lf config get
+    configs/lora.yaml model_name_or_path`. Strings print as written, other values as JSON; an
+    unset key prints nothing; a key neither glmocr-lf nor LLaMA-Factory knows is an error."""
     from glmocr_lf.config.load import config_value
 
     value = config_value(file, key)
     if value is not None:
-        terminal.out(str(value) + "\n")
+        terminal.out(value + "\n")
 
 
 @config_group.command("schema")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import DATA_DIR, LINK_MODES, TASKS, LinkMode
+from glmocr_lf.runtime.constants import LINK_MODES, TASKS, LinkMode
 
 if TYPE_CHECKING:
     from glmocr_lf.data.report import CheckOptions, ValidationReport
@@ -32,13 +32,13 @@ def _budget_options(func: F) -> F:
     """The options that shape a CheckOptions, handed to the command as one `options` argument."""
     options = [
         click.option("--media-dir", type=click.Path(path_type=Path), metavar="DIR",
-                     help="Base of relative image paths (default: the dataset file's folder)."),
+                     help="Base of relative image paths [default: the dataset file's folder]."),
         click.option("--cutoff-len", type=click.IntRange(min=1),
                      help="Check the token budget against this cutoff_len."),
         click.option("--image-max-pixels", type=click.IntRange(min=1),
-                     help="LLaMA-Factory's image_max_pixels (default 589824 = 768x768)."),
+                     help="LLaMA-Factory's image_max_pixels [default: 589824 = 768x768]."),
         click.option("--image-min-pixels", type=click.IntRange(min=1),
-                     help="LLaMA-Factory's image_min_pixels (default 1024 = 32x32)."),
+                     help="LLaMA-Factory's image_min_pixels [default: 1024 = 32x32]."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="Read cutoff_len and image_max/min_pixels from a training config."),
         click.option("--model", type=click.Path(file_okay=False, path_type=Path),
@@ -99,21 +99,31 @@ def _summary(report: ValidationReport) -> str:
 
 @click.group("data", short_help="Validate, register, inspect and convert datasets.")
 def data_group() -> None:
-    """Validate, register and inspect GLM-OCR datasets (ShareGPT JSON or JSONL)."""
+    """Validate, register and inspect GLM-OCR datasets (ShareGPT JSON or JSONL), and convert to
+    them: a folder of images with same-stem .txt/.md/.html/.tex targets, JSONL/CSV, Parquet, Arrow,
+    save_to_disk folders, hub datasets, and page layouts (COCO, OmniDocBench)."""
 
 
-@data_group.command("validate", epilog=PROBLEM_FORMAT)
+def _data_dir_options(func: F) -> F:
+    func = click.option("--lf-dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="An existing LLaMA-Factory checkout: use its data/ (the vendor guide's layout).")(func)
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="Folder holding dataset_info.json [default: ./data].")(func)
+
+
+@data_group.command("validate", epilog=PROBLEM_FORMAT, short_help="Check every sample of a file or dataset.")
 @click.argument("source", metavar="FILE|NAME")
 @_budget_options
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
-              show_default=True, help="Folder holding dataset_info.json, for a registered NAME.")
+@_data_dir_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
-def data_validate(source: str, options: CheckOptions, data_dir: Path, as_json: bool) -> None:
+def data_validate(source: str, options: CheckOptions, data_dir: Path | None, lf_dir: Path | None,
+                  as_json: bool) -> None:
     """Check every sample of FILE (or of the dataset registered as NAME, read the way training reads
     it); exit 0 when there are no errors, 1 otherwise."""
+    from glmocr_lf.data.registry import resolve_data_dir
     from glmocr_lf.data.validate import resolve_source, validate_file
 
-    file, options = resolve_source(source, data_dir, options)
+    file, options = resolve_source(source, resolve_data_dir(data_dir, lf_dir), options)
     with _progress("checking images") as progress:
         report = validate_file(file, options, progress=progress)
     if as_json:
@@ -126,14 +136,7 @@ def data_validate(source: str, options: CheckOptions, data_dir: Path, as_json: b
     terminal.success(_summary(report))
 
 
-def _data_dir_options(func: F) -> F:
-    func = click.option("--lf-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="An existing LLaMA-Factory checkout: use its data/ (the vendor guide's layout).")(func)
-    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="Folder holding dataset_info.json (default ./data).")(func)
-
-
-@data_group.command("register", epilog=PROBLEM_FORMAT)
+@data_group.command("register", epilog=PROBLEM_FORMAT, short_help="Validate, stage and register a dataset.")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path))
 @_data_dir_options
@@ -178,7 +181,7 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
     terminal.note(f"train with: dataset: {name}, dataset_dir: {result.data_dir.resolve()}")
 
 
-@data_group.command("list")
+@data_group.command("list", short_help="List the registered datasets.")
 @_data_dir_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None:
@@ -203,7 +206,7 @@ def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None
         terminal.out("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3] + "\n")
 
 
-@data_group.command("remove")
+@data_group.command("remove", short_help="Unregister a dataset.")
 @click.argument("name")
 @_data_dir_options
 @click.option("--purge", is_flag=True, help="Also delete the staged NAME.json and NAME/ image links.")
@@ -219,7 +222,7 @@ def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bo
     terminal.success(f"Removed {name}")
 
 
-@data_group.command("stats")
+@data_group.command("stats", short_help="Tasks, image sizes and token counts.")
 @click.argument("source", metavar="NAME|FILE")
 @_data_dir_options
 @_budget_options
@@ -262,7 +265,7 @@ def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options:
               help="ShareGPT JSON to write (with --val-ratio also OUTPUT_val.json); extracted images go "
                    "to OUTPUT_images/.")
 @click.option("--task", type=click.Choice(TASKS),
-              help="Task prompt for rows without one (default: from the target's extension, else text).")
+              help="Task prompt for rows without one [default: from the target's extension, else text].")
 @click.option("--prompt", help="A custom prompt instead of the task prompts.")
 @click.option("--val-ratio", type=float, default=0.0, show_default=True,
               help="Hold out this fraction of images in a validation file.")

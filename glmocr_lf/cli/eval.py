@@ -46,7 +46,7 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
     return dispatch
 
 
-@eval_group.command("run")
+@eval_group.command("run", short_help="Generate answers and score them.")
 @click.option("--model", required=True, help="Model directory or HF id (a base or an exported model).")
 @click.option("--adapter", type=click.Path(file_okay=False, path_type=Path),
               help="LoRA adapter directory (a training output) applied on top of --model.")
@@ -150,7 +150,7 @@ def _run_pages(values: dict[str, Any]) -> None:
     terminal.success(f"Wrote {folder} and {options.out_dir / 'page_scores.json'}")
 
 
-@eval_group.command("score")
+@eval_group.command("score", short_help="Score a predictions file.")
 @click.argument("predictions", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="ours", show_default=True,
@@ -216,7 +216,7 @@ def _compare_pages(baseline: Path, candidate: Path, out_file: Path | None, as_js
     return True
 
 
-@eval_group.command("compare")
+@eval_group.command("compare", short_help="Compare two scored runs per task.")
 @click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),

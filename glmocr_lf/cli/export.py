@@ -13,8 +13,8 @@ from glmocr_lf.runtime.constants import HUBS, Hub
 @click.command("export", short_help="Merge and check a trained model for serving.")
 @click.option("--adapter", type=click.Path(file_okay=False, path_type=Path), help="LoRA run dir (output_dir or a checkpoint-N).")
 @click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Full fine-tune output dir (no adapter).")
-@click.option("--base", help="Base model (default: the one the run trained from).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the merged model goes (default RUN/merged).")
+@click.option("--base", help="Base model [default: the one the run trained from].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the merged model goes [default: RUN/merged].")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
 @click.option("--hub", type=click.Choice(HUBS), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
@@ -29,6 +29,8 @@ def export(adapter: Path | None, model: Path | None, base: str | None, out: Path
     from glmocr_lf.export.merge import ExportRequest, execute_export, plan_export
     from glmocr_lf.runtime.constants import EXPORT_LOG
 
+    if (adapter is None) == (model is None):
+        raise click.UsageError("give exactly one of --adapter (a LoRA run) or --model (a full fine-tune)")
     plan = plan_export(ExportRequest(adapter=adapter, model=model, base=base, out=out, force=force, hub=hub,
                                       dry_run=dry_run))
     for note in plan.notes:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
 from glmocr_lf.cli import terminal
+
+# Why the example's prompt is not an OCR one: it is the vendor's own fine-tuning sample.
+EXAMPLE_TASK = ("The example is the GLM-OCR fine-tuning guide's own sample: chemical structure images to RDKit "
+                "SMILES under the custom prompt 'Code Generation:' (so `data validate` warns that it is not one of "
+                "the OCR prompts); your OCR data uses Text/Table/Formula Recognition:.")
 
 
 @click.command("init", short_help="Scaffold a fine-tuning project.")
@@ -35,11 +41,13 @@ def init(directory: Path, example: bool, force: bool) -> None:
         (train, train_samples), (val, val_samples) = result.example.items()
         terminal.info(f"Registered the example dataset {train} ({train_samples} samples) and its "
                       f"held-out split {val} ({val_samples} samples).")
+        terminal.note(EXAMPLE_TASK)
     else:
         for name, samples in result.example.items():
             terminal.info(f"Registered the example dataset {name} ({samples} samples).")
     terminal.success(f"Wrote {len(result.written)} files to {directory}")
-    terminal.info(f"Next: cd {directory} && make help")
+    here = Path(directory).resolve() == Path.cwd().resolve()
+    terminal.info("Next: make help" if here else f"Next: cd {shlex.quote(str(directory))} && make help")
 
 
 def file_tree(root: Path, paths: list[str]) -> Any:

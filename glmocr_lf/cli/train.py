@@ -15,6 +15,8 @@ from glmocr_lf.runtime.constants import HUBS, Hub
 
 if TYPE_CHECKING:
     from glmocr_lf.runtime.launch import Topology
+    from glmocr_lf.train.context import ResumeMode
+    from glmocr_lf.train.plan import LaunchPlan
     from glmocr_lf.train.run import TrainSummary
 
 
@@ -34,11 +36,11 @@ def topology_options(func: Any) -> Any:
     """The launch-shape options, handed to the command as one `topology` argument."""
     options = [
         click.option("--gpus", callback=_gpu_list, metavar="0,1", help="GPUs to use (sets CUDA_VISIBLE_DEVICES)."),
-        click.option("--nproc", type=int, help="Processes per node (default: one per GPU)."),
+        click.option("--nproc", type=int, help="Processes per node [default: one per GPU]."),
         click.option("--nnodes", type=int, default=1, show_default=True, help="Number of nodes."),
         click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank."),
         click.option("--master-addr", help="Address of node 0 (multi-node)."),
-        click.option("--master-port", type=int, help="Rendezvous port (multi-node default 29500)."),
+        click.option("--master-port", type=int, help="Rendezvous port [default: 29500 with several nodes]."),
         click.option("--deepspeed", metavar="z2|z3|z3-offload|PATH", help="DeepSpeed ZeRO config."),
     ]
     names = ("gpus", "nproc", "nnodes", "node_rank", "master_addr", "master_port", "deepspeed")
@@ -83,7 +85,10 @@ class _TrainCommand(click.Command):
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @topology_options
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
-@click.option("--fresh", is_flag=True, help="Start over in a non-empty output_dir (removes its checkpoints).")
+@click.option("--fresh", is_flag=True,
+              help="Start over in a non-empty output_dir (removes everything the earlier run left there).")
+@click.option("--resume-if-any", is_flag=True,
+              help="--resume when output_dir has a complete checkpoint, else --fresh (a requeued job).")
 @click.option("--memory-budget", type=float, metavar="GiB", help="Fit the run into this much GPU memory.")
 @click.option("--hub", type=click.Choice(HUBS), default="hf", show_default=True,
               help="Where model ids resolve (modelscope: ZhipuAI/GLM-OCR).")
@@ -94,9 +99,9 @@ class _TrainCommand(click.Command):
                    "is long enough to pay back the compilation).")
 @click.option("--dry-run", is_flag=True, help="Print the launch command and the YAML, and every problem; run nothing.")
 @click.option("-v", "--verbose", is_flag=True,
-              help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log).")
+              help="Stream llamafactory-cli's own output (it always goes to OUTPUT_DIR/train.log; node N: train.nodeN.log).")
 def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: bool, fresh: bool,
-          memory_budget: float | None, hub: Hub, kernels: KernelsMode, compile_: CompileMode, dry_run: bool,
+          resume_if_any: bool, memory_budget: float | None, hub: Hub, kernels: KernelsMode, compile_: CompileMode, dry_run: bool,
           verbose: bool) -> None:
     """Train GLM-OCR with CONFIG (a YAML from `glmocr-lf config new`), after checking the config,
     the machine and every sample of its datasets. KEY=VALUE pairs override config keys.
@@ -105,18 +110,22 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
     Exit code: 0 on success, 1 for a problem found before launch, otherwise llamafactory-cli's.
     """
     from glmocr_lf.config.load import parse_overrides
+    from glmocr_lf.runtime.errors import NothingToDo
     from glmocr_lf.train.plan import LaunchRequest, prepare
 
-    if resume and fresh:
-        raise click.UsageError("--resume and --fresh exclude each other")
     request = LaunchRequest(
         config=config, overrides=parse_overrides(overrides),
-        topology=topology,
-        resume="resume" if resume else ("fresh" if fresh else None),
+        topology=topology, resume=_resume_mode(resume, fresh, resume_if_any),
         memory_budget_gib=memory_budget, hub=hub,
         kernels=kernels, compile=compile_,
     )
-    plan = prepare(request)
+    try:
+        plan = prepare(request)
+    except NothingToDo as done:
+        terminal.success(f"Nothing to do: {done.message}")
+        if done.hint:
+            terminal.info(f"Hint: {done.hint}")
+        return
     refusal = plan.refusal()
     if dry_run or refusal is None:
         for note in plan.notes:
@@ -131,10 +140,19 @@ def train(config: Path, overrides: tuple[str, ...], topology: Topology, resume: 
     if dry_run:
         return
     terminal.info(f"$ {plan.shell_line()}")
+    if plan.node_rank:
+        terminal.info(f"node {plan.node_rank} of {plan.nnodes}: progress, the summary and the run's files "
+                      f"are node 0's; this node's output goes to {plan.log_path}")
     summary = _run_with_progress(plan, verbose)
-    from glmocr_lf.train.tracking import summary_rows
+    _render_summary(summary, plan)
 
-    _render_summary(summary, summary_rows(plan.env, os.environ))
+
+def _resume_mode(resume: bool, fresh: bool, resume_if_any: bool) -> ResumeMode | None:
+    given = [name for name, on in (("--resume", resume), ("--fresh", fresh), ("--resume-if-any", resume_if_any))
+             if on]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} exclude each other")
+    return "resume" if resume else ("fresh" if fresh else ("auto" if resume_if_any else None))
 
 
 def _run_with_progress(plan: Any, verbose: bool) -> TrainSummary:
@@ -142,7 +160,7 @@ def _run_with_progress(plan: Any, verbose: bool) -> TrainSummary:
 
     from glmocr_lf.train.run import Hooks, execute, log_line, log_stats
 
-    if not terminal.is_interactive():
+    if not terminal.is_interactive() or plan.node_rank:
         def on_log(entry: dict[str, Any]) -> None:
             line = log_line(entry)
             if line:
@@ -172,21 +190,29 @@ def _quiet(_line: str) -> None:
     """llamafactory-cli's lines go to train.log only."""
 
 
-def _render_summary(summary: TrainSummary, extra: list[tuple[str, str]] | None = None) -> None:
+def _render_summary(summary: TrainSummary, plan: LaunchPlan) -> None:
+    if plan.node_rank:
+        terminal.success(f"node {plan.node_rank} of {plan.nnodes} finished; the run's summary and files are node 0's")
+        terminal.info(f"  full log: {summary.log}")
+        return
+    from glmocr_lf.train.tracking import summary_rows
+
     rows = [
-        ("final loss", f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"),
+        ("final loss", f"{summary.final_loss:.4f}" if summary.final_loss is not None
+         else f"- ({summary.no_loss_reason})" if summary.no_loss_reason else "-"),
         (f"mean train loss (steps {summary.resumed_at_step + 1}-{summary.steps}, after the resume)"
          if summary.resumed_at_step is not None else "mean train loss",
          f"{summary.train_loss:.4f}" if summary.train_loss is not None else "-"),
         ("eval loss", f"{summary.eval_loss:.4f}" if summary.eval_loss is not None else "-"),
         ("steps", f"{summary.steps}/{summary.total_steps}" if summary.steps is not None else "-"),
         ("runtime", f"{summary.runtime_s:.1f} s" if summary.runtime_s is not None else "-"),
-        ("samples/s", f"{summary.samples_per_second:.2f}" if summary.samples_per_second is not None else "-"),
+        ("samples/s" + (" (after the resume)" if summary.resumed_at_step is not None else ""),
+         f"{summary.samples_per_second:.2f}" if summary.samples_per_second is not None else "-"),
         ("model", summary.output_dir + (" (LoRA adapter)" if summary.adapter else "")),
         ("last checkpoint", summary.last_checkpoint or "-"),
-        ("loss plot", summary.loss_plot or "-"),
+        ("loss plot", summary.loss_plot or (f"- ({summary.no_plot_reason})" if summary.no_plot_reason else "-")),
         ("full log", summary.log or "-"),
-        *(extra or []),
+        *summary_rows(plan.env, os.environ),
     ]
     terminal.success("Training finished")
     width = max(len(name) for name, _ in rows) + 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from glmocr_lf.config.lfkeys import Unavailable
 from glmocr_lf.config.load import load_config
@@ -43,6 +44,14 @@ class FileReport:
     config: TrainConfig | None = None
     error: ConfigError | None = None
     warnings: list[Problem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as `config validate --json` prints it: each problem with its key path."""
+        problems = self.error.problems if self.error is not None else []
+        return {"file": str(self.path), "valid": self.error is None,
+                "error": None if self.error is None or problems else self.error.message,
+                "errors": [{"key": p.path, "message": p.message} for p in problems],
+                "warnings": [{"key": p.path, "message": p.message} for p in self.warnings]}
 
 
 def validate_files(paths: Iterable[Path], host: Host | None = None) -> list[FileReport]:

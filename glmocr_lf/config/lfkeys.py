@@ -16,7 +16,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime.paths import cache_dir
 from glmocr_lf.runtime.versions import installed
 
+# Mapping-typed keys whose string form is a path to a JSON file; every other mapping-typed key
+# that takes a string takes a JSON object.
+MAPPING_OR_PATH = frozenset({"deepspeed", "fsdp_config", "accelerator_config"})
 FORMAT = 1  # bump when derive_table() changes what it writes: older cache files are then ignored
 # LLaMA-Factory's train parser, in its order (llamafactory/hparams/parser.py _TRAIN_ARGS).
 LF_CLASSES = ("ModelArguments", "DataArguments", "TrainingArguments", "FinetuningArguments",
@@ -78,6 +81,16 @@ class KeySpec:
                 return None
             listed = ", ".join(str(c) for c in self.choices)
             return f"must be one of {listed}; got {value!r}"
+        if isinstance(value, str) and "object" in self.types and self.name not in MAPPING_OR_PATH:
+            # transformers and LLaMA-Factory json.loads a string given for a mapping; anything else
+            # fails after the model has loaded (`argument after ** must be a mapping, not str`)
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                return None
+            return f'must be a mapping or a JSON object string (e.g. {{"min_lr": 1e-6}}), got {value!r}'
         if not self.types or any(_is(value, name) for name in self.types):
             return None
         return f"must be {self.expected()}, got {value!r}"
@@ -260,6 +273,14 @@ def build_in_child(path: Path) -> str | None:
 _loaded: dict[Path, KeyTable] = {}
 
 
+def quiet(_message: str) -> None:
+    """The default `notify`: a library says nothing by itself."""
+
+
+# Says that the table is being built (a pause of seconds); the CLI points it at its console.
+notify: Callable[[str], None] = quiet
+
+
 def load_table(*, refresh: bool = False) -> KeyTable | Unavailable:
     """The table for the installed versions: from the cache, else built now (once) and cached."""
     versions = stack_versions()
@@ -270,6 +291,8 @@ def load_table(*, refresh: bool = False) -> KeyTable | Unavailable:
         return _loaded[path]
     table = None if refresh else read_cache(path, versions)
     if table is None:
+        notify(f"reading LLaMA-Factory {versions['llamafactory']}'s argument table (once per installed "
+               f"version, about 10 s; cached in {path.parent})")
         error = build_in_child(path)
         table = read_cache(path, versions)
         if table is None:

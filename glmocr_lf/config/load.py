@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -236,13 +237,20 @@ def apply_changes(cfg: TrainConfig, changes: dict[str, Any], source: str) -> Tra
     return from_flat(merged, source)
 
 
-def config_value(path: Path, key: str) -> Any:
-    """What the file sets `key` to, as written (lists joined with commas, as LLaMA-Factory reads
-    `dataset`); None when unset. Reads the file only: no validation, no key table."""
-    value = read_config_file(path).get(key)
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return value
+def config_value(path: Path, key: str) -> str | None:
+    """What the file sets `key` to, as one line: a string as written (a list of names joined with
+    commas, as LLaMA-Factory reads `dataset`), any other value as JSON; None when unset. A key that
+    is neither ours nor LLaMA-Factory's is an error (the key table is read only for such a key)."""
+    data = read_config_file(path)
+    problem = key_problem(key, lfkeys.load_table()) if key not in KEY_SECTION and key not in data else None
+    if key not in data and problem:
+        raise ConfigError(str(path), [Problem(key, problem)])
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

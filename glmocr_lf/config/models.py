@@ -7,9 +7,13 @@ checked against its own argument table (config/lfkeys.py) and carried in `passth
 
 from __future__ import annotations
 
+import re
+import shlex
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from glmocr_lf.runtime.constants import DATASET_NAME_PATTERN, DATASET_NAME_RULE
 
 SECTION_ORDER = ("model", "method", "dataset", "output", "train", "eval")
 # Keys that could not be checked (no training stack here) are carried under this pseudo-section.
@@ -78,6 +82,18 @@ class DatasetSection(_Section):
     dataloader_persistent_workers: bool | None = Field(
         None, description="keep loader processes between epochs (no restart stall each epoch)")
     tokenized_path: str | None = Field(None, description="save/load the tokenised dataset here")
+
+    @field_validator("dataset", "eval_dataset")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        """Names from dataset_info.json, as LLaMA-Factory splits them (on commas, stripped)."""
+        for name in (part.strip() for part in (value or "").split(",")):
+            if "/" in name or "\\" in name or name.endswith((".json", ".jsonl")):
+                raise ValueError(f"{name!r} is a file; this key takes names registered in dataset_info.json: "
+                                 f"glmocr-lf data register NAME {shlex.quote(name)}, then use NAME")
+            if value is not None and not re.fullmatch(DATASET_NAME_PATTERN, name):
+                raise ValueError(f"{name!r}: invalid dataset name; {DATASET_NAME_RULE} (starting with a letter or digit)")
+        return value
 
 
 class OutputSection(_Section):

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import random
+import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glmocr_lf.data import jsonl
-from glmocr_lf.data.collected import Collected, Progress, sharegpt
+from glmocr_lf.data.collected import Collected, Progress
 from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
 from glmocr_lf.data.samples import unencodable
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, TASK_PROMPTS
@@ -156,8 +157,7 @@ def _collect_files(source: Path, output: Path, task: str | None, prompt: str | N
             problems.append(f"{row.where}: text: empty target text")
             continue
         rel = os.path.relpath(os.path.abspath(row.image), out_dir).replace(os.sep, "/")
-        collected.samples.append(sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[row_task], row.text))
-        collected.counts[row_task] = collected.counts.get(row_task, 0) + 1
+        collected.add(rel, row_task, prompt, row.text)
     return collected
 
 
@@ -177,9 +177,11 @@ def _write(source: Path | str, output: Path, collected: Collected, val_ratio: fl
                         + "\n".join([f"  {p}" for p in problems] + [f"  warning: {w}" for w in warnings]))
     if not samples:
         raise DataError(f"{source}: nothing to convert")
-    if any(rel.startswith("../") for rel, _ in samples):
-        warnings.append(f"some image paths leave {output.parent or '.'}; validate with --allow-outside "
-                        "or write the output above the images")
+    leaving = next((image for _, sample in samples for image in sample["images"] if image.startswith("../")), None)
+    if leaving is not None:
+        beside = shlex.quote(output.name)
+        warnings.append(f"image paths leave {output.parent or '.'} (e.g. {leaving}): `data register` refuses "
+                        f"them; write the output beside or above the images (e.g. -o {beside})")
     train, val = split_samples(samples, val_ratio, seed)
     result = ConvertResult(output, len(train), warnings=warnings, counts=collected.counts,
                            skipped=collected.skipped)
@@ -217,8 +219,9 @@ def _prompt(sample: dict[str, Any]) -> str:
 def split_samples(samples: list[tuple[str, dict[str, Any]]], ratio: float, seed: int
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, held-out) from (image key, sample) pairs, stratified by task prompt: about `ratio`
-    of each task's distinct images are held out (at least one of a task with two or more), chosen
-    by `seed`; no image is in both, and the order of the input is kept."""
+    of each task's distinct keys are held out (at least one of a task with two or more), chosen
+    by `seed`; no key is in both, and the order of the input is kept. The key is the image, or
+    for layout crops their page."""
     if ratio <= 0:
         return [s for _, s in samples], []
     by_task: dict[str, list[str]] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,7 @@ def unknown_name(name: str, info: dict[str, Any], info_path: Path) -> DataError:
     elif info:
         hint = "registered: " + ", ".join(sorted(info))
     else:
-        hint = f"register it: glmocr-lf data register {name} FILE --data-dir {info_path.parent}"
+        hint = f"register it: glmocr-lf data register {name} FILE --data-dir {shlex.quote(str(info_path.parent))}"
     return DataError(f"dataset {name!r} is not registered in {info_path}", hint=hint)
 
 
@@ -198,7 +199,7 @@ def get_entry(data_dir: Path, name: str) -> DatasetEntry:
     info_path = Path(data_dir) / DATASET_INFO
     if not info_path.exists():
         raise DataError(f"{info_path}: not found, so dataset {name!r} cannot be found",
-                        hint=f"register it: glmocr-lf data register {name} FILE --data-dir {data_dir}")
+                        hint=f"register it: glmocr-lf data register {name} FILE --data-dir {shlex.quote(str(data_dir))}")
     info = read_info(data_dir)
     raw = info.get(name)
     if raw is None:

@@ -66,6 +66,7 @@ class _Page:
     where: str  # `page N (file)` for messages
     image: str
     regions: list[_Region]
+    declared: tuple[Any, Any] | None = None  # the width and height the annotation file gives
 
 
 def category_key(name: str) -> str:
@@ -131,10 +132,10 @@ def _crop_page(source: Path, page: _Page, mapping: dict[str, str], margin: int, 
         collected.problems.append(f"{page.where}: image: cannot read {source / page.image}: {err}")
         return
     width, height = image.size
+    _check_declared_size(page, width, height, collected)
     for index, region, task in wanted:
         where = f"{page.where}: region {index} ({region.category})"
-        answer = next((region.fields[k] for k in ANSWER_FIELDS[task]
-                       if isinstance(region.fields.get(k), str) and region.fields[k].strip()), None)
+        answer = _answer(region, task, where, collected)
         box = crop_box(region.box, margin, width, height)
         if answer is None:
             collected.problems.append(f"{where}: {'/'.join(ANSWER_FIELDS[task])}: missing or empty "
@@ -149,10 +150,30 @@ def _crop_page(source: Path, page: _Page, mapping: dict[str, str], margin: int, 
         crop.save(buffer, format="PNG")
         path, _ = store(folder, buffer.getvalue(), ".png")
         rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
-        collected.samples.append(sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[task], answer))
+        _, sample = sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[task], answer)
+        # keyed by the page: --val-ratio holds out whole pages, never one region of a trained page
+        collected.samples.append((f"page {page.image}", sample))
         collected.counts[region.category] = collected.counts.get(region.category, 0) + 1
         if crop.width * crop.height < PROCESSOR_MIN_PIXELS:
             small.append(f"{where} {crop.width}x{crop.height}")
+
+
+def _check_declared_size(page: _Page, width: int, height: int, collected: Collected) -> None:
+    if page.declared is not None and page.declared != (width, height):
+        collected.warnings.append(f"{page.where}: the annotations declare {page.declared[0]}x{page.declared[1]}, "
+                                  f"the image is {width}x{height}: its boxes are read in the image's pixels "
+                                  "(check that they belong to this image)")
+
+
+def _answer(region: _Region, task: str, where: str, collected: Collected) -> str | None:
+    """The region's target: its task's first field present (a table's html, a formula's latex),
+    warned about when it falls back to plain text, which GLM-OCR does not answer those tasks in."""
+    fields = ANSWER_FIELDS[task]
+    name = next((k for k in fields if isinstance(region.fields.get(k), str) and region.fields[k].strip()), None)
+    if name is not None and name != fields[0] and task != "text":
+        collected.warnings.append(f"{where}: no {fields[0]}; its {name} is the target of a {TASK_PROMPTS[task]} "
+                                  f"sample, which GLM-OCR answers in {'HTML' if task == 'table' else 'LaTeX'}")
+    return str(region.fields[name]) if name is not None else None
 
 
 def crop_box(box: Sequence[float], margin: int, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -201,14 +222,20 @@ def _coco_pages(path: Path, data: dict[str, Any]) -> list[_Page]:
         if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
             problems.append(f"images[{i}]: file_name: missing")
             continue
-        pages[image.get("id")] = _Page(f"page {i} ({image['file_name']})", image["file_name"], [])
+        declared = (image["width"], image["height"]) if "width" in image and "height" in image else None
+        pages[image.get("id")] = _Page(f"page {i} ({image['file_name']})", image["file_name"], [], declared)
     for i, ann in enumerate(data["annotations"]):
-        bbox = _number_box(ann.get("bbox"), 4) if isinstance(ann, dict) else None
-        if not isinstance(ann, dict) or ann.get("image_id") not in pages:
+        if not isinstance(ann, dict):
+            problems.append(f"annotations[{i}]: expected an object")
+            continue
+        bbox = _number_box(ann.get("bbox"), 4)
+        if ann.get("image_id") not in pages:
             problems.append(f"annotations[{i}]: image_id: no image with this id")
-        elif bbox is None:
+        if bbox is None:
             problems.append(f"annotations[{i}]: bbox: expected [x, y, width, height]")
-        else:
+        if names and ann.get("category_id") not in names:
+            problems.append(f"annotations[{i}]: category_id: {ann.get('category_id')!r} is not in categories")
+        if ann.get("image_id") in pages and bbox is not None:
             x, y, w, h = bbox[:4]
             category = names.get(ann.get("category_id"), str(ann.get("category_id")))
             pages[ann["image_id"]].regions.append(
@@ -225,17 +252,28 @@ def _omnidocbench_pages(path: Path, data: list[dict[str, Any]]) -> list[_Page]:
         image = info.get("image_path") if isinstance(info, dict) else None
         if not isinstance(image, str):
             problems.append(f"[{i}].page_info.image_path: missing")
-            continue
+        dets = page["layout_dets"]
+        if not isinstance(dets, list):
+            problems.append(f"[{i}].layout_dets: expected a list")
+            dets = []
         regions = []
-        for j, det in enumerate(page["layout_dets"] if isinstance(page["layout_dets"], list) else []):
-            poly = _number_box(det.get("poly"), 8) if isinstance(det, dict) else None
-            if poly is None or not isinstance(det.get("category_type"), str):
-                problems.append(f"[{i}].layout_dets[{j}]: expected category_type and poly [x1, y1, ..., x4, y4]")
+        for j, det in enumerate(dets):
+            if not isinstance(det, dict):
+                problems.append(f"[{i}].layout_dets[{j}]: expected an object")
                 continue
-            xs, ys = poly[0::2], poly[1::2]
-            regions.append(_Region(det["category_type"], (min(xs), min(ys), max(xs), max(ys)), det,
-                                   bool(det.get("ignore"))))
-        pages.append(_Page(f"page {i} ({image})", image, regions))
+            poly = _number_box(det.get("poly"), 8)
+            if not isinstance(det.get("category_type"), str):
+                problems.append(f"[{i}].layout_dets[{j}].category_type: missing")
+            if poly is None:
+                problems.append(f"[{i}].layout_dets[{j}].poly: expected [x1, y1, ..., x4, y4]")
+            if poly is not None and isinstance(det.get("category_type"), str):
+                xs, ys = poly[0::2], poly[1::2]
+                regions.append(_Region(det["category_type"], (min(xs), min(ys), max(xs), max(ys)), det,
+                                       bool(det.get("ignore"))))
+        if isinstance(image, str):
+            declared = ((info["width"], info["height"]) if isinstance(info, dict) and "width" in info
+                        and "height" in info else None)
+            pages.append(_Page(f"page {i} ({image})", image, regions, declared))
     _raise(path, problems)
     return pages
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,12 +30,18 @@ from glmocr_lf.data.report import CheckOptions, ValidationReport
 from glmocr_lf.data.samples import read_samples
 from glmocr_lf.data.staging import clean_leftovers, is_staged, make_plan, swap_in
 from glmocr_lf.data.validate import Progress, resolve_media_dir, validate_file
-from glmocr_lf.runtime.constants import DATA_DIR, DATASET_INFO, LinkMode
+from glmocr_lf.runtime.constants import (
+    DATA_DIR,
+    DATASET_INFO,
+    DATASET_NAME_PATTERN,
+    DATASET_NAME_RULE,
+    LinkMode,
+)
 from glmocr_lf.runtime.errors import DataError
 from glmocr_lf.runtime.fsutil import ensure_dir, is_inside, remove_path
 
 Status = Literal["added", "unchanged", "replaced"]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(f"^{DATASET_NAME_PATTERN}$")
 MAX_NAME_CHARS = 128
 # NAME.json of these is a file the registry keeps (case-insensitive file systems included)
 RESERVED_NAMES = frozenset({Path(DATASET_INFO).stem.lower()})
@@ -49,7 +56,7 @@ class InvalidDatasetError(DataError):
     def __init__(self, report: ValidationReport) -> None:
         errors = len(report.errors)
         super().__init__(f"{report.file}: {errors} error{'s' * (errors != 1)}; nothing registered",
-                         hint=f"fix them, then run `glmocr-lf data validate {report.file}`")
+                         hint=f"fix them, then run `glmocr-lf data validate {shlex.quote(str(report.file))}`")
         self.report = report
 
 
@@ -106,7 +113,7 @@ def resolve_data_dir(data_dir: Path | None, lf_dir: Path | None, *, create: bool
 def check_name(name: str) -> str:
     """A name registering can stage as DATA/NAME.json and DATA/NAME/ without touching anything else."""
     if not NAME_RE.match(name) or len(name) > MAX_NAME_CHARS:
-        raise DataError(f"{name!r}: invalid dataset name; use letters, digits, '_', '-' and '.' "
+        raise DataError(f"{name!r}: invalid dataset name; {DATASET_NAME_RULE} "
                         f"(at most {MAX_NAME_CHARS}, starting with a letter or digit)")
     if name.lower() in RESERVED_NAMES:
         raise DataError(f"{name!r}: reserved; DATA/{name}.json would be the registry's own file",
@@ -210,6 +217,11 @@ def _register_in_place(name: str, file_name: str, data_dir: Path, report: Valida
 
 
 def list_datasets(data_dir: Path) -> list[DatasetListing]:
+    """The datasets registered in DATA/dataset_info.json; a data dir that does not exist is an error
+    (a mistyped --data-dir would otherwise read as "nothing registered")."""
+    if not Path(data_dir).is_dir():
+        raise DataError(f"{data_dir}: no such data dir",
+                        hint="pass the --data-dir that holds dataset_info.json (default ./data)")
     listing = []
     for entry in entries(data_dir):
         if entry.file_name is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.data.collected import Collected, Progress, images_dir, sharegpt
+from glmocr_lf.data.collected import Collected, Progress, images_dir
 from glmocr_lf.data.imagestore import decode_check, store
 from glmocr_lf.runtime.constants import ENV_HF_HUB_OFFLINE, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError
@@ -115,8 +115,7 @@ def _row(collected: Collected, where: str, image: Any, text: Any, row_task: Any,
         return
     path, _ = store(folder, data, decoded.suffix)
     rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
-    collected.samples.append(sharegpt(rel, prompt if prompt is not None else TASK_PROMPTS[name], text))
-    collected.counts[name] = collected.counts.get(name, 0) + 1
+    collected.add(rel, name, prompt, text)
 
 
 def _image_bytes(cell: Any, base: Path | None) -> bytes | str:

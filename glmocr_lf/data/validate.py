@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data.imagecheck import ImageCheck, ImageChecker, ImageRequest
-from glmocr_lf.data.info import is_registered_file, local_file
+from glmocr_lf.data.info import is_registered_file, local_file, read_info
 from glmocr_lf.data.report import (
     CheckOptions,
     SampleProblem,
@@ -78,13 +78,21 @@ def resolve_source(source: str | Path, data_dir: Path, options: CheckOptions) ->
     try:  # a name (a folder of the same name, e.g. the images, is not the dataset)
         path, layout = local_file(data_dir, str(source))
     except DataError:
-        if path.exists():
+        if path.exists() and not _registered(data_dir, str(source)):
             raise DataError(f"{source}: is a directory and not a registered dataset name") from None
         if path.suffix.lower() in (".json", ".jsonl"):
             raise DataError(f"{source}: no such file") from None
         raise
     # registered copies resolve from the data dir and link to the user's images
     return path, replace(options, media_dir=options.media_dir or data_dir, allow_outside=True, layout=layout)
+
+
+def _registered(data_dir: Path, name: str) -> bool:
+    """Whether DATA/dataset_info.json has an entry `name` (usable or not: its own error then says why)."""
+    try:
+        return name in read_info(data_dir)
+    except DataError:
+        return False
 
 
 def validate_file(path: Path, options: CheckOptions | None = None, *,

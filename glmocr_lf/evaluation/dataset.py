@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def load_samples(source: DatasetSource, max_samples: int | None = None) -> list[
     options = CheckOptions(media_dir=source.media_dir, allow_outside=True, layout=source.layout)
     report = validate_file(source.file, options)
     report.raise_for_errors(f"{source.file}", limit_to=max_samples,
-                            hint=f"glmocr-lf data validate {source.file}")
+                            hint=f"glmocr-lf data validate {shlex.quote(str(source.file))}")
     assert report.sample_file is not None
     records = report.sample_file.samples
     if max_samples is not None:

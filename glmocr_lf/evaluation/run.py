@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,7 +129,8 @@ def _check_model(options: RunOptions) -> list[str]:
     if stale:
         adapter, why = stale
         raise GlmocrLfError(f"{why}: its scores would describe another model",
-                            hint=f"merge it again: glmocr-lf export --adapter {adapter} --out {options.model} --force"
+                            hint=f"merge it again: glmocr-lf export --adapter {shlex.quote(str(adapter))} "
+                                 f"--out {shlex.quote(str(options.model))} --force"
                             if adapter else "export it again with --force")
     problems = model_problems(options.model, consequence="eval could not load it")
     if problems:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,8 @@ def _what_to_export(request: ExportRequest, source: Path, run: records.TrainReco
     if request.adapter is None:
         problems = model_dir_problems(source)
         if problems:
-            raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems))
+            raise GlmocrLfError(f"{source}: not a complete model\n  " + "\n  ".join(problems),
+                                hint=_lora_hint(source))
         return str(source), None
     adapter_config = source / "adapter_config.json"
     if not adapter_config.is_file():
@@ -106,6 +108,29 @@ def _what_to_export(request: ExportRequest, source: Path, run: records.TrainReco
     return base, str(source)
 
 
+def _run_record(source: Path, flag: str) -> records.TrainRecord:
+    """The record of the run `source` is or belongs to (empty when trained elsewhere). A run dir
+    whose record says interrupted or failed is refused: what lies in it is not that run's result (a
+    --fresh run stopped before writing its own; the adapter there may be the earlier run's)."""
+    run = records.read_train_record(source) or records.TrainRecord()
+    if run.path is None or run.path.parent != source or run.status not in ("interrupted", "failed"):
+        return run
+    found = records.checkpoints(source)
+    said = "was interrupted" if run.status == "interrupted" else "failed"
+    raise GlmocrLfError(
+        f"{source}: the training run recorded there {said} ({run.path.name}: status {run.status}); its "
+        "weights may be an earlier run's",
+        hint=f"export a checkpoint explicitly: glmocr-lf export {flag} "
+             f"{shlex.quote(str(found[-1] if found else source / 'checkpoint-N'))}, or finish it with "
+             "glmocr-lf train CONFIG --resume")
+
+
+def _lora_hint(source: Path) -> str | None:
+    if (source / "adapter_config.json").is_file():
+        return f"this is a LoRA adapter: glmocr-lf export --adapter {shlex.quote(str(source))}"
+    return None
+
+
 def plan_export(request: ExportRequest) -> ExportPlan:
     from glmocr_lf.runtime.versions import Stack
 
@@ -116,7 +141,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     source = source.expanduser().resolve()
     if not source.is_dir():
         raise GlmocrLfError(f"{source}: no such directory")
-    run = records.read_train_record(source) or records.TrainRecord()  # trained elsewhere: nothing recorded
+    run = _run_record(source, "--adapter" if request.adapter is not None else "--model")
     model, adapter = _what_to_export(request, source, run)
     base = model if adapter is not None else (request.base or run.model_name_or_path or str(source))
     model_id, note = launch.hub_model_id(model, request.hub, modelscope=installed("modelscope"))

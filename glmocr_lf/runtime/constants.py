@@ -84,3 +84,8 @@ FAILURE_TAIL_LINES = 30  # of that output, shown when the child fails
 
 # transformers' TensorBoard callback reads its log directory from here (logging_dir is deprecated in 5.x).
 ENV_TENSORBOARD_LOGGING_DIR = "TENSORBOARD_LOGGING_DIR"
+
+# A dataset name (dataset_info.json key, `dataset:` entry): ASCII, as LLaMA-Factory's folders and
+# our staged files are named after it.
+DATASET_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+DATASET_NAME_RULE = "use ASCII letters, digits, '_', '-' and '.'"

@@ -72,6 +72,15 @@ class LaunchError(GlmocrLfError):
     """Something that stops a launch before any process starts."""
 
 
+class NothingToDo(Exception):
+    """What was asked is already done (`train --resume` of a finished run): said, nothing changed, exit 0."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
 class ChildFailedError(GlmocrLfError):
     """A child process (llamafactory-cli) failed; its exit code becomes ours. `output_tail` holds
     its last lines (shown above the error) and `log` the file with all of them."""

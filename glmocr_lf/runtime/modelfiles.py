@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def _missing_config(model_dir: Path) -> ModelCheck:
     if (model_dir / "adapter_config.json").is_file():
         return ModelCheck("config", False, f"{model_dir} is a LoRA adapter, not a model",
                           f"pass the base model ({HF_MODEL_ID}), or merge it first: "
-                          f"`glmocr-lf export --adapter {model_dir}`")
+                          f"`glmocr-lf export --adapter {shlex.quote(str(model_dir))}`")
     return ModelCheck("config", False, f"{model_dir} has no config.json: not a model directory",
                       f"pass a GLM-OCR checkpoint directory (e.g. a download of {HF_MODEL_ID})")
 

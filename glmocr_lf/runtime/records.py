@@ -8,6 +8,7 @@ written by another version are ignored, missing ones take their defaults.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from datetime import UTC, datetime
@@ -184,6 +185,12 @@ def _read(path: Path, kind: type[R]) -> R | None:
     record = _settle(record)
     record._path = path
     return record
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoint-N folders of a training run, by step."""
+    found = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def write_train_record(run_dir: Path, record: TrainRecord) -> Path:

@@ -119,7 +119,15 @@ def build_tiny_glm_ocr(out_dir: Path, *, seed: int = 0, with_mtp: bool = False) 
     model = GlmOcrForConditionalGeneration(config)
     model.generation_config.eos_token_id = [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out_dir)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Writing model shards: 100%" is not ours to print
+    try:
+        model.save_pretrained(out_dir)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
     save_processor(out_dir, tokenizer)
     if with_mtp:

@@ -21,7 +21,7 @@ from glmocr_lf.runtime.versions import Stack
 from glmocr_lf.train.datacheck import DataCheck
 from glmocr_lf.train.kernels import LIGER_DIST, KernelsDecision, decide
 
-ResumeMode = Literal["resume", "fresh"]
+ResumeMode = Literal["resume", "fresh", "auto"]  # auto: --resume-if-any
 
 
 @dataclass
@@ -65,9 +65,14 @@ class PlanContext:
         return self.host.stack
 
     @property
+    def node_processes(self) -> int:
+        """Training processes on this node (what its CPUs are divided among)."""
+        return self.topology.processes_per_node(len(self.gpus))
+
+    @property
     def processes(self) -> int:
         """Training processes over all nodes."""
-        return self.topology.processes_per_node(len(self.gpus)) * self.topology.nnodes
+        return self.node_processes * self.topology.nnodes
 
     @property
     def torchrun(self) -> bool:

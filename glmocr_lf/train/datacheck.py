@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ def check_datasets(cfg: TrainConfig) -> DataCheck:
                                layout=layout)
         report = validate_file(path, options, collect_records=True)
         report.raise_for_errors(f"dataset {name}", why="training would fail or silently drop samples",
-                                hint=f"glmocr-lf data validate {path} --cutoff-len {cfg.cutoff_len}")
+                                hint=f"glmocr-lf data validate {shlex.quote(str(path))} --cutoff-len {cfg.cutoff_len}")
         if name in counts:
             counts[name] = min(report.samples, cfg.dataset.max_samples or report.samples)
         result.notes.append(f"dataset {name}: {report.samples} samples OK"

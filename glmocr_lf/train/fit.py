@@ -188,20 +188,21 @@ def optimizer_steps(cfg: TrainConfig, samples: int | None, processes: int) -> in
 def fit_to_hardware(cfg: TrainConfig, context: PlanContext) -> Changes:
     """Speed and memory settings for this machine, as changes to `cfg` with their reasons.
 
-    From the context: the GPUs (or `--memory-budget`), the processes and CPUs, the caller's
+    From the context: the GPUs (or `--memory-budget`), this node's processes and CPUs (each node divides its own), the caller's
     environment, the longest sample the data check counted (else an upper estimate from
     `image_max_pixels` and `cutoff_len`) and whether the fused cross-entropy is on (less memory per
     token). Several nodes get no tokenised-data cache (another node could read it half-written
     from a shared home directory).
     """
     fit = Changes()
-    cpus, processes = context.host.cpus, context.processes
+    cpus, processes = context.host.cpus, context.node_processes
     per_process = max(1, cpus // max(processes, 1))
     for key in ("preprocessing_num_workers", "dataloader_num_workers"):
         wanted = getattr(cfg.dataset, key)
         if wanted is not None and wanted > per_process:
             fit.values[key] = per_process
-            fit.reasons.append(f"{key}: {wanted} -> {per_process} ({cpus} CPUs for {processes} process(es))")
+            fit.reasons.append(f"{key}: {wanted} -> {per_process} ({cpus} CPUs for {processes} process(es) "
+                               "on this node)")
     if not context.gpus:  # a CPU run keeps its settings (--memory-budget sizes GPU memory)
         return fit
     for key, value, why in ((ENV_OMP, "1", f"preprocessing workers would each start {cpus} torch threads "

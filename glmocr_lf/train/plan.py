@@ -12,8 +12,6 @@ Nothing is written and no training process is started here.
 from __future__ import annotations
 
 import os
-import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,8 +23,14 @@ from glmocr_lf.config.models import TrainConfig
 from glmocr_lf.config.render import adapt, to_yaml
 from glmocr_lf.config.rules import machine_problems
 from glmocr_lf.runtime import constants as C
-from glmocr_lf.runtime import launch, records
-from glmocr_lf.runtime.errors import ConfigError, GlmocrLfError, LaunchError, Problem, Refused
+from glmocr_lf.runtime import launch
+from glmocr_lf.runtime.errors import (
+    ConfigError,
+    GlmocrLfError,
+    LaunchError,
+    Problem,
+    Refused,
+)
 from glmocr_lf.runtime.fsutil import check_dir_target
 from glmocr_lf.runtime.host import Host
 from glmocr_lf.runtime.launch import Command
@@ -34,10 +38,10 @@ from glmocr_lf.train.changes import Changes
 from glmocr_lf.train.context import LaunchRequest, PlanContext, ResumeMode, build_context
 from glmocr_lf.train.fit import fit_to_hardware, optimizer_steps
 from glmocr_lf.train.kernels import compile_unmeasured, with_compile
+from glmocr_lf.train.outdir import node_file, resume_policy
 from glmocr_lf.train.tracking import tracking_defaults
 
 __all__ = ["LaunchPlan", "LaunchRequest", "ResumeMode", "prepare"]
-OUR_FILES = {C.TRAIN_YAML, records.TRAIN_RECORD}
 DEEPSPEED_PRESETS = {"z2": "z2", "z3": "z3", "z3-offload": "z3_offload"}
 # Keys LLaMA-Factory resolves against its working directory.
 RELATIVE_PATH_KEYS = ("dataset_dir", "media_dir", "output_dir", "tokenized_path", "deepspeed", "cache_dir",
@@ -58,6 +62,13 @@ class LaunchPlan:
     removals: list[Path] = field(default_factory=list)
     resume_from: Path | None = None
     problems: list[GlmocrLfError] = field(default_factory=list)  # the launch is refused while any
+    node_rank: int = 0
+    nnodes: int = 1
+
+    @property
+    def log_path(self) -> Path:
+        """llamafactory-cli's whole output on this node: train.log on node 0, train.nodeN.log on node N."""
+        return self.output_dir / node_file(C.TRAIN_LOG, self.node_rank)
 
     @property
     def argv(self) -> list[str]:
@@ -126,11 +137,6 @@ def gpu_list_problems(context: PlanContext) -> list[Problem]:
     return []
 
 
-def checkpoints(output_dir: Path) -> list[Path]:
-    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
 def defaults_and_paths(cfg: TrainConfig, context: PlanContext) -> Changes:
     """Absolute paths for everything LLaMA-Factory resolves against its working directory, and the
     keys a launch needs (dataset_dir, template, the model id of the chosen hub)."""
@@ -161,52 +167,6 @@ def defaults_and_paths(cfg: TrainConfig, context: PlanContext) -> Changes:
 
 def tracking(cfg: TrainConfig, context: PlanContext) -> Changes:
     return tracking_defaults(cfg, context.stack, context.environ)
-
-
-def resume_policy(cfg: TrainConfig, context: PlanContext) -> Changes:
-    """What happens to an existing output dir: --resume continues from its last complete checkpoint,
-    --fresh removes the earlier run's checkpoints and logs, neither refuses a dir that holds a run."""
-    changes = Changes()
-    output_dir = Path(_absolute(str(cfg.output.output_dir)))
-    existing = [p for p in output_dir.iterdir() if p.name not in OUR_FILES] if output_dir.is_dir() else []
-    found = checkpoints(output_dir) if output_dir.is_dir() else []
-    mode = context.request.resume
-    record = records.read_train_record(output_dir) if output_dir.is_dir() else None
-    if record is not None and record.status == "running":
-        # a live run of this host; another host's may be a node of this very multi-node run
-        if record.host == socket.gethostname() and context.topology.nnodes == 1:
-            changes.problems.append(LaunchError(
-                f"{output_dir}: a run is still training here (process {record.pid} on {record.host})",
-                hint="wait for it to finish, stop it, or choose another output_dir"))
-            return changes
-        changes.reasons.append(f"{output_dir} records a run still going on {record.host} (process {record.pid})")
-    if record is not None and record.status == "died":
-        changes.reasons.append(f"the earlier run in {output_dir} died ({record.died})")
-    if mode == "resume":
-        # transformers writes trainer_state.json last: without it a checkpoint was cut short
-        complete = [c for c in found if (c / "trainer_state.json").is_file()]
-        if not complete:
-            changes.problems.append(LaunchError(f"{output_dir}: no complete checkpoint-N to resume from",
-                                                hint="drop --resume to start a new run"))
-            return changes
-        for partial in found[found.index(complete[-1]) + 1:]:
-            changes.reasons.append(f"skipping {partial.name}: incomplete (the run stopped while saving it)")
-        changes.values.update(resume_from_checkpoint=str(complete[-1]), overwrite_output_dir=False)
-        changes.reasons.append(f"resuming from {complete[-1]}")
-    elif mode == "fresh":
-        changes.values.update(overwrite_output_dir=True, resume_from_checkpoint=None)
-        changes.removals = [*found, *(p for p in (output_dir / "trainer_log.jsonl", output_dir / C.TRAIN_LOG)
-                                      if p.exists())]
-        if changes.removals:
-            changes.reasons.append(f"--fresh: removing {len(changes.removals)} earlier checkpoint(s)/log(s) "
-                                   f"in {output_dir}")
-    elif existing:
-        what = f"checkpoint {found[-1].name}" if found else f"{len(existing)} file(s)"
-        what += f"; it died: {record.died}" if record is not None and record.status == "died" else ""
-        changes.problems.append(LaunchError(
-            f"{output_dir} already holds a run ({what})",
-            hint="pass --resume to continue from its last checkpoint, or --fresh to start over"))
-    return changes
 
 
 # In order; each reads the config as loaded and the context, none sees another's changes.
@@ -265,7 +225,8 @@ def load(request: LaunchRequest) -> TrainConfig:
 
 def prepare(request: LaunchRequest, *, host: Host | None = None,
             environ: dict[str, str] | None = None) -> LaunchPlan:
-    """The launch plan, with every problem found (`plan.problems`: the launch is refused while any)."""
+    """The launch plan, with every problem found (`plan.problems`: the launch is refused while any).
+    Raises NothingToDo for `--resume` of a run that already reached its last step."""
     cfg = load(request)
     context = build_context(cfg, request, host or Host.detect(), environ)
     changes = Changes()
@@ -283,7 +244,7 @@ def assemble(final: TrainConfig, context: PlanContext, changes: Changes,
     """The command, environment and YAML of the plan, with everything the user is told about it."""
     rendered = adapt(final, context.stack)
     output_dir = Path(str(final.output.output_dir))
-    yaml_path = output_dir / C.TRAIN_YAML
+    yaml_path = output_dir / node_file(C.TRAIN_YAML, context.topology.node_rank)
     header = (f"Written by glmocr-lf for this run ({datetime.now(UTC):%Y-%m-%d %H:%M UTC}) "
               f"from {context.request.config.resolve()}.\nThis is exactly what llamafactory-cli train read.")
     common = launch.common_overlay(context.stack, context.request.hub)
@@ -291,14 +252,15 @@ def assemble(final: TrainConfig, context: PlanContext, changes: Changes,
     _, launcher = launch.launcher_overlay(context.topology, context.host, final.method.deepspeed)
     env = {**common.env, **torchrun.env, **launcher.env, **changes.env}
     cli = context.host.executable(launch.LLAMAFACTORY_CLI) or launch.LLAMAFACTORY_CLI
-    resumed = final.train.resume_from_checkpoint if context.request.resume == "resume" else None
+    resumed = final.train.resume_from_checkpoint if context.request.resume in ("resume", "auto") else None
     return LaunchPlan(
         config=final, command=launch.command("train", yaml_path, env, Path(os.getcwd()), cli=cli),
         output_dir=output_dir, yaml_path=yaml_path, yaml_text=to_yaml(rendered, comments=False, header=header),
         notes=[*(context.data.notes if context.data else []), *changes.reasons, *rendered.notes,
                *common.notes, *launcher.notes],
         warnings=[f"{p.path}: {p.message}" for p in config_warnings(final)] + budget_warnings(context),
-        removals=changes.removals, resume_from=Path(resumed) if resumed else None, problems=problems)
+        removals=changes.removals, resume_from=Path(resumed) if resumed else None, problems=problems,
+        node_rank=context.topology.node_rank, nnodes=context.topology.nnodes)
 
 
 def budget_warnings(context: PlanContext) -> list[str]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from glmocr_lf.data import jsonl
-from glmocr_lf.runtime import constants as C
 from glmocr_lf.runtime import launch, records
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path
-from glmocr_lf.train.plan import LaunchPlan, checkpoints
+from glmocr_lf.runtime.records import checkpoints
+from glmocr_lf.train.plan import LaunchPlan
 
 HEARTBEAT_S = 60  # how often a running train rewrites its record (records.HEARTBEAT_STALE_S reads it)
 
@@ -68,19 +68,29 @@ class TrainSummary:
     adapter: bool = False
     log: str | None = None  # llamafactory-cli's whole output
     resumed_at_step: int | None = None  # train_loss then covers only the steps after it
+    no_loss_reason: str | None = None  # why final_loss is None
+    no_plot_reason: str | None = None  # why loss_plot is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarise(output_dir: Path, log: TrainerLog, exit_code: int) -> TrainSummary:
-    summary = TrainSummary(exit_code=exit_code, output_dir=str(output_dir))
+def summarise(output_dir: Path, log: TrainerLog, exit_code: int, resumed_at: int | None = None,
+              values: Mapping[str, Any] | None = None) -> TrainSummary:
+    """The run's figures from its trainer log and all_results.json. After a resume, transformers'
+    train_loss and samples/s count the steps before it too (its loss sum over every step divided by
+    the total, its samples of the whole run over the resumed part's time): the mean loss is then the
+    logged losses after the resume and samples/s is scaled to the steps this run took."""
+    values = values or {}
+    summary = TrainSummary(exit_code=exit_code, output_dir=str(output_dir), resumed_at_step=resumed_at)
+    losses = []
     for entry in log.entries:
         if "current_steps" in entry:
             summary.steps = entry["current_steps"]
             summary.total_steps = entry.get("total_steps")
         if "loss" in entry:
             summary.final_loss = entry["loss"]
+            losses.append(entry["loss"])
         if "eval_loss" in entry:
             summary.eval_loss = entry["eval_loss"]
     try:
@@ -91,10 +101,22 @@ def summarise(output_dir: Path, log: TrainerLog, exit_code: int) -> TrainSummary
     summary.runtime_s = results.get("train_runtime")
     summary.samples_per_second = results.get("train_samples_per_second")
     summary.eval_loss = results.get("eval_loss", summary.eval_loss)
+    if resumed_at is not None:
+        summary.train_loss = sum(losses) / len(losses) if losses else None
+        if summary.samples_per_second is not None and summary.steps and summary.total_steps:
+            summary.samples_per_second *= max(summary.steps - resumed_at, 0) / summary.total_steps
+    if not losses:
+        logging_steps = values.get("logging_steps")
+        summary.no_loss_reason = (f"no step was logged: logging_steps {logging_steps} > the run's {summary.steps} steps"
+                                  if isinstance(logging_steps, int) and summary.steps is not None
+                                  and logging_steps > summary.steps else "no step was logged")
     found = checkpoints(output_dir)
     summary.last_checkpoint = str(found[-1]) if found else None
     plot = output_dir / "training_loss.png"
     summary.loss_plot = str(plot) if plot.exists() else None
+    if summary.loss_plot is None:
+        summary.no_plot_reason = ("plot_loss is off" if not values.get("plot_loss")
+                                  else summary.no_loss_reason or "LLaMA-Factory wrote none")
     summary.adapter = (output_dir / "adapter_model.safetensors").exists()
     return summary
 
@@ -110,6 +132,17 @@ def write_record(plan: LaunchPlan, **outcome: Any) -> None:
         image_min_pixels=plan.config.image_min_pixels, template=plan.config.dataset.template, **outcome))
 
 
+def _summary(plan: LaunchPlan, log: TrainerLog, exit_code: int) -> TrainSummary:
+    """Node 0's figures; another node's run has none of its own (they are node 0's)."""
+    resumed_at = int(plan.resume_from.name.split("-")[1]) if plan.resume_from is not None else None
+    if plan.node_rank == 0:
+        summary = summarise(plan.output_dir, log, exit_code, resumed_at, plan.config.flat())
+    else:
+        summary = TrainSummary(exit_code=exit_code, output_dir=str(plan.output_dir))
+    summary.log = str(plan.log_path)
+    return summary
+
+
 @dataclass
 class Hooks:
     """How the CLI watches a run: child output lines and new trainer-log entries."""
@@ -119,17 +152,25 @@ class Hooks:
 
 
 def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
-    """Run the plan (refused while it has problems); raise ChildFailedError (with the child's exit code) if training fails."""
+    """Run the plan (refused while it has problems); raise ChildFailedError (with the child's exit
+    code) if training fails.
+
+    Node 0 owns the run's files: it cleans output_dir (--fresh), writes the record and follows
+    trainer_log.jsonl, which LLaMA-Factory's rank 0 (on node 0) writes. Every other node writes only
+    its own YAML and log (`train.node1.log`): on shared storage a node that starts before or after
+    node 0 never removes, refuses or overwrites what node 0 owns."""
     hooks = hooks or Hooks()
     refusal = plan.refusal()
     if refusal is not None:
         raise refusal
+    node0 = plan.node_rank == 0
     for path in plan.removals:
         remove_path(path)
     ensure_dir(plan.output_dir, "output_dir")
     atomic_write_text(plan.yaml_path, plan.yaml_text)
     started = records.now()
-    write_record(plan, started=started, status="running")
+    if node0:
+        write_record(plan, started=started, status="running")
 
     log = TrainerLog(plan.output_dir / "trainer_log.jsonl")
     if plan.resume_from is not None:
@@ -145,19 +186,18 @@ def execute(plan: LaunchPlan, hooks: Hooks | None = None) -> TrainSummary:
             beat[0] = time.monotonic()
             write_record(plan, started=started, status="running")
 
-    log_path = plan.output_dir / C.TRAIN_LOG
-    # appended: a resumed run keeps the log of the part before it (--fresh removes it)
-    result = launch.run(plan.command, log_path, on_line=hooks.on_line, on_tick=tick, append=True)
-    summary = summarise(plan.output_dir, log, result.exit_code)
-    summary.log = str(log_path)
-    if plan.resume_from is not None:
-        summary.resumed_at_step = int(plan.resume_from.name.split("-")[1])
-    status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
-    # an interrupted run exits 128 + signal; the record also says what the child itself did
-    write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
-                 finished=records.now(), exit_code=result.exit_code, child_exit_code=result.child_exit_code,
-                 escalated=result.escalated, summary=summary.to_dict())
+    # appended for a resumed run: its log keeps the part before it (a fresh one starts a new file)
+    result = launch.run(plan.command, plan.log_path, on_line=hooks.on_line, on_tick=tick if node0 else None,
+                        append=plan.resume_from is not None)
+    summary = _summary(plan, log, result.exit_code)
+    if node0:
+        status = "interrupted" if result.interrupted else ("finished" if result.exit_code == 0 else "failed")
+        # an interrupted run exits 128 + signal; the record also says what the child itself did
+        write_record(plan, started=started, status=status, **({"signal": result.signal} if result.signal else {}),
+                     finished=records.now(), exit_code=result.exit_code, child_exit_code=result.child_exit_code,
+                     escalated=result.escalated, summary=summary.to_dict())
     if result.exit_code != 0:
         what = f"interrupted by {result.signal}" if result.interrupted else f"failed (exit code {result.exit_code})"
-        raise launch.failure(f"training {what}", result, log_path)
+        where = f" on node {plan.node_rank} of {plan.nnodes}" if plan.nnodes > 1 else ""
+        raise launch.failure(f"training {what}{where}", result, plan.log_path)
     return summary
