@@ -4,9 +4,13 @@ end-to-end run on a tiny GLM-OCR (real generation on CPU) followed by `eval comp
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import EVAL_SKIP_REASON
@@ -285,6 +289,84 @@ def test_a_merge_whose_adapter_changed_is_refused_before_loading(invoke: Invoke,
         f"Hint: merge it again: glmocr-lf export --adapter {run} --out {merged} --force",
     ]
     assert not Path("e").exists()
+
+
+def exported_model(root: Path) -> Path:
+    """What `export` leaves: a model folder, its weights, and a record naming them and the adapter merged."""
+    from glmocr_lf.runtime.modelfiles import file_sha256
+    from glmocr_lf.runtime.records import ExportRecord, write_export_record
+
+    (root / "run").mkdir()
+    (root / "run" / "adapter_model.safetensors").write_bytes(b"adapter")
+    merged = root / "merged"
+    merged.mkdir()
+    for name, text in {"config.json": '{"model_type": "glm_ocr"}', "tokenizer.json": "{}",
+                       "preprocessor_config.json": "{}", "video_preprocessor_config.json": "{}",
+                       "chat_template.jinja": "x", "model.safetensors": "weights one"}.items():
+        (merged / name).write_text(text)
+    write_export_record(merged, ExportRecord(
+        adapter=str(root / "run"), adapter_sha256=file_sha256(root / "run" / "adapter_model.safetensors"),
+        weights_sha256={"model.safetensors": file_sha256(merged / "model.safetensors")}))
+    return merged
+
+
+def counted_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often each file (FOLDER/NAME) is hashed from now on."""
+    from glmocr_lf.runtime import modelfiles
+
+    counts: Counter[str] = Counter()
+    real = modelfiles.file_sha256
+
+    def counting(path: Path) -> str:
+        counts[f"{path.parent.name}/{path.name}"] += 1
+        return real(path)
+
+    monkeypatch.setattr(modelfiles, "file_sha256", counting)
+    return counts
+
+
+def answering_x(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model seam: no model loads, every answer is "x"."""
+    from glmocr_lf.evaluation import generation
+
+    def generate(_loaded: object, samples: list[EvalSample], **_: object) -> Iterator[tuple[list[EvalSample], list[str]]]:
+        for sample in samples:
+            yield [sample], ["x"]
+
+    monkeypatch.setattr(generation, "load_model", lambda *_: generation.LoadedModel(None, None, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(generation, "generate", generate)
+
+
+def test_eval_run_hashes_each_file_once_and_the_stale_check_trusts_no_cache(
+        invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    merged = exported_model(tmp_path)
+    answering_x(monkeypatch)
+    counts = counted_hashes(monkeypatch)
+    args = ("eval", "run", "--model", "merged", "--dataset", str(SAMPLE_JSON), "--max-samples", "2", "--out", "out")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    model_files = {f"merged/{name}": 1 for name in ("config.json", "tokenizer.json", "preprocessor_config.json",
+                                                    "video_preprocessor_config.json", "chat_template.jinja",
+                                                    "model.safetensors")}
+    images = {"cosyn_chemical/1.png": 1, "cosyn_chemical/2.png": 1}
+    # planned twice (before and after the model loads), each file read once
+    assert counts == {**model_files, "run/adapter_model.safetensors": 1, **images}
+
+    counts.clear()
+    result = invoke(*args)
+    assert result.stderr.splitlines()[-1] == "Reused out/predictions.jsonl and out/scores.json"
+    # the record's sizes and mtimes spare the configs; the stale check reads the weights and the adapter
+    assert counts == {"merged/model.safetensors": 1, "run/adapter_model.safetensors": 1, **images}
+
+    # written over in place with the same size and mtime: what the record remembers does not hide it
+    weights = merged / "model.safetensors"
+    stat = weights.stat()
+    weights.write_text("weights two")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == ("Error: merged: model.safetensors is not the file its export record "
+                                             "names (written over since?): its scores would describe another model")
 
 
 @pytest.mark.e2e

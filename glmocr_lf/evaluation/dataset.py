@@ -15,7 +15,7 @@ from glmocr_lf.data.info import Layout
 from glmocr_lf.data.report import CheckOptions
 from glmocr_lf.data.validate import resolve_source, validate_file
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.modelfiles import file_sha256
+from glmocr_lf.runtime.modelfiles import Hasher
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def load_samples(source: DatasetSource, max_samples: int | None = None) -> list[
     return samples
 
 
-def dataset_fingerprint(samples: Sequence[EvalSample]) -> str:
+def dataset_fingerprint(samples: Sequence[EvalSample], hasher: Hasher | None = None) -> str:
     """sha256 of what is scored: every sample's id, texts and image bytes, in order (not where the
     files lie, so a moved copy of the same data has the same fingerprint)."""
-    content = [[s.id, s.system, s.user_text, s.reference, [file_sha256(p) for p in s.images]] for s in samples]
+    hasher = hasher or Hasher()
+    content = [[s.id, s.system, s.user_text, s.reference, [hasher.sha256(p) for p in s.images]] for s in samples]
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()

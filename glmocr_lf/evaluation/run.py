@@ -45,6 +45,7 @@ from glmocr_lf.runtime.fsutil import (
     remove_path,
 )
 from glmocr_lf.runtime.modelfiles import (
+    Hasher,
     folder_fingerprint,
     model_folder,
     model_problems,
@@ -106,6 +107,7 @@ class _Run:
     resolution: Resolution
     key: RunKey
     outputs: OutputPlan
+    hasher: Hasher  # what this command hashed: each file is read once
     record: EvalRecord = field(default_factory=EvalRecord)
     notes: list[str] = field(default_factory=list)  # about the model (its training died)
 
@@ -122,10 +124,10 @@ def default_out_dir(model: str, adapter: Path | None) -> Path:
     return Path("evals") / re.sub(r"[^A-Za-z0-9._-]+", "_", joined)
 
 
-def _check_model(options: RunOptions) -> list[str]:
+def _check_model(options: RunOptions, hasher: Hasher) -> list[str]:
     """Refuse a model eval could not load, one whose weights are not what export recorded, and an
     adapter or model a training still writes; the notes for one whose training died."""
-    stale = stale_merge(Path(options.model)) if Path(options.model).is_dir() else None
+    stale = stale_merge(Path(options.model), hasher) if Path(options.model).is_dir() else None
     if stale:
         adapter, why = stale
         raise GlmocrLfError(f"{why}: its scores would describe another model",
@@ -139,9 +141,10 @@ def _check_model(options: RunOptions) -> list[str]:
             if (note := training_state(d, "evaluating"))]
 
 
-def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Resolution) -> RunKey:
-    """The model's and adapter's fingerprints (files hashed in an earlier run and unchanged since are
-    not hashed again) and the settings."""
+def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Resolution,
+            hasher: Hasher) -> RunKey:
+    """The model's and adapter's fingerprints (files hashed in an earlier run or by `hasher`, and
+    unchanged since, are not hashed again) and the settings."""
     earlier = read_eval_record(options.out_dir) if options.out_dir.is_dir() else None
     known = earlier.file_hashes if earlier is not None else {}
     hashes = {}
@@ -150,23 +153,26 @@ def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Reso
         if folder is None or not folder.is_dir():
             shas.append(None)
             continue
-        sha, hashes[str(folder)] = folder_fingerprint(folder, known.get(str(folder)))
+        sha, hashes[str(folder)] = folder_fingerprint(folder, known.get(str(folder)), hasher)
         shas.append(sha)
     settings = score_settings(resolution, options.max_new_tokens, options.repetition_penalty, len(samples),
-                              dataset_fingerprint(samples))
+                              dataset_fingerprint(samples, hasher))
     return RunKey(shas[0], shas[1] if options.adapter is not None else None, settings.to_json(), hashes)
 
 
-def plan_run(options: RunOptions) -> _Run:
-    """Every check that can fail before a model loads; reads files, writes none."""
+def plan_run(options: RunOptions, hasher: Hasher | None = None) -> _Run:
+    """Every check that can fail before a model loads; reads files, writes none. The stale-merge
+    check hashes the weights first (fresh), and the run key reuses those hashes; a second plan with
+    the same `hasher` reads no file again that is unchanged since."""
+    hasher = hasher or Hasher()
     check_writable(options.out_dir, "--out directory")
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
-    notes = _check_model(options)
+    notes = _check_model(options, hasher)
     resolution = resolve_resolution(options.model, options.adapter, options.settings_from,
                                     options.image_max_pixels, options.image_min_pixels)
-    key = run_key(options, samples, resolution)
+    key = run_key(options, samples, resolution, hasher)
     outputs = plan_outputs(options.out_dir, key, samples, force=options.force, resume=options.resume)
-    return _Run(options, samples, resolution, key, outputs, notes=notes)
+    return _Run(options, samples, resolution, key, outputs, hasher, notes=notes)
 
 
 def plan_lines(run: _Run) -> list[str]:
@@ -190,7 +196,9 @@ def run_evaluation(options: RunOptions, hooks: RunHooks | None = None) -> RunRes
         return _scored(run, [run.outputs.done[s.id] for s in run.samples], reused=True)
     loaded = _load(run)  # a failure here writes nothing
     with output_lock(options.out_dir, what="evaluation"):
-        run = plan_run(options)  # again: another run may have written the folder while the model loaded
+        # again: another run may have written the folder while the model loaded (the files hashed
+        # before the load and unchanged since are not read again)
+        run = plan_run(options, run.hasher)
         if run.outputs.action == "reuse":
             return _scored(run, [run.outputs.done[s.id] for s in run.samples], reused=True)
         predictions = _generate_into(run, loaded, hooks)
@@ -228,7 +236,7 @@ def _start(run: _Run, loaded: LoadedModel | None) -> None:
     if run.key.model_sha256 is None:  # a hub id downloaded by the load: its files are here now
         folder = model_folder(run.options.model)
         if folder is not None:
-            sha, hashes = folder_fingerprint(folder)
+            sha, hashes = folder_fingerprint(folder, hasher=run.hasher)
             run.key = RunKey(sha, run.key.adapter_sha256, run.key.settings, {**run.key.file_hashes, str(folder): hashes})
     run.record = _record(run, loaded, status="running", started=now())
     write_eval_record(out, run.record)

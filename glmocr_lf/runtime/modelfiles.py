@@ -208,10 +208,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def adapter_fingerprint(adapter_dir: Path) -> str | None:
+class Hasher:
+    """Each file read once: a file whose size and mtime are those it had when this hasher read it is
+    not read again. One hasher per command (`eval run` plans twice: before and after the model loads)."""
+
+    def __init__(self) -> None:
+        self._made: dict[Path, list[Any]] = {}
+
+    def entry(self, path: Path, remembered: list[Any] | None = None) -> list[Any]:
+        """[size, mtime_ns, sha256] of `path`: the one this hasher made, else `remembered` (an earlier
+        run's record), while the file's size and mtime are unchanged; else read now."""
+        stat = path.stat()
+        now = [stat.st_size, stat.st_mtime_ns]
+        made = self._made.get(path.absolute())
+        if made is not None and made[:2] == now:
+            return made
+        if remembered and remembered[:2] == now:
+            return list(remembered)
+        made = self._made[path.absolute()] = [*now, file_sha256(path)]
+        return made
+
+    def sha256(self, path: Path) -> str:
+        """The hash of what `path` holds now, never taken from an earlier run's record."""
+        return str(self.entry(path)[2])
+
+
+def adapter_fingerprint(adapter_dir: Path, hasher: Hasher | None = None) -> str | None:
     """The sha256 of a LoRA adapter's weights (what a merge was made from); None without weights."""
     weights = adapter_dir / ADAPTER_WEIGHTS
-    return file_sha256(weights) if weights.is_file() else None
+    return (hasher or Hasher()).sha256(weights) if weights.is_file() else None
 
 
 def weights_fingerprint(model_dir: Path) -> dict[str, str]:
@@ -219,32 +244,34 @@ def weights_fingerprint(model_dir: Path) -> dict[str, str]:
     return {p.name: file_sha256(p) for p in sorted(Path(model_dir).glob("*.safetensors"))}
 
 
-def weights_problem(model_dir: Path, recorded: dict[str, str]) -> str | None:
+def weights_problem(model_dir: Path, recorded: dict[str, str], hasher: Hasher | None = None) -> str | None:
     """Why the weights in `model_dir` are not the ones its export record names, or None."""
     now = sorted(p.name for p in Path(model_dir).glob("*.safetensors"))
     if now != sorted(recorded):
         return f"holds weights {now}, its export record names {sorted(recorded)}"
     for name, digest in recorded.items():
-        if file_sha256(Path(model_dir) / name) != digest:
+        if (hasher or Hasher()).sha256(Path(model_dir) / name) != digest:
             return f"{name} is not the file its export record names (written over since?)"
     return None
 
 
-def stale_merge(model_dir: Path) -> tuple[str, str] | None:
+def stale_merge(model_dir: Path, hasher: Hasher | None = None) -> tuple[str, str] | None:
     """(the adapter, or "" for a full fine-tune; why) when an exported model no longer matches what
     its export recorded: its weights were replaced, or the adapter it was merged from changed.
 
     `export` records the adapter and its fingerprint; training that adapter again (`train --fresh`,
-    or more steps) changes it, and the merged copy would be scored or served stale."""
+    or more steps) changes it, and the merged copy would be scored or served stale. Every file is
+    read for this check (`hasher` keeps what this command read already), never trusted from an
+    earlier run's record: a file written over in place keeps its size and can keep its mtime."""
     record = read_export_record(model_dir)
     if record is not None and record.weights_sha256 is not None:
-        problem = weights_problem(model_dir, record.weights_sha256)
+        problem = weights_problem(model_dir, record.weights_sha256, hasher)
         if problem:
             return record.adapter or "", f"{model_dir}: {problem}"
     adapter, merged_from = (record.adapter, record.adapter_sha256) if record else (None, None)
     if adapter is None or merged_from is None:
         return None
-    now = adapter_fingerprint(Path(adapter))
+    now = adapter_fingerprint(Path(adapter), hasher)
     if now == merged_from:
         return None
     what = "is gone" if now is None else "has changed since (trained again?)"
@@ -266,17 +293,13 @@ def fingerprint_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("glmocr_lf_"))
 
 
-def folder_fingerprint(folder: Path, known: FileHashes | None = None) -> tuple[str, FileHashes]:
+def folder_fingerprint(folder: Path, known: FileHashes | None = None,
+                       hasher: Hasher | None = None) -> tuple[str, FileHashes]:
     """(sha256 over the model files' names and contents, those files' hashes): equal for a copy
-    of the same model, different after any retraining or re-export that changed a weight."""
-    hashes: FileHashes = {}
-    for path in fingerprint_files(folder):
-        stat = path.stat()
-        earlier = (known or {}).get(path.name)
-        if earlier and earlier[:2] == [stat.st_size, stat.st_mtime_ns]:
-            hashes[path.name] = earlier
-        else:
-            hashes[path.name] = [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+    of the same model, different after any retraining or re-export that changed a weight. A file
+    `known` (an earlier run's record) or `hasher` hashed, unchanged in size and mtime since, is not read."""
+    hasher = hasher or Hasher()
+    hashes = {path.name: hasher.entry(path, (known or {}).get(path.name)) for path in fingerprint_files(folder)}
     digest = hashlib.sha256(json.dumps([[name, h[2]] for name, h in sorted(hashes.items())]).encode())
     return digest.hexdigest(), hashes
 
