@@ -112,7 +112,7 @@ def string_constants(path: Path) -> list[str]:
 
 
 def test_one_module_names_the_run_records() -> None:
-    names = ("glmocr_lf_run.json", "glmocr_lf_export.json", "eval_run.json")
+    names = ("glmocr_lf_run.json", "glmocr_lf_export.json", "eval_run.json", "page_run.json")
     naming = sorted(name for name, path in modules().items()
                     if any(record in text for text in string_constants(path) for record in names))
     assert naming == ["glmocr_lf.runtime.records"]

@@ -14,6 +14,7 @@ for _module in ("rapidfuzz", "apted", "lxml", "bs4", "pylatexenc", "scipy"):
     pytest.importorskip(_module, reason=EVAL_SKIP_REASON)
 
 from glmocr_lf.evaluation.pageformat import Block, page_markdown, task_of
+from glmocr_lf.runtime.records import read_page_run_record
 
 
 def test_a_page_is_written_as_glm_ocr_writes_it() -> None:
@@ -70,7 +71,9 @@ def test_pages_end_to_end_resumed_and_whole_page(invoke: Invoke, tiny_model: Pat
     assert result.stdout == "layout: ground-truth layout\n" + scored.stdout
     report = json.loads(Path("run/page_scores.json").read_text())
     assert report["layout"] == "ground-truth layout" and report["pages"] == 3
-    assert json.loads(Path("run/page_run.json").read_text())["status"] == "finished"
+    record = read_page_run_record(Path("run"))
+    assert record is not None and (record.status, record.regions, record.layout, record.image_max_pixels) == (
+        "finished", 11, "ground-truth layout", 589824)
 
     again = invoke("eval", "run", *common, "--out", "run")
     assert again.exit_code == 1 and "regions.jsonl: already exists" in again.stderr

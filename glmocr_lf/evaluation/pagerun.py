@@ -29,9 +29,9 @@ from glmocr_lf.evaluation.pageformat import GLM_LABELS, Block, page_markdown, ta
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_IMAGE_MIN_PIXELS, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, check_dir_target, ensure_dir, output_lock
+from glmocr_lf.runtime.records import PageRunRecord, read_page_run_record, write_page_run_record
 
 ANSWERS_FILE = "regions.jsonl"
-RECORD_FILE = "page_run.json"
 MARKDOWN_DIR = "md"
 SCORES_FILE = "page_scores.json"
 LAYOUTS = {False: "ground-truth layout", True: "whole page, one call"}
@@ -124,21 +124,23 @@ def crop(options: PageRunOptions, region: Region, folder: Path) -> Path:
     return path
 
 
-def _record(options: PageRunOptions, max_pixels: int, status: str, **extra: Any) -> dict[str, Any]:
+def _record(options: PageRunOptions, max_pixels: int, status: str, **extra: Any) -> PageRunRecord:
+    # --force and --resume say how this command started, not what it made: the record ignores them
     values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
-    return {**values, "image_max_pixels": max_pixels, "layout": LAYOUTS[options.whole_page], "status": status, **extra}
+    return PageRunRecord.model_validate({**values, "image_max_pixels": max_pixels, "layout": LAYOUTS[options.whole_page],
+                                         "status": status, **extra})
 
 
-def _finished(options: PageRunOptions, regions: list[Region], record: dict[str, Any]) -> dict[str, str]:
+def _finished(options: PageRunOptions, regions: list[Region], record: PageRunRecord) -> dict[str, str]:
     path = options.out_dir / ANSWERS_FILE
     if not path.is_file() or path.stat().st_size == 0:
         return {}
-    earlier = json.loads((options.out_dir / RECORD_FILE).read_text(encoding="utf-8")) \
-        if (options.out_dir / RECORD_FILE).is_file() else {}
-    changed = [f"{key} {earlier[key]!r}, now {record[key]!r}" for key in RESUME_KEYS
-               if key in earlier and earlier[key] != record[key]]
-    if changed:
-        raise GlmocrLfError(f"--resume: {options.out_dir / RECORD_FILE} was made with other options: "
+    earlier = read_page_run_record(options.out_dir)
+    # an option the earlier record does not name (an older glmocr-lf wrote it) is not compared
+    changed = [f"{key} {getattr(earlier, key)!r}, now {getattr(record, key)!r}" for key in RESUME_KEYS
+               if earlier is not None and key in earlier.model_fields_set and getattr(earlier, key) != getattr(record, key)]
+    if earlier is not None and changed:
+        raise GlmocrLfError(f"--resume: {earlier.path} was made with other options: "
                             + "; ".join(changed), hint="resume with the same options, or pass --force to start over")
     known = {r.id for r in regions}
     done = {str(rec["id"]): str(rec["answer"]) for _, rec in jsonl.read(path, "region answers file")}
@@ -190,7 +192,7 @@ def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object
             done = _finished(options, regions, record) if options.resume else {}
             if on_start:
                 on_start(_plan(options, regions, done, max_pixels, source))
-            atomic_write_text(options.out_dir / RECORD_FILE, json.dumps(record, indent=2) + "\n")
+            write_page_run_record(options.out_dir, record)
             started = time.monotonic()
             _recognise(options, [r for r in regions if r.id not in done], done, appender, max_pixels,
                        lambda: on_progress(len(done), len(regions)) if on_progress else None)
@@ -200,9 +202,8 @@ def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object
         scores = score_pages(options.pages, folder)
         report = {**scores.to_json(), "layout": LAYOUTS[options.whole_page]}
         atomic_write_text(options.out_dir / SCORES_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        atomic_write_text(options.out_dir / RECORD_FILE, json.dumps(
-            _record(options, max_pixels, "finished", regions=len(regions), seconds=round(time.monotonic() - started, 2)),
-            indent=2) + "\n")
+        write_page_run_record(options.out_dir, _record(options, max_pixels, "finished", regions=len(regions),
+                                                       seconds=round(time.monotonic() - started, 2)))
     return folder, scores
 
 

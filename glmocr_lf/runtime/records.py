@@ -1,6 +1,6 @@
 """The records glmocr-lf writes beside what it made, read and written here only: train's
-glmocr_lf_run.json (in the run's output_dir), export's glmocr_lf_export.json (in the merged model)
-and eval's eval_run.json (in the eval's --out). A later step reads what an earlier one recorded
+glmocr_lf_run.json (in the run's output_dir), export's glmocr_lf_export.json (in the merged model),
+eval's eval_run.json and page eval's page_run.json (in the eval's --out). A later step reads what an earlier one recorded
 (export and eval read the train record), never the YAML. Writes are atomic; unknown keys of a record
 written by another version are ignored, missing ones take their defaults.
 """
@@ -24,6 +24,7 @@ from glmocr_lf.runtime.fsutil import atomic_write_text
 TRAIN_RECORD = "glmocr_lf_run.json"
 EXPORT_RECORD = "glmocr_lf_export.json"
 EVAL_RECORD = "eval_run.json"
+PAGE_RUN_RECORD = "page_run.json"
 
 # "died": the record said running, but the process that wrote it is gone (see `_settle`)
 Status = Literal["running", "finished", "failed", "interrupted", "died"]
@@ -117,6 +118,29 @@ class EvalRecord(Record):
     finished: str | None = None
     seconds: float | None = None
     error: str | None = None  # why a failed run stopped
+
+
+class PageRunRecord(Record):
+    """An `eval run --pages`: the options that change its answers (a resumed run must use the same
+    ones), and how far it got."""
+
+    model: str = ""
+    adapter: str | None = None
+    pages: str = ""  # the OmniDocBench ground truth
+    images: str = ""
+    out_dir: str = ""
+    layout: str = ""  # ground-truth layout, or whole page
+    whole_page: bool = False
+    max_pages: int | None = None
+    max_new_tokens: int | None = None
+    repetition_penalty: float | None = None
+    image_max_pixels: int | None = None  # the limit used (from a record when not given)
+    image_min_pixels: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    margin: int | None = None  # pixels around each cropped region
+    regions: int | None = None
+    seconds: float | None = None
 
 
 R = TypeVar("R", bound=Record)
@@ -244,3 +268,11 @@ def read_eval_record(out_dir: Path) -> EvalRecord | None:
 
 def eval_record_path(out_dir: Path) -> Path:
     return Path(out_dir) / EVAL_RECORD
+
+
+def write_page_run_record(out_dir: Path, record: PageRunRecord) -> Path:
+    return _write(Path(out_dir) / PAGE_RUN_RECORD, record)
+
+
+def read_page_run_record(out_dir: Path) -> PageRunRecord | None:
+    return _read(Path(out_dir) / PAGE_RUN_RECORD, PageRunRecord)
