@@ -253,3 +253,24 @@ def check_html_report(report: Path, screenshot: Path) -> None:
         assert len(page.visible_rows()) == outcomes.count("unchanged")
         assert page.text("shown") == f"{outcomes.count('unchanged')} of 2 samples"
         assert page.console_errors() == []
+
+
+def test_smoke_what_make_demo_runs_prints_its_stages_only(tmp_path: Path) -> None:
+    """`make demo` runs `glmocr-lf smoke demo --force`: five stages, the verdict and the answer, on
+    stderr; nothing of transformers' or LLaMA-Factory's own output (no weight-loading bar)."""
+    proc = subprocess.run([sys.executable, "-m", "glmocr_lf", "smoke", str(tmp_path / "demo")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert proc.stdout == ""
+    assert [re.sub(r"\d+\.\d{4}|\d+ s\b", "N", line) for line in lines[:-1]] == [
+        "[1/5] building a tiny GLM-OCR",
+        "[2/5] registering the bundled sample dataset",
+        "[3/5] LoRA training for 4 steps with llamafactory-cli",
+        f"      final loss N, adapter in {tmp_path / 'demo' / 'saves' / 'lora'}",
+        "[4/5] exporting (merging LoRA) with llamafactory-cli export",
+        "[5/5] reloading the merged model with transformers and generating",
+        f"Smoke run passed in N: {tmp_path / 'demo'}",
+    ]
+    assert lines[-1].startswith("  generated: '")
+    assert (tmp_path / "demo" / "saves" / "lora" / "merged" / "model.safetensors").is_file()

@@ -144,3 +144,18 @@ def test_sign_test_by_hand() -> None:
 ])
 def test_verdict_rule(deltas: list[float], outcome: str) -> None:
     assert decide(deltas).outcome == outcome
+
+
+@pytest.mark.parametrize("args, error", [
+    (["score", "."], "Error: .: is a directory, expected a predictions file"),
+    (["score", "nope.jsonl"], "Error: nope.jsonl: no such file"),
+    (["compare", ".", "b.jsonl"], "Error: .: is a directory, expected a predictions file"),
+    (["compare", "b.jsonl", "."], "Error: .: is a directory, expected a predictions file"),
+    (["compare", "nope.jsonl", "b.jsonl"], "Error: nope.jsonl: no such file"),
+])
+def test_a_folder_or_missing_file_for_predictions_is_one_error_exit_1(invoke: Invoke, args: list[str],
+                                                                       error: str) -> None:
+    """A wrong path is a data error (exit 1) for score and compare alike; exit 2 is kept for usage."""
+    Path("b.jsonl").write_text(json.dumps({"reference": "a", "prediction": "a"}) + "\n", encoding="utf-8")
+    result = invoke("eval", *args)
+    assert (result.exit_code, result.stderr.splitlines()) == (1, [error])

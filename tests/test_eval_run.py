@@ -425,3 +425,27 @@ def test_ctrl_c_says_how_to_resume(invoke: Invoke, tiny_models: tuple[Path, Path
         "Error: interrupted"]
     assert 1 <= len(predictions.read_text().splitlines()) < 10
     assert json.loads(Path("cut/eval_run.json").read_text())["status"] == "interrupted"
+
+
+def test_lf_dir_finds_the_dataset_and_verbose_shows_transformers_output(
+        invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
+    """`--lf-dir CHECKOUT` reads CHECKOUT/data as the data commands do; transformers' own output
+    (here its weight-loading bar) shows with -v only."""
+    common = ["--model", str(tiny_models[0]), "--lf-dir", str(data_dir.parent), "--dataset", "chem",
+              "--max-samples", "1", "--max-new-tokens", "2", "--device", "cpu"]
+    quiet = invoke("eval", "run", *common, "--out", "quiet")
+    assert quiet.exit_code == 0, quiet.stderr
+    assert "dataset: chem (1 samples)" in quiet.stderr.splitlines()
+    assert "Loading weights" not in quiet.stderr
+    loud = invoke("eval", "run", *common, "--out", "loud", "-v")
+    assert loud.exit_code == 0, loud.stderr
+    assert "Loading weights" in loud.stderr
+    assert loud.stdout == quiet.stdout
+
+
+def test_pages_take_no_data_dir(invoke: Invoke, tmp_path: Path) -> None:
+    for option in ("--data-dir", "--lf-dir"):
+        result = invoke("eval", "run", "--model", "m", "--pages", "gt.json", "--images", ".", option, ".")
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == ("Error: --data-dir and --lf-dir name where --dataset is "
+                                                  "registered; --pages reads its ground truth from its own file")

@@ -68,7 +68,7 @@ def test_every_command_with_data_dir_takes_lf_dir() -> None:
     missing = [name for name, command in _commands(cli)
                if any("--data-dir" in p.opts for p in command.params)
                and not any("--lf-dir" in p.opts for p in command.params)]
-    assert missing == ["eval run"]  # eval run: issue 24 §13 left to the eval rework (issue 21)
+    assert missing == []
 
 
 def test_no_subcommand_summary_is_cut(invoke: Invoke) -> None:

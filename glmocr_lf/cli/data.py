@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from glmocr_lf.cli import terminal
+from glmocr_lf.cli.options import data_dir_options
 from glmocr_lf.runtime.constants import LINK_MODES, TASKS, LinkMode
 
 if TYPE_CHECKING:
@@ -104,17 +105,10 @@ def data_group() -> None:
     save_to_disk folders, hub datasets, and page layouts (COCO, OmniDocBench)."""
 
 
-def _data_dir_options(func: F) -> F:
-    func = click.option("--lf-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="An existing LLaMA-Factory checkout: use its data/ (the vendor guide's layout).")(func)
-    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="Folder holding dataset_info.json [default: ./data].")(func)
-
-
 @data_group.command("validate", epilog=PROBLEM_FORMAT, short_help="Check every sample of a file or dataset.")
 @click.argument("source", metavar="FILE|NAME")
 @_budget_options
-@_data_dir_options
+@data_dir_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
 def data_validate(source: str, options: CheckOptions, data_dir: Path | None, lf_dir: Path | None,
                   as_json: bool) -> None:
@@ -139,7 +133,7 @@ def data_validate(source: str, options: CheckOptions, data_dir: Path | None, lf_
 @data_group.command("register", epilog=PROBLEM_FORMAT, short_help="Validate, stage and register a dataset.")
 @click.argument("name")
 @click.argument("file", type=click.Path(path_type=Path))
-@_data_dir_options
+@data_dir_options
 @click.option("--link", type=click.Choice(LINK_MODES), default="symlink", show_default=True,
               help="How images are staged into the data dir.")
 @click.option("--force", is_flag=True, help="Replace a dataset registered under NAME with different content.")
@@ -182,7 +176,7 @@ def data_register(name: str, file: Path, data_dir: Path | None, lf_dir: Path | N
 
 
 @data_group.command("list", short_help="List the registered datasets.")
-@_data_dir_options
+@data_dir_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None:
     """List the datasets in dataset_info.json (name, samples, file, images) on stdout."""
@@ -208,7 +202,7 @@ def data_list(data_dir: Path | None, lf_dir: Path | None, as_json: bool) -> None
 
 @data_group.command("remove", short_help="Unregister a dataset.")
 @click.argument("name")
-@_data_dir_options
+@data_dir_options
 @click.option("--purge", is_flag=True, help="Also delete the staged NAME.json and NAME/ image links.")
 def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bool) -> None:
     """Remove NAME from dataset_info.json (its staged files stay unless --purge)."""
@@ -224,7 +218,7 @@ def data_remove(name: str, data_dir: Path | None, lf_dir: Path | None, purge: bo
 
 @data_group.command("stats", short_help="Tasks, image sizes and token counts.")
 @click.argument("source", metavar="NAME|FILE")
-@_data_dir_options
+@data_dir_options
 @_budget_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def data_stats(source: str, data_dir: Path | None, lf_dir: Path | None, options: CheckOptions,

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from glmocr_lf.cli import terminal
-from glmocr_lf.runtime.constants import DATA_DIR, PROTOCOLS, Protocol
+from glmocr_lf.cli.options import data_dir_options
+from glmocr_lf.runtime.constants import PROTOCOLS, Protocol
 
 
 @click.group("eval", short_help="OCR metrics: run, score and compare models.")
@@ -37,8 +38,11 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
             raise click.UsageError("--max-samples counts dataset samples; with --pages use --max-pages")
         if values["settings_from"] is not None:
             raise click.UsageError("--settings-from goes with --dataset")
+        if values["data_dir"] is not None or values["lf_dir"] is not None:
+            raise click.UsageError("--data-dir and --lf-dir name where --dataset is registered; --pages reads "
+                                   "its ground truth from its own file")
         keys = ("model", "adapter", "max_new_tokens", "repetition_penalty", "image_max_pixels", "image_min_pixels",
-                "batch_size", "device", "force", "resume", "out_dir")
+                "batch_size", "device", "force", "resume", "out_dir", "verbose")
         _run_pages({**{key: values[key] for key in keys if values[key] is not None or key != "image_min_pixels"},
                     "pages": pages_gt, "images": page_images, "whole_page": whole_page, "max_pages": max_pages})
         return None
@@ -59,8 +63,7 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
               help="With --pages: the folder of its page images.")
 @click.option("--whole-page", is_flag=True, help="With --pages: one call per page image instead, for contrast.")
 @click.option("--max-pages", type=click.IntRange(min=1), help="With --pages: the first N pages only.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(DATA_DIR),
-              show_default=True, help="Directory holding dataset_info.json.")
+@data_dir_options
 @click.option("--settings-from", type=click.Path(file_okay=False, path_type=Path),
               help="Score with the image limits of this model's export or training record (the fine-tune "
                    "a base is compared with).")
@@ -81,11 +84,13 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
 @click.option("--force", is_flag=True, help="Regenerate even what the same model, settings and data made.")
 @click.option("--resume", is_flag=True,
               help="Continue the predictions in --out, and refuse if they were made differently.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show transformers' own output: model loading messages, warnings, its progress bars.")
 @_or_pages
-def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path, settings_from: Path | None,
-             max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
+def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path | None, lf_dir: Path | None,
+             settings_from: Path | None, max_samples: int | None, max_new_tokens: int, repetition_penalty: float,
              image_max_pixels: int | None, image_min_pixels: int | None, batch_size: int, device: str,
-             out_dir: Path | None, force: bool, resume: bool) -> None:
+             out_dir: Path | None, force: bool, resume: bool, verbose: bool) -> None:
     """Generate answers greedily for each sample, write predictions.jsonl and scores.json, print
     the scores. Predictions made by the same model (its files' sha256), settings and dataset content
     are reused; an interrupted run is continued; anything changed is generated again. With --pages
@@ -93,15 +98,17 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path, set
     OmniDocBench does."""
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
+    from glmocr_lf.data.registry import resolve_data_dir
     from glmocr_lf.evaluation.run import RunHooks, RunOptions, default_out_dir, run_evaluation
     from glmocr_lf.evaluation.score import render_scores
 
     options = RunOptions(
-        model=model, adapter=adapter, settings_from=settings_from, dataset=dataset, data_dir=data_dir,
+        model=model, adapter=adapter, settings_from=settings_from, dataset=dataset,
+        data_dir=resolve_data_dir(data_dir, lf_dir),
         max_samples=max_samples, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         image_max_pixels=image_max_pixels, image_min_pixels=image_min_pixels,
         batch_size=batch_size, device=device,
-        out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume,
+        out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume, verbose=verbose,
     )
     with terminal.counter("generating", "samples") as progress:
         try:
@@ -217,8 +224,8 @@ def _compare_pages(baseline: Path, candidate: Path, out_file: Path | None, as_js
 
 
 @eval_group.command("compare", short_help="Compare two scored runs per task.")
-@click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("baseline", type=click.Path(path_type=Path))  # a folder or a missing file: one Error, exit 1
+@click.argument("candidate", type=click.Path(path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report here instead of stdout (markdown: the HTML report goes beside it).")
 @click.option("--json", "as_json", is_flag=True, help="JSON report instead of markdown.")

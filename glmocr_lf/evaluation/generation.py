@@ -41,14 +41,21 @@ def pick_device(torch: Any, device: str) -> Any:
     return chosen
 
 
-def load_model(model_name: str, adapter: Path | None, device_name: str) -> LoadedModel:
+def load_model(model_name: str, adapter: Path | None, device_name: str, *, verbose: bool = False) -> LoadedModel:
+    """The model on its device. transformers' own talk (loading messages, warnings, its progress
+    bars) only with `verbose`: otherwise our progress bar is the one on stderr."""
     try:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         from transformers.utils import logging as hf_logging
     except ImportError as err:
         raise MissingDependencyError(err.name or "torch", "run eval") from None
-    hf_logging.disable_progress_bar()  # our own progress bar is the one on stderr
+    if verbose:
+        hf_logging.set_verbosity_info()
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
     device = pick_device(torch, device_name)
     dtype = torch.float32
     if device.type == "cuda" and torch.cuda.is_bf16_supported():

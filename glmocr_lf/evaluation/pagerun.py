@@ -58,6 +58,7 @@ class PageRunOptions:
     margin: int = 4
     force: bool = False
     resume: bool = False
+    verbose: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def _recognise(options: PageRunOptions, todo: list[Region], done: dict[str, str]
     from glmocr_lf.evaluation.dataset import EvalSample
     from glmocr_lf.evaluation.generation import generate, load_model
 
-    loaded = load_model(options.model, options.adapter, options.device)
+    loaded = load_model(options.model, options.adapter, options.device, verbose=options.verbose)
     crops = ensure_dir(options.out_dir / ".crops")
     for start in range(0, len(todo), options.batch_size):
         batch = todo[start:start + options.batch_size]

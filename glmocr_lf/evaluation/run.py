@@ -81,6 +81,7 @@ class RunOptions:
     device: str = "auto"
     force: bool = False
     resume: bool = False
+    verbose: bool = False  # transformers' own output while the model loads and generates
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def _load(run: _Run) -> LoadedModel | None:
         return None
     from glmocr_lf.evaluation.generation import load_model
 
-    return load_model(run.options.model, run.options.adapter, run.options.device)
+    return load_model(run.options.model, run.options.adapter, run.options.device, verbose=run.options.verbose)
 
 
 def _record(run: _Run, loaded: LoadedModel | None, **fields: object) -> EvalRecord:

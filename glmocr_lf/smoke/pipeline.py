@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmocr_lf.data.samples import read_samples
-from glmocr_lf.runtime.constants import DATA_DIR
+from glmocr_lf.runtime.constants import DATA_DIR, LF_DEFAULT_IMAGE_MIN_PIXELS
 from glmocr_lf.runtime.fsutil import atomic_write_text, ensure_dir, remove_path, require_empty_dir
 
 SMOKE_NAME = "cosyn_chemical"
@@ -39,24 +38,19 @@ def smoke_config(directory: Path, model: Path, steps: int) -> Any:
     })
 
 
-def generate_one(model_dir: Path, image: Path, prompt: str, max_new_tokens: int = 16) -> str:
-    """Reload an exported model with plain transformers and answer one image, from the string
-    training built (`prompt` holds the `<image>` placeholder where the image goes)."""
-    import torch
-    from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def generate_one(model_dir: Path, sample_json: Path, max_new_tokens: int = 16) -> str:
+    """Reload an exported model with plain transformers and answer the file's first sample, as
+    `eval run` does (the same loader, prompt and image resize as training)."""
+    from glmocr_lf.evaluation.dataset import load_samples, resolve_dataset
+    from glmocr_lf.evaluation.generation import generate, load_model
 
-    from glmocr_lf.data.template import build_prompt
-
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    with Image.open(image) as img:
-        inputs = processor(text=[build_prompt(prompt)], images=[img.convert("RGB")], return_tensors="pt",
-                           add_special_tokens=False)
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new_tokens = output[0, inputs["input_ids"].shape[1]:]
-    return str(processor.decode(new_tokens, skip_special_tokens=True))
+    samples = load_samples(resolve_dataset(str(sample_json), sample_json.parent), max_samples=1)[:1]
+    loaded = load_model(str(model_dir), None, "cpu")
+    [(_batch, [answer])] = generate(loaded, samples, batch_size=1,
+                                    max_pixels=SMOKE_OVERRIDES["image_max_pixels"],
+                                    min_pixels=LF_DEFAULT_IMAGE_MIN_PIXELS, max_new_tokens=max_new_tokens,
+                                    repetition_penalty=1.0)
+    return answer
 
 
 def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
@@ -103,7 +97,5 @@ def run_smoke(directory: Path | None, *, steps: int = 4, force: bool = False,
     exported = execute_export(export_plan, on_line=on_line)
 
     on_stage("[5/5] reloading the merged model with transformers and generating")
-    first = read_samples(sample_json).samples[0].data
-    prompt = first["messages"][0]["content"]
-    answer = generate_one(exported.out, sample_json.parent / first["images"][0], prompt)
+    answer = generate_one(exported.out, sample_json)
     return SmokeResult(directory, exported.out, answer, time.monotonic() - start)
