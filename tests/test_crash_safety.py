@@ -57,6 +57,12 @@ def test_convert_killed_between_its_two_outputs_leaves_one_whole_set(tmp_path: P
     for _ in range(KILL_ROUNDS):
         killed_at("set-swap", args, tmp_path)
         assert (tmp_path / ".ocr.json.set.json").is_file()  # killed among the renames
+        for half in ("ocr.json", "ocr_val.json"):  # no reader takes one file of a half-replaced set
+            result = invoke("data", "validate", half)
+            assert (result.exit_code, result.stderr) == (1, (
+                f"Error: {half}: a `data convert` was stopped while it replaced this file and the ones written "
+                "with it (.ocr.json.set.json names them): they may not belong together\n"
+                "Hint: run the same `glmocr-lf data convert` again: it completes the set first\n"))
         # the next writer of the output completes the set the kill cut short, before anything else
         result = invoke("data", "convert", "new", "-o", "ocr.json", "--val-ratio", "0.34")
         assert result.stderr == "Error: ocr.json: already exists\nHint: pass --force to overwrite it\n"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.info import Layout
 from glmocr_lf.runtime.errors import DataError
-from glmocr_lf.runtime.fsutil import decode_utf8, read_bytes
+from glmocr_lf.runtime.fsutil import decode_utf8, pending_set, read_bytes
 
 FileFormat = Literal["json", "jsonl"]
 
@@ -56,6 +56,11 @@ def read_samples(path: Path, layout: Layout | None = None) -> SampleFile:
     The first syntax error stops with its line and column."""
     path = Path(path)
     layout = layout or Layout()
+    journal = pending_set(path)
+    if journal is not None:
+        raise DataError(f"{path}: a `data convert` was stopped while it replaced this file and the ones "
+                        f"written with it ({journal.name} names them): they may not belong together",
+                        hint="run the same `glmocr-lf data convert` again: it completes the set first")
     text = decode_utf8(path, read_bytes(path))
     if not text.strip():
         raise DataError(f"{path}: empty file; expected a JSON list of samples or JSON Lines")

@@ -200,6 +200,20 @@ def _apply_journal(journal: Path) -> None:
     journal.unlink()
 
 
+def pending_set(path: Path) -> Path | None:
+    """The journal of a set `path` belongs to whose moves have not all run (a writer is among its
+    renames now, or was killed there): `path` may not match the files written with it."""
+    for journal in path.parent.glob(".*.set.json"):
+        try:
+            plan = json.loads(journal.read_text(encoding="utf-8"))
+            targets = [target for _, target in plan["moves"]] + list(plan["remove"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # gone since, or not ours
+        if path.name in targets:
+            return journal
+    return None
+
+
 def finish_pending(paths: list[Path]) -> bool:
     """Before writing the set `paths` again: complete a set a crash cut short among its moves
     (True), and remove files staged by one cut short before them. Call it under the set's lock."""
