@@ -7,6 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ from glmocr_lf.data.template import build_prompt
 from glmocr_lf.evaluation.dataset import EvalSample, load_samples, resolve_dataset
 from glmocr_lf.evaluation.settings import Resolution, resolve_resolution
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
+from glmocr_lf.runtime.records import read_eval_record
 
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                "assistant_tag": "assistant"}
@@ -401,10 +406,7 @@ def test_interrupted_run_keeps_its_predictions_and_resume_finishes_it(
 
 @pytest.mark.e2e
 def test_ctrl_c_says_how_to_resume(invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
-    import os
-    import signal
     import threading
-    import time
 
     predictions = Path("cut/predictions.jsonl")
 
@@ -449,3 +451,38 @@ def test_pages_take_no_data_dir(invoke: Invoke, tmp_path: Path) -> None:
         assert result.exit_code == 2
         assert result.stderr.splitlines()[-1] == ("Error: --data-dir and --lf-dir name where --dataset is "
                                                   "registered; --pages reads its ground truth from its own file")
+
+
+@pytest.mark.e2e
+def test_sigterm_is_a_ctrl_c_the_record_says_interrupted_and_the_same_command_continues(
+        invoke: Invoke, tiny_models: tuple[Path, Path], data_dir: Path) -> None:
+    """`kill`, `timeout` or a job scheduler stop a real `glmocr-lf eval run` with SIGTERM."""
+    args = ["eval", "run", "--model", str(tiny_models[0]), "--dataset", "chem", "--out", "cut",
+            "--max-new-tokens", "64", "--device", "cpu"]
+    predictions = Path("cut/predictions.jsonl")
+    proc = subprocess.Popen([sys.executable, "-m", "glmocr_lf", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (predictions.is_file() and predictions.read_text()) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.splitlines()[-2:] == [
+        "cut: the finished predictions are kept; the same command continues after them",
+        "Error: interrupted by SIGTERM"]
+    record = read_eval_record(Path("cut"))
+    assert record is not None and (record.status, record.signal) == ("interrupted", "SIGTERM")
+    done = len(predictions.read_text().splitlines())
+    assert 1 <= done < 10
+
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert (f"resuming: {done} of 10 samples already in cut/predictions.jsonl (the earlier run interrupted by "
+            "SIGTERM)") in result.stderr.splitlines()
+    assert len(predictions.read_text().splitlines()) == 10

@@ -16,6 +16,7 @@ from glmocr_lf import __version__
 from glmocr_lf.cli import terminal
 from glmocr_lf.runtime.constants import ENV_DEBUG
 from glmocr_lf.runtime.errors import GlmocrLfError, Refused
+from glmocr_lf.runtime.process import Interrupted
 
 
 class _UserError(click.ClickException):
@@ -55,11 +56,13 @@ class GlmocrGroup(click.Group):
             if debug_enabled(ctx):
                 raise
             raise _UserError(err) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             if debug_enabled(ctx):
                 raise
-            terminal.error("interrupted")
-            ctx.exit(130)
+            # Python's own Ctrl-C, or a signal `stop_signals_interrupt` raised: exit 128 + the signal
+            name, code = (err.signal, err.exit_code) if isinstance(err, Interrupted) else ("SIGINT", 130)
+            terminal.error("interrupted" if name == "SIGINT" else f"interrupted by {name}")
+            ctx.exit(code)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -108,4 +108,5 @@ def plan_outputs(out_dir: Path, key: RunKey, samples: Sequence[EvalSample], *, f
 def _ended(earlier: EvalRecord) -> str:
     if earlier.status == "running":  # its writer is gone: nobody holds the folder's lock
         return f"stopped without a word, pid {earlier.pid}: killed?"
-    return f"{earlier.status}: {earlier.error}" if earlier.error else str(earlier.status)
+    status = f"{earlier.status} by {earlier.signal}" if earlier.signal else str(earlier.status)
+    return f"{status}: {earlier.error}" if earlier.error else status

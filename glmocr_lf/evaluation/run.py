@@ -51,6 +51,7 @@ from glmocr_lf.runtime.modelfiles import (
     model_problems,
     stale_merge,
 )
+from glmocr_lf.runtime.process import Interrupted, stop_signals_interrupt
 from glmocr_lf.runtime.records import (
     EvalRecord,
     now,
@@ -189,21 +190,23 @@ def plan_lines(run: _Run) -> list[str]:
 
 
 def run_evaluation(options: RunOptions, hooks: RunHooks | None = None) -> RunResult:
-    """Plan, then reuse what the folder already holds or load the model and generate into it."""
+    """Plan, then reuse what the folder already holds or load the model and generate into it.
+    SIGTERM and SIGHUP stop it as Ctrl-C does (`Interrupted`): the record says interrupted."""
     hooks = hooks or RunHooks()
-    run = plan_run(options)
-    hooks.on_start(plan_lines(run))
-    if run.outputs.action == "reuse":
-        return _scored(run, [run.outputs.done[s.id] for s in run.samples], reused=True)
-    loaded = _load(run)  # a failure here writes nothing
-    with output_lock(options.out_dir, what="evaluation"):
-        # again: another run may have written the folder while the model loaded (the files hashed
-        # before the load and unchanged since are not read again)
-        run = plan_run(options, run.hasher)
+    with stop_signals_interrupt():
+        run = plan_run(options)
+        hooks.on_start(plan_lines(run))
         if run.outputs.action == "reuse":
             return _scored(run, [run.outputs.done[s.id] for s in run.samples], reused=True)
-        predictions = _generate_into(run, loaded, hooks)
-        return _scored(run, predictions, reused=False, finish=True)
+        loaded = _load(run)  # a failure here writes nothing
+        with output_lock(options.out_dir, what="evaluation"):
+            # again: another run may have written the folder while the model loaded (the files hashed
+            # before the load and unchanged since are not read again)
+            run = plan_run(options, run.hasher)
+            if run.outputs.action == "reuse":
+                return _scored(run, [run.outputs.done[s.id] for s in run.samples], reused=True)
+            predictions = _generate_into(run, loaded, hooks)
+            return _scored(run, predictions, reused=False, finish=True)
 
 
 def _load(run: _Run) -> LoadedModel | None:
@@ -261,9 +264,11 @@ def _generate_into(run: _Run, loaded: LoadedModel | None, hooks: RunHooks) -> li
                     done[sample.id] = _prediction(sample, answer)
                     appender.add(asdict(done[sample.id]))
                 hooks.on_progress(len(done), len(run.samples))
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM / SIGHUP raised as it (stop_signals_interrupt)
+        _end(run, "interrupted", started, signal=err.signal if isinstance(err, Interrupted) else None)
+        raise
     except BaseException as err:
-        interrupted = isinstance(err, KeyboardInterrupt)
-        _end(run, "interrupted" if interrupted else "failed", started, None if interrupted else str(err) or repr(err))
+        _end(run, "failed", started, error=str(err) or repr(err))
         raise
     run.record = run.record.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
     return [done[s.id] for s in run.samples]
@@ -275,10 +280,9 @@ def _prediction(sample: EvalSample, answer: str) -> Prediction:
                       images=tuple(str(p.resolve()) for p in sample.images))
 
 
-def _end(run: _Run, status: str, started: float, error: str | None = None) -> None:
+def _end(run: _Run, status: str, started: float, **fields: str | None) -> None:
     run.record = run.record.model_copy(update={
-        "status": status, "finished": now(), "error": error,
-        "seconds": round(time.monotonic() - started, 2)})
+        "status": status, "finished": now(), "seconds": round(time.monotonic() - started, 2), **fields})
     write_eval_record(run.options.out_dir, run.record)
 
 

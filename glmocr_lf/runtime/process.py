@@ -1,5 +1,6 @@
 """The one place that runs child processes: llamafactory-cli train / export (`run_child`, streamed),
-and the short probes whose output we read (`run_captured`: nvidia-smi, the key-table child).
+and the short probes whose output we read (`run_captured`: nvidia-smi, the key-table child); and the
+one place that handles signals, ours too (`stop_signals_interrupt`: eval runs in our own process).
 
 A streamed child gets its own process group. Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed)
 reaching us are forwarded to that whole group (torchrun and its workers included) and we keep
@@ -22,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -135,6 +136,32 @@ def run_child(argv: Sequence[str], *, env_overlay: Mapping[str, str], cwd: Path,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return result
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP, SIGINT) that reached our own process, raised where it was as
+    Python raises Ctrl-C, so the same cleanup runs; we exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(self.signal)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """While the body runs (in our own process, not a child's), each forwarded signal raises
+    `Interrupted`: `kill`, `timeout` or a scheduler's SIGTERM is a Ctrl-C, not a death that runs
+    no cleanup and leaves a record saying "running". A signal we ignore stays ignored."""
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = _install(interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _install(handler: Callable[[int, FrameType | None], None]) -> dict[int, Any]:

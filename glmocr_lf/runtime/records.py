@@ -118,6 +118,7 @@ class EvalRecord(Record):
     finished: str | None = None
     seconds: float | None = None
     error: str | None = None  # why a failed run stopped
+    signal: str | None = None  # the signal that interrupted it (SIGINT: Ctrl-C; SIGTERM: kill, timeout)
 
 
 class PageRunRecord(Record):
