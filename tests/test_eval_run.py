@@ -338,7 +338,7 @@ def answering_x(monkeypatch: pytest.MonkeyPatch) -> None:
         for sample in samples:
             yield [sample], ["x"]
 
-    monkeypatch.setattr(generation, "load_model", lambda *_: generation.LoadedModel(None, None, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(generation, "load_model", lambda *_, **__: generation.LoadedModel(None, None, SimpleNamespace(device="cpu")))
     monkeypatch.setattr(generation, "generate", generate)
 
 
