@@ -4,6 +4,7 @@ page format), scored as OmniDocBench does; end to end on a tiny GLM-OCR on the C
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,55 @@ def test_pages_end_to_end_resumed_and_whole_page(invoke: Invoke, tiny_model: Pat
     assert whole.exit_code == 0, whole.stderr
     assert f"pages: {gt} (3 pages, 3 calls, one per page; whole page, one call)" in whole.stderr
     assert whole.stdout.startswith("layout: whole page, one call\n")
+
+
+@pytest.mark.e2e
+def test_a_page_run_resumes_only_onto_the_same_model_and_records_how_it_stopped(
+        invoke: Invoke, tiny_model: Path, tmp_path: Path) -> None:
+    """--resume after the model at the same path changed is refused (it would mix two models'
+    answers); SIGTERM stops a run as Ctrl-C does: the record says interrupted, --resume finishes it."""
+    import os
+    import shutil
+    import signal
+    import threading
+    import time
+
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
+
+    write_pages(tmp_path / "odb", 3, images=True)
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    common = ["--model", str(model), "--pages", str(tmp_path / "odb" / "gt.json"), "--images",
+              str(tmp_path / "odb" / "images"), "--device", "cpu", "--out", "run"]
+    answers = Path("run/regions.jsonl")
+
+    def sigterm_after_the_first_answer() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if answers.is_file() and answers.read_text():
+                os.kill(os.getpid(), signal.SIGTERM)  # what `kill`, `timeout` or a scheduler sends
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=sigterm_after_the_first_answer, daemon=True).start()
+    cut = invoke("eval", "run", *common, "--max-new-tokens", "48")
+    assert cut.exit_code == 143, cut.stderr
+    assert cut.stderr.splitlines()[-1] == "Error: interrupted by SIGTERM"
+    record = read_page_run_record(Path("run"))
+    assert record is not None and (record.status, record.signal) == ("interrupted", "SIGTERM")
+    finished = len(answers.read_text().splitlines())
+    assert 1 <= finished < 11
+
+    other = build_tiny_glm_ocr(tmp_path / "seed1", seed=1)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")  # retrained in place
+    refused = invoke("eval", "run", *common, "--max-new-tokens", "48", "--resume")
+    assert refused.exit_code == 1
+    assert re.search(r"was made with other options: the model's files changed \(sha256 [0-9a-f]{12} then, "
+                     r"[0-9a-f]{12} now\)$", refused.stderr.splitlines()[0]), refused.stderr
+    assert len(answers.read_text().splitlines()) == finished  # nothing added to the mix
+
+    shutil.copy(tiny_model / "model.safetensors", model / "model.safetensors")  # the first model again
+    resumed = invoke("eval", "run", *common, "--max-new-tokens", "48", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(answers.read_text().splitlines()) == 11
+    record = read_page_run_record(Path("run"))
+    assert record is not None and record.status == "finished"

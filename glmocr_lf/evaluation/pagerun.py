@@ -8,12 +8,14 @@ that of the recognition with a perfect layout, not of a layout model plus OCR. `
 one call per page image with the text prompt, for contrast.
 
 Crash-safe and resumable like `eval run`: each answer is appended to regions.jsonl as it is made
-(`--resume` continues after the last one, refused when the options that change answers differ),
+(`--resume` continues after the last one, refused when the options that change answers, or the
+content of the model, ground truth or page images, differ),
 and the Markdown folder md/ is written as one set (staged, then renamed into place) at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,9 +28,12 @@ from typing import Any
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.layout import crop_box, read_pages
 from glmocr_lf.evaluation.pageformat import GLM_LABELS, Block, page_markdown, task_of
+from glmocr_lf.evaluation.run import check_model, model_fingerprints
 from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_IMAGE_MIN_PIXELS, TASK_PROMPTS
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
 from glmocr_lf.runtime.fsutil import atomic_write_text, check_dir_target, ensure_dir, output_lock
+from glmocr_lf.runtime.modelfiles import Hasher
+from glmocr_lf.runtime.process import Interrupted, stop_signals_interrupt
 from glmocr_lf.runtime.records import PageRunRecord, read_page_run_record, write_page_run_record
 
 ANSWERS_FILE = "regions.jsonl"
@@ -37,7 +42,10 @@ SCORES_FILE = "page_scores.json"
 LAYOUTS = {False: "ground-truth layout", True: "whole page, one call"}
 # options that change the answers: a resumed run must use the same ones
 RESUME_KEYS = ("model", "adapter", "pages", "images", "whole_page", "max_new_tokens", "repetition_penalty",
-               "image_max_pixels", "image_min_pixels", "margin")
+               "image_max_pixels", "image_min_pixels", "margin",
+               "model_sha256", "adapter_sha256", "pages_sha256", "images_sha256")
+CONTENT_KEYS = {"model_sha256": "the model's files", "adapter_sha256": "the adapter's files",
+                "pages_sha256": "the ground-truth file", "images_sha256": "the page images"}
 
 
 @dataclass(frozen=True)
@@ -100,18 +108,32 @@ def page_names(options: PageRunOptions) -> list[str]:
     return [os.path.basename(page.image) for page in read_pages(options.pages)[:options.max_pages]]
 
 
+def page_image(options: PageRunOptions, name: str) -> Path:
+    source = options.images / name
+    if not source.is_file():
+        raise DataError(f"{source}: page image not found (from {options.pages})",
+                        hint="--images is the folder holding the ground truth's page_info.image_path files")
+    return source
+
+
+def identity(options: PageRunOptions, hasher: Hasher) -> dict[str, str | None]:
+    """What the answers are made from, by content: the model's and adapter's files, the ground
+    truth and the page images it names (each file hashed once per command)."""
+    model_sha, adapter_sha, _ = model_fingerprints(options.model, options.adapter, {}, hasher)
+    images = [[name, hasher.sha256(page_image(options, name))] for name in page_names(options)]
+    return {"model_sha256": model_sha, "adapter_sha256": adapter_sha, "pages_sha256": hasher.sha256(options.pages),
+            "images_sha256": hashlib.sha256(json.dumps(images).encode()).hexdigest()}
+
+
 def crop(options: PageRunOptions, region: Region, folder: Path) -> Path:
     """The region's image as a PNG under `folder` (the page itself for a whole-page run)."""
     from PIL import Image
 
-    source = options.images / region.page
+    source = page_image(options, region.page)
     try:
         with Image.open(source) as opened:
             opened.load()
             image = opened.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"{source}: page image not found (from {options.pages})",
-                        hint="--images is the folder holding the ground truth's page_info.image_path files") from None
     except Exception as err:  # PIL raises many types for unreadable images
         raise DataError(f"{source}: cannot read the page image: {err}") from None
     if region.box is not None:
@@ -138,7 +160,7 @@ def _finished(options: PageRunOptions, regions: list[Region], record: PageRunRec
         return {}
     earlier = read_page_run_record(options.out_dir)
     # an option the earlier record does not name (an older glmocr-lf wrote it) is not compared
-    changed = [f"{key} {getattr(earlier, key)!r}, now {getattr(record, key)!r}" for key in RESUME_KEYS
+    changed = [_change(key, getattr(earlier, key), getattr(record, key)) for key in RESUME_KEYS
                if earlier is not None and key in earlier.model_fields_set and getattr(earlier, key) != getattr(record, key)]
     if earlier is not None and changed:
         raise GlmocrLfError(f"--resume: {earlier.path} was made with other options: "
@@ -150,6 +172,14 @@ def _finished(options: PageRunOptions, regions: list[Region], record: PageRunRec
         raise GlmocrLfError(f"--resume: {path} holds regions that are not in {options.pages} (first: {unknown[0]!r})",
                             hint="pass --force to start over")
     return done
+
+
+def _change(key: str, then: Any, now: Any) -> str:
+    if key in CONTENT_KEYS:
+        def short(sha: Any) -> str:
+            return str(sha)[:12] if sha else "none"
+        return f"{CONTENT_KEYS[key]} changed (sha256 {short(then)} then, {short(now)} now)"
+    return f"{key} {then!r}, now {now!r}"
 
 
 def write_markdown(options: PageRunOptions, regions: list[Region], answers: dict[str, str]) -> Path:
@@ -182,30 +212,46 @@ def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object
         raise GlmocrLfError(f"{answers_path}: already exists",
                             hint="pass --resume to continue it, --force to start over, or --out another directory")
     regions = plan_regions(options)
+    hasher = Hasher()
+    notes = check_model(options.model, options.adapter, hasher)  # eval run's: stale merge, loadable, still training
     resolution = resolve_resolution(options.model, options.adapter, None, options.image_max_pixels,
                                     options.image_min_pixels)
-    max_pixels, source = resolution.max_pixels, resolution.source
-    record = _record(options, max_pixels, "running", regions=len(regions))
-    with output_lock(options.out_dir, what="page evaluation"):
+    max_pixels = resolution.max_pixels
+    record = _record(options, max_pixels, "running", regions=len(regions), **identity(options, hasher))
+    with stop_signals_interrupt(), output_lock(options.out_dir, what="page evaluation"):
         if options.force and not options.resume:
             atomic_write_text(answers_path, "")
         with jsonl.Appender(answers_path) as appender:
             done = _finished(options, regions, record) if options.resume else {}
             if on_start:
-                on_start(_plan(options, regions, done, max_pixels, source))
+                on_start(_plan(options, regions, done, max_pixels, resolution.source) + notes)
             write_page_run_record(options.out_dir, record)
             started = time.monotonic()
-            _recognise(options, [r for r in regions if r.id not in done], done, appender, max_pixels,
-                       lambda: on_progress(len(done), len(regions)) if on_progress else None)
+            try:  # from here the record says how the run ended
+                _recognise(options, [r for r in regions if r.id not in done], done, appender, max_pixels,
+                           lambda: on_progress(len(done), len(regions)) if on_progress else None)
+            except BaseException as err:
+                write_page_run_record(options.out_dir, _stopped(record, err, started))
+                raise
         folder = write_markdown(options, regions, done)
         from glmocr_lf.evaluation.omnidocbench.pagescore import score_pages
 
         scores = score_pages(options.pages, folder)
         report = {**scores.to_json(), "layout": LAYOUTS[options.whole_page]}
         atomic_write_text(options.out_dir / SCORES_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        write_page_run_record(options.out_dir, _record(options, max_pixels, "finished", regions=len(regions),
-                                                       seconds=round(time.monotonic() - started, 2)))
+        write_page_run_record(options.out_dir, record.model_copy(update={
+            "status": "finished", "seconds": round(time.monotonic() - started, 2)}))
     return folder, scores
+
+
+def _stopped(record: PageRunRecord, err: BaseException, started: float) -> PageRunRecord:
+    """Ctrl-C, SIGTERM or SIGHUP (raised as it): interrupted; anything else: failed, with the error."""
+    fields: dict[str, Any] = {"seconds": round(time.monotonic() - started, 2)}
+    if isinstance(err, KeyboardInterrupt):
+        fields.update(status="interrupted", signal=err.signal if isinstance(err, Interrupted) else None)
+    else:
+        fields.update(status="failed", error=str(err) or repr(err))
+    return record.model_copy(update=fields)
 
 
 def _plan(options: PageRunOptions, regions: list[Region], done: dict[str, str], max_pixels: int, source: str) -> list[str]:

@@ -45,6 +45,7 @@ from glmocr_lf.runtime.fsutil import (
     remove_path,
 )
 from glmocr_lf.runtime.modelfiles import (
+    FileHashes,
     Hasher,
     folder_fingerprint,
     model_folder,
@@ -126,21 +127,37 @@ def default_out_dir(model: str, adapter: Path | None) -> Path:
     return Path("evals") / re.sub(r"[^A-Za-z0-9._-]+", "_", joined)
 
 
-def _check_model(options: RunOptions, hasher: Hasher) -> list[str]:
+def check_model(model: str, adapter: Path | None, hasher: Hasher) -> list[str]:
     """Refuse a model eval could not load, one whose weights are not what export recorded, and an
-    adapter or model a training still writes; the notes for one whose training died."""
-    stale = stale_merge(Path(options.model), hasher) if Path(options.model).is_dir() else None
+    adapter or model a training still writes; the notes for one whose training died. `eval run`
+    and `eval run --pages` both ask."""
+    stale = stale_merge(Path(model), hasher) if Path(model).is_dir() else None
     if stale:
-        adapter, why = stale
+        merged_from, why = stale
         raise GlmocrLfError(f"{why}: its scores would describe another model",
-                            hint=f"merge it again: glmocr-lf export --adapter {shlex.quote(str(adapter))} "
-                                 f"--out {shlex.quote(str(options.model))} --force"
-                            if adapter else "export it again with --force")
-    problems = model_problems(options.model, consequence="eval could not load it")
+                            hint=f"merge it again: glmocr-lf export --adapter {shlex.quote(str(merged_from))} "
+                                 f"--out {shlex.quote(str(model))} --force"
+                            if merged_from else "export it again with --force")
+    problems = model_problems(model, consequence="eval could not load it")
     if problems:
         raise GlmocrLfError(f"--model {problems[0]}")
-    return [note for d in (options.adapter, Path(options.model)) if d is not None and d.is_dir()
+    return [note for d in (adapter, Path(model)) if d is not None and d.is_dir()
             if (note := training_state(d, "evaluating"))]
+
+
+def model_fingerprints(model: str, adapter: Path | None, known: dict[str, FileHashes],
+                       hasher: Hasher) -> tuple[str | None, str | None, dict[str, FileHashes]]:
+    """(the model's sha256, the adapter's, each folder's file hashes); None for what is not a folder
+    here (a hub id not downloaded yet). `known`: an earlier record's hashes, by folder."""
+    hashes: dict[str, FileHashes] = {}
+    shas: list[str | None] = []
+    for folder in (model_folder(model), adapter):
+        if folder is None or not folder.is_dir():
+            shas.append(None)
+            continue
+        sha, hashes[str(folder)] = folder_fingerprint(folder, known.get(str(folder)), hasher)
+        shas.append(sha)
+    return shas[0], shas[1] if adapter is not None else None, hashes
 
 
 def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Resolution,
@@ -149,17 +166,10 @@ def run_key(options: RunOptions, samples: Sequence[EvalSample], resolution: Reso
     unchanged since, are not hashed again) and the settings."""
     earlier = read_eval_record(options.out_dir) if options.out_dir.is_dir() else None
     known = earlier.file_hashes if earlier is not None else {}
-    hashes = {}
-    shas: list[str | None] = []
-    for folder in (model_folder(options.model), options.adapter):
-        if folder is None or not folder.is_dir():
-            shas.append(None)
-            continue
-        sha, hashes[str(folder)] = folder_fingerprint(folder, known.get(str(folder)), hasher)
-        shas.append(sha)
+    model_sha, adapter_sha, hashes = model_fingerprints(options.model, options.adapter, known, hasher)
     settings = score_settings(resolution, options.max_new_tokens, options.repetition_penalty, len(samples),
                               dataset_fingerprint(samples, hasher))
-    return RunKey(shas[0], shas[1] if options.adapter is not None else None, settings.to_json(), hashes)
+    return RunKey(model_sha, adapter_sha, settings.to_json(), hashes)
 
 
 def plan_run(options: RunOptions, hasher: Hasher | None = None) -> _Run:
@@ -169,7 +179,7 @@ def plan_run(options: RunOptions, hasher: Hasher | None = None) -> _Run:
     hasher = hasher or Hasher()
     check_writable(options.out_dir, "--out directory")
     samples = load_samples(resolve_dataset(options.dataset, options.data_dir), options.max_samples)
-    notes = _check_model(options, hasher)
+    notes = check_model(options.model, options.adapter, hasher)
     resolution = resolve_resolution(options.model, options.adapter, options.settings_from,
                                     options.image_max_pixels, options.image_min_pixels)
     key = run_key(options, samples, resolution, hasher)

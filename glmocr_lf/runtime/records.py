@@ -140,8 +140,15 @@ class PageRunRecord(Record):
     batch_size: int | None = None
     device: str | None = None
     margin: int | None = None  # pixels around each cropped region
+    # what the answers were made from: a resumed run that differs in any of these would mix two models
+    model_sha256: str | None = None  # of the model's files (modelfiles.folder_fingerprint)
+    adapter_sha256: str | None = None
+    pages_sha256: str | None = None  # of the ground-truth file
+    images_sha256: str | None = None  # of the page images it names
     regions: int | None = None
     seconds: float | None = None
+    error: str | None = None  # why a failed run stopped
+    signal: str | None = None  # the signal that interrupted it
 
 
 R = TypeVar("R", bound=Record)
