@@ -11,6 +11,11 @@ and tokens seen, and peak GPU memory. Steady state skips the first `--warmup` st
     python bench/gpu_train.py run --work W --name vendor-lora --vendor lora
     python bench/gpu_train.py run --work W --name ours-lora --ours lora -- --memory-budget 8
     python bench/gpu_train.py report --work W             # table (markdown) + results.json
+    python bench/gpu_train.py launch --work W vendor=RUN,RUN ours=RUN,RUN   # where the launch goes
+
+On a CPU machine, `prepare --dims tiny` builds a tiny GLM-OCR with the real processor (the same
+tokenisation as the real model; a step costs nothing), so the launch phases can be measured there;
+`run --launch-only` stops the training process when its first optimizer step would begin.
 
 MFU = model FLOPs per second / 989 TFLOP/s (H100/H200 dense bf16 datasheet). Model FLOPs per
 sample: the frozen vision tower and projector forward (2 x linear params x patches, plus attention
@@ -32,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from launch_phases import breakdown
+from launch_phases import table as phase_table
+
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_DIR = Path(__file__).resolve().parent / "gpu_probe"
 PEAK_TFLOPS = 989.0
@@ -48,16 +56,9 @@ REAL_VISION = {"hidden_size": 1024, "depth": 24, "num_heads": 16, "intermediate_
 def build_real_dims_model(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     """A random GLM-OCR with the real dimensions (bf16) and the real processor bounds."""
     import torch
-    from transformers import (
-        Glm46VImageProcessor,
-        Glm46VProcessor,
-        Glm46VVideoProcessor,
-        GlmOcrConfig,
-        GlmOcrForConditionalGeneration,
-    )
+    from transformers import GlmOcrConfig, GlmOcrForConditionalGeneration
 
-    from glmocr_lf.data.resize import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
-    from glmocr_lf.smoke.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
+    from glmocr_lf.smoke.tiny_model import SPECIAL_TOKENS, build_tokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out_dir)
@@ -85,30 +86,60 @@ def build_real_dims_model(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out_dir)
 
+    save_real_processor(out_dir, tokenizer)
+    return write_meta(out_dir, model, "real")
+
+
+def write_meta(out_dir: Path, model: Any, dims: str) -> dict[str, Any]:
+    """bench_meta.json: the parameter counts the MFU figure uses, and the image token id."""
+    import torch
+
+    def linear_params(prefix: str) -> int:
+        return sum(m.weight.numel() for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and n.startswith(prefix))
+
+    text, vision = model.config.text_config, model.config.vision_config
+    meta = {
+        "dims": dims,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vision_linear": linear_params("model.visual.blocks"),
+        "merger_linear": linear_params("model.visual.merger"),
+        "text_linear": linear_params("model.language_model"),
+        "lm_head": model.lm_head.weight.numel(),
+        "vision_layers": vision.depth, "vision_width": vision.hidden_size,
+        "text_layers": text.num_hidden_layers,
+        "text_attn_width": text.num_attention_heads * text.head_dim,
+        "image_token_id": model.config.image_token_id,
+    }
+    (out_dir / "bench_meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def build_tiny_model(out_dir: Path) -> dict[str, Any]:
+    """glmocr-lf's tiny GLM-OCR (CPU smoke tests) with the real processor bounds: LLaMA-Factory
+    resizes and tokenises every image as for the real model, and a step costs next to nothing."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
+
+    build_tiny_glm_ocr(out_dir)
+    save_real_processor(out_dir, AutoTokenizer.from_pretrained(out_dir))
+    return write_meta(out_dir, AutoModelForImageTextToText.from_pretrained(out_dir), "tiny")
+
+
+def save_real_processor(out_dir: Path, tokenizer: Any) -> None:
+    """GLM-OCR's processor with the real model's pixel bounds."""
+    from transformers import Glm46VImageProcessor, Glm46VProcessor, Glm46VVideoProcessor
+
+    from glmocr_lf.data.resize import PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS
+    from glmocr_lf.smoke.tiny_model import CHAT_TEMPLATE
+
     size = {"shortest_edge": PROCESSOR_MIN_PIXELS, "longest_edge": PROCESSOR_MAX_PIXELS}
     patches = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
     Glm46VProcessor(
         image_processor=Glm46VImageProcessor(size=size, **patches), tokenizer=tokenizer,
         video_processor=Glm46VVideoProcessor(size=size, **patches), chat_template=CHAT_TEMPLATE,
     ).save_pretrained(out_dir)
-
-    def linear_params(prefix: str) -> int:
-        return sum(m.weight.numel() for n, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and n.startswith(prefix))
-
-    meta = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vision_linear": linear_params("model.visual.blocks"),
-        "merger_linear": linear_params("model.visual.merger"),
-        "text_linear": linear_params("model.language_model"),
-        "lm_head": model.lm_head.weight.numel(),
-        "vision_layers": REAL_VISION["depth"], "vision_width": REAL_VISION["hidden_size"],
-        "text_layers": REAL_TEXT["num_hidden_layers"],
-        "text_attn_width": REAL_TEXT["num_attention_heads"] * REAL_TEXT["head_dim"],
-        "image_token_id": ids["<|image|>"],
-    }
-    (out_dir / "bench_meta.json").write_text(json.dumps(meta, indent=1))
-    return meta
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -237,6 +268,7 @@ def run_one(work: Path, name: str, argv: list[str], env_extra: dict[str, str], t
     (work / "probe").mkdir(exist_ok=True)
     probe = work / "probe" / f"{name}.json"
     probe.unlink(missing_ok=True)
+    phases_path(probe).unlink(missing_ok=True)
     env = probe_env(work, name, meta)
     env.update(env_extra)
     logs.mkdir(parents=True, exist_ok=True)
@@ -252,10 +284,36 @@ def run_one(work: Path, name: str, argv: list[str], env_extra: dict[str, str], t
     record: dict[str, Any] = {"name": name, "argv": argv, "rc": rc, "wall_s": wall}
     if probe.exists():
         record.update(json.loads(probe.read_text()))
+    record["phases"] = read_phases(probe)
+    record["launch"] = breakdown(record["phases"], float(env["GLMOCR_BENCH_T0"]))
     (work / "results").mkdir(exist_ok=True)
     (work / "results" / f"{name}.json").write_text(json.dumps(record))
     print(f"[bench] {name}: rc={rc} wall={wall:.0f}s", file=sys.stderr, flush=True)
     return record
+
+
+def phases_path(probe: Path) -> Path:
+    return probe.with_name(probe.name + ".phases.jsonl")
+
+
+def read_phases(probe: Path) -> list[dict[str, Any]]:
+    """The launch-phase events every process of the run appended (bench/gpu_probe/_glmocr_bench_phases.py)."""
+    path = phases_path(probe)
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def launch_table(work: Path, groups: list[str]) -> str:
+    """`LABEL=RUN[,RUN...]` (or a bare RUN): one column per label, median (min–max) over its runs."""
+    columns: dict[str, list[dict[str, float | None]]] = {}
+    for group in groups:
+        label, _, runs = group.rpartition("=")
+        for name in runs.split(","):
+            record = json.loads((work / "results" / f"{name}.json").read_text())
+            columns.setdefault(label or name, []).append(record.get("launch") or {})
+    return phase_table(columns)
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -417,7 +475,9 @@ def quality(work: Path, groups: list[str]) -> tuple[str, list[dict[str, Any]]]:
                 + " | " + (f"{reached:.0f}" if reached else f"not reached ({len(epochs)} epochs)")
                 + " | " + (f"x{row['speedup']:.2f}" if row["speedup"] else "—")
                 + " | " + ("yes" if row["quality_ok"] else "**no**") + f" (rc {row['rc']}) |")
-    return "\n".join(lines), rows
+    launches = {n: [json.loads((work / "results" / f"{n}.json").read_text()).get("launch") or {}]
+                for group in groups for n in group.split(":")}
+    return "\n".join(lines) + "\n\nWhere each launch went (s from the spawn):\n\n" + phase_table(launches), rows
 
 
 def verify_checkpoint(work: Path, adapter_dir: Path) -> dict[str, Any]:
@@ -442,6 +502,7 @@ def run_parallel(work: Path, name: str, argvs: list[list[str]], env_extra: list[
     (work / "probe").mkdir(exist_ok=True)
     probe = work / "probe" / f"{name}.json"
     probe.unlink(missing_ok=True)
+    phases_path(probe).unlink(missing_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     env = probe_env(work, name, meta)
     start = time.time()
@@ -462,6 +523,8 @@ def run_parallel(work: Path, name: str, argvs: list[list[str]], env_extra: list[
                               "wall_s": time.time() - start}
     if probe.exists():
         record.update(json.loads(probe.read_text()))
+    record["phases"] = read_phases(probe)
+    record["launch"] = breakdown(record["phases"], float(env["GLMOCR_BENCH_T0"]))
     (work / "results").mkdir(exist_ok=True)
     (work / "results" / f"{name}.json").write_text(json.dumps(record))
     print(f"[bench] {name}: rcs={rcs} wall={record['wall_s']:.0f}s", file=sys.stderr, flush=True)
@@ -476,6 +539,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--pages", type=int, default=100)
     p.add_argument("--data", default="data", help="data folder under --work (the model is shared)")
+    p.add_argument("--dims", choices=("real", "tiny"), default="real",
+                   help="real: GLM-OCR's dimensions; tiny: the CPU smoke model with the real processor")
     r = sub.add_parser("run")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--name", required=True)
@@ -489,6 +554,8 @@ def main() -> None:
     r.add_argument("--timeout", type=int, default=400)
     r.add_argument("--logs", type=Path, default=None)
     r.add_argument("--env", action="append", default=[], help="KEY=VALUE for this run's environment")
+    r.add_argument("--launch-only", action="store_true",
+                   help="stop the training process when its first optimizer step would begin")
     r.add_argument("extra", nargs="*", help="after --: more KEY=VALUE overrides / glmocr-lf train options")
     n = sub.add_parser("nodes", help="two single-GPU torchrun nodes on this host through glmocr-lf train")
     n.add_argument("--work", type=Path, required=True)
@@ -503,6 +570,9 @@ def main() -> None:
     q = sub.add_parser("quality", help="eval loss and time to the vendor's final eval loss, per group")
     q.add_argument("--work", type=Path, required=True)
     q.add_argument("groups", nargs="+", help="VENDOR_RUN:RUN[:RUN...]")
+    la = sub.add_parser("launch", help="where each run's launch went, phase by phase")
+    la.add_argument("--work", type=Path, required=True)
+    la.add_argument("groups", nargs="+", help="LABEL=RUN[,RUN...]: median (min–max) over the runs")
     s = sub.add_parser("report")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--warmup", type=int, default=10)
@@ -511,7 +581,8 @@ def main() -> None:
     if args.cmd == "prepare":
         t = time.time()
         meta_path = args.work / "model" / "bench_meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else build_real_dims_model(args.work / "model")
+        build = build_tiny_model if args.dims == "tiny" else build_real_dims_model
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else build(args.work / "model")
         data = build_dataset(args.work / args.data, args.samples, args.pages)
         print(json.dumps({**meta, **data, "seconds": round(time.time() - t, 1)}))
     elif args.cmd == "run":
@@ -521,6 +592,8 @@ def main() -> None:
         else:
             argv = ours_command(args.work, args.ours, [*overrides, "--fresh", *args.extra])
         env = dict(item.split("=", 1) for item in args.env)
+        if args.launch_only:
+            env["GLMOCR_BENCH_STOP_AT_FIRST_STEP"] = "1"
         run_one(args.work, args.name, argv, env, args.timeout, args.logs or args.work / "logs")
     elif args.cmd == "nodes":
         argvs, envs = [], []
@@ -533,6 +606,8 @@ def main() -> None:
         run_parallel(args.work, args.name, argvs, envs, args.timeout, args.logs or args.work / "logs")
     elif args.cmd == "verify":
         print(json.dumps(verify_checkpoint(args.work, args.adapter)))
+    elif args.cmd == "launch":
+        print(launch_table(args.work, args.groups))
     elif args.cmd == "quality":
         table, rows = quality(args.work, args.groups)
         with open(args.work / "quality.jsonl", "a") as fh:

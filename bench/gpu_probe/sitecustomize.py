@@ -12,6 +12,10 @@ kernel time by kind (matmul, attention, Triton, elementwise, optimizer, copies),
 share, and the top kernels and CPU-side ops. With GLMOCR_BENCH_BUCKETS=K the training sampler groups
 samples by length only inside random buckets of K optimizer steps (a padding lever under test). With GLMOCR_BENCH_SYNCS=STEP it counts the host syncs of
 optimizer step STEP+1 by call site (torch.cuda.set_sync_debug_mode) into `<probe>.syncs.txt`.
+Every process that loads it also appends its launch phases to `<probe>.phases.jsonl`
+(_glmocr_bench_phases.py: process start, imports, planning, tokenizer, dataset, model, trainer set-up,
+first step). With GLMOCR_BENCH_STOP_AT_FIRST_STEP=1 the training process writes its record and exits
+0 when the first optimizer step is about to run (a launch-only measurement: no step is computed).
 """
 
 from __future__ import annotations
@@ -62,10 +66,17 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
 
         def on_train_begin(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             self.train_begin = time.time()
+            _phases.mark("train begin", self.train_begin)
 
         def on_step_begin(self, args, st, control, **kw):  # type: ignore[no-untyped-def]
             if self.first_step_begin is None:
                 self.first_step_begin = time.time()
+                _phases.mark("first step begin", self.first_step_begin)
+                if os.environ.get("GLMOCR_BENCH_STOP_AT_FIRST_STEP") == "1":
+                    self.on_train_end(args, st, control)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(0)
             if self.prof_range and st.global_step == self.prof_range[0] and self.prof is None:
                 torch.cuda.synchronize()
                 acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
@@ -96,6 +107,8 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.steps.append(time.time())
+            if len(self.steps) == 1:
+                _phases.mark("first step end", self.steps[0])
             self.graphs.append(_graphs_compiled())
             self.samples.append(state["samples"])
             if self.show is not None and self.syncs_at is not None and st.global_step == self.syncs_at + 1:
@@ -151,8 +164,10 @@ def _patch_trainer(module):  # type: ignore[no-untyped-def]
     original_step = trainer_cls.training_step
 
     def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+        start = time.time()
         original_init(self, *a, **kw)
         self.add_callback(Probe())
+        _phases.span("trainer init", start, time.time())
 
     def training_step(self, model, inputs, *a, **kw):  # type: ignore[no-untyped-def]
         ids = inputs.get("input_ids")
@@ -292,6 +307,9 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 
 if _OUT:
+    import _glmocr_bench_phases as _phases
+
+    _phases.install()
     sys.meta_path.insert(0, _AfterImport())
 
 
