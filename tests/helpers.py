@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,18 @@ def venv_bin(name: str) -> str:
     """A console script installed beside the running interpreter."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+def counted_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often each file (FOLDER/NAME) is hashed from now on."""
+    from glmocr_lf.runtime import modelfiles
+
+    counts: Counter[str] = Counter()
+    real = modelfiles.file_sha256
+
+    def counting(path: Path) -> str:
+        counts[f"{path.parent.name}/{path.name}"] += 1
+        return real(path)
+
+    monkeypatch.setattr(modelfiles, "file_sha256", counting)
+    return counts

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import EVAL_SKIP_REASON, Invoke
+from helpers import EVAL_SKIP_REASON, Invoke, counted_hashes
 from omnidocbench_pages import write_pages
 
 for _module in ("rapidfuzz", "apted", "lxml", "bs4", "pylatexenc", "scipy"):
@@ -73,21 +73,22 @@ def test_pages_end_to_end_resumed_and_whole_page(invoke: Invoke, tiny_model: Pat
     report = json.loads(Path("run/page_scores.json").read_text())
     assert report["layout"] == "ground-truth layout" and report["pages"] == 3
     record = read_page_run_record(Path("run"))
-    assert record is not None and (record.status, record.regions, record.layout, record.image_max_pixels) == (
+    assert record is not None and (record.status, record.regions, record.layout, record.settings["image_max_pixels"]) == (
         "finished", 11, "ground-truth layout", 589824)
 
-    again = invoke("eval", "run", *common, "--out", "run")
-    assert again.exit_code == 1 and "regions.jsonl: already exists" in again.stderr
-    # an interrupted run: keep the first 4 answers; --resume recognises the other 7 only
+    # a run cut short: keep the first 4 answers; the same command recognises the other 7 only
     Path("run/regions.jsonl").write_text("".join(line + "\n" for line in
                                                  Path("run/regions.jsonl").read_text().splitlines()[:4]))
     resumed = invoke("eval", "run", *common, "--out", "run", "--resume")
     assert resumed.exit_code == 0, resumed.stderr
-    assert f"resuming: 4 of 11 already in {Path('run/regions.jsonl')}" in resumed.stderr
+    assert f"resuming: 4 of 11 regions already in {Path('run/regions.jsonl')} (the earlier run finished)" in (
+        resumed.stderr.splitlines())
     assert len(Path("run/regions.jsonl").read_text().splitlines()) == 11
     assert resumed.stdout == result.stdout  # greedy: the same answers, the same scores
     other = invoke("eval", "run", *common, "--out", "run", "--resume", "--max-new-tokens", "7")
-    assert other.exit_code == 1 and "max_new_tokens 6, now 7" in other.stderr
+    assert other.exit_code == 1
+    assert other.stderr.splitlines()[0] == (f"Error: --resume: {Path('run/page_run.json')} was made with other "
+                                            "options: max_new_tokens 6 then, 7 now")
 
     whole = invoke("eval", "run", *common, "--out", "whole", "--whole-page")
     assert whole.exit_code == 0, whole.stderr
@@ -96,22 +97,24 @@ def test_pages_end_to_end_resumed_and_whole_page(invoke: Invoke, tiny_model: Pat
 
 
 @pytest.mark.e2e
-def test_a_page_run_resumes_only_onto_the_same_model_and_records_how_it_stopped(
-        invoke: Invoke, tiny_model: Path, tmp_path: Path) -> None:
-    """--resume after the model at the same path changed is refused (it would mix two models'
-    answers); SIGTERM stops a run as Ctrl-C does: the record says interrupted, --resume finishes it."""
+def test_a_page_run_is_keyed_by_the_model_s_files_and_records_how_it_stopped(
+        invoke: Invoke, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM stops a run as Ctrl-C does (the record says interrupted) and the same command continues;
+    run again unchanged, it reuses the answers without loading the model; with the model retrained at
+    the same path it regenerates, saying why (--resume refuses: it would mix two models' answers)."""
     import os
     import shutil
     import signal
     import threading
     import time
 
+    from glmocr_lf.evaluation import generation
     from glmocr_lf.smoke.tiny_model import build_tiny_glm_ocr
 
     write_pages(tmp_path / "odb", 3, images=True)
     model = shutil.copytree(tiny_model, tmp_path / "model")
     common = ["--model", str(model), "--pages", str(tmp_path / "odb" / "gt.json"), "--images",
-              str(tmp_path / "odb" / "images"), "--device", "cpu", "--out", "run"]
+              str(tmp_path / "odb" / "images"), "--device", "cpu", "--out", "run", "--max-new-tokens", "48"]
     answers = Path("run/regions.jsonl")
 
     def sigterm_after_the_first_answer() -> None:
@@ -123,25 +126,48 @@ def test_a_page_run_resumes_only_onto_the_same_model_and_records_how_it_stopped(
             time.sleep(0.005)
 
     threading.Thread(target=sigterm_after_the_first_answer, daemon=True).start()
-    cut = invoke("eval", "run", *common, "--max-new-tokens", "48")
+    cut = invoke("eval", "run", *common)
     assert cut.exit_code == 143, cut.stderr
-    assert cut.stderr.splitlines()[-1] == "Error: interrupted by SIGTERM"
+    assert cut.stderr.splitlines()[-2:] == [
+        "run: the finished answers are kept; the same command continues after them", "Error: interrupted by SIGTERM"]
     record = read_page_run_record(Path("run"))
     assert record is not None and (record.status, record.signal) == ("interrupted", "SIGTERM")
     finished = len(answers.read_text().splitlines())
     assert 1 <= finished < 11
 
+    resumed = invoke("eval", "run", *common)  # no --resume needed
+    assert resumed.exit_code == 0, resumed.stderr
+    assert (f"resuming: {finished} of 11 regions already in {answers} (the earlier run interrupted by SIGTERM)"
+            in resumed.stderr.splitlines())
+    assert len(answers.read_text().splitlines()) == 11
+    first = read_page_run_record(Path("run"))
+    assert first is not None and first.status == "finished" and first.settings["max_new_tokens"] == 48
+
+    def no_load(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(generation, "load_model", no_load)
+        counts = counted_hashes(patch)
+        reused = invoke("eval", "run", *common)
+    assert reused.exit_code == 0, reused.stderr
+    assert reused.stderr.splitlines()[3] == (f"reusing: {answers} was made from the same model, settings and "
+                                             "ground truth and page images (--force regenerates)")
+    assert reused.stderr.splitlines()[-1] == f"Reused {Path('run/md')} and {Path('run/page_scores.json')}"
+    assert reused.stdout == resumed.stdout
+    assert counts and max(counts.values()) == 1, counts  # each file hashed once
+
     other = build_tiny_glm_ocr(tmp_path / "seed1", seed=1)
     shutil.copy(other / "model.safetensors", model / "model.safetensors")  # retrained in place
-    refused = invoke("eval", "run", *common, "--max-new-tokens", "48", "--resume")
+    refused = invoke("eval", "run", *common, "--resume")
     assert refused.exit_code == 1
-    assert re.search(r"was made with other options: the model's files changed \(sha256 [0-9a-f]{12} then, "
-                     r"[0-9a-f]{12} now\)$", refused.stderr.splitlines()[0]), refused.stderr
-    assert len(answers.read_text().splitlines()) == finished  # nothing added to the mix
-
-    shutil.copy(tiny_model / "model.safetensors", model / "model.safetensors")  # the first model again
-    resumed = invoke("eval", "run", *common, "--max-new-tokens", "48", "--resume")
-    assert resumed.exit_code == 0, resumed.stderr
-    assert len(answers.read_text().splitlines()) == 11
+    change = r"the model changed \(sha256 of its files [0-9a-f]{12} then, [0-9a-f]{12} now\)"
+    assert re.fullmatch(r"Error: --resume: run/page_run\.json was made with other options: " + change,
+                        refused.stderr.splitlines()[0]), refused.stderr
+    assert len(answers.read_text().splitlines()) == 11  # nothing added to the mix
+    regenerated = invoke("eval", "run", *common)
+    assert regenerated.exit_code == 0, regenerated.stderr
+    assert re.fullmatch("regenerating: " + change, regenerated.stderr.splitlines()[3]), regenerated.stderr
+    assert len(answers.read_text().splitlines()) == 11  # the new model's answers only
     record = read_page_run_record(Path("run"))
-    assert record is not None and record.status == "finished"
+    assert record is not None and record.status == "finished" and record.model_sha256 != first.model_sha256

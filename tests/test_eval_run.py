@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +20,7 @@ from helpers import EVAL_SKIP_REASON
 
 pytest.importorskip("rapidfuzz", reason=EVAL_SKIP_REASON)
 pytest.importorskip("apted", reason=EVAL_SKIP_REASON)
-from helpers import SAMPLE_IMAGES, SAMPLE_JSON, Invoke
+from helpers import SAMPLE_IMAGES, SAMPLE_JSON, Invoke, counted_hashes
 
 from glmocr_lf.data.template import build_prompt
 from glmocr_lf.evaluation.dataset import EvalSample, load_samples, resolve_dataset
@@ -313,21 +312,6 @@ def exported_model(root: Path) -> Path:
         adapter=str(root / "run"), adapter_sha256=file_sha256(root / "run" / "adapter_model.safetensors"),
         weights_sha256={"model.safetensors": file_sha256(merged / "model.safetensors")}))
     return merged
-
-
-def counted_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How often each file (FOLDER/NAME) is hashed from now on."""
-    from glmocr_lf.runtime import modelfiles
-
-    counts: Counter[str] = Counter()
-    real = modelfiles.file_sha256
-
-    def counting(path: Path) -> str:
-        counts[f"{path.parent.name}/{path.name}"] += 1
-        return real(path)
-
-    monkeypatch.setattr(modelfiles, "file_sha256", counting)
-    return counts
 
 
 def answering_x(monkeypatch: pytest.MonkeyPatch) -> None:

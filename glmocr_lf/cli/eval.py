@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ def _or_pages(run: Callable[..., None]) -> Callable[..., None]:
               help="Samples generated together (left padding; the same answers, faster on a GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory [default: evals/<model>[-<adapter>]].")
+              help="Output directory [default: evals/<model>[-<adapter>], with --pages "
+                   "evals/<model>[-<adapter>]-<GT name>-pages].")
 @click.option("--force", is_flag=True, help="Regenerate even what the same model, settings and data made.")
 @click.option("--resume", is_flag=True,
               help="Continue the predictions in --out, and refuse if they were made differently.")
@@ -110,16 +112,20 @@ def eval_run(model: str, adapter: Path | None, dataset: str, data_dir: Path | No
         batch_size=batch_size, device=device,
         out_dir=out_dir or default_out_dir(model, adapter), force=force, resume=resume, verbose=verbose,
     )
-    with terminal.counter("generating", "samples") as progress:
-        try:
-            result = run_evaluation(options, RunHooks(on_start=_show_plan, on_progress=progress))
-        except KeyboardInterrupt:
-            terminal.note(f"{options.out_dir}: the finished predictions are kept; the same command "
-                          "continues after them")
-            raise
+    with terminal.counter("generating", "samples") as progress, _kept_when_interrupted(options.out_dir, "predictions"):
+        result = run_evaluation(options, RunHooks(on_start=_show_plan, on_progress=progress))
     terminal.out(render_scores(result.scores))
     verb = "Reused" if result.reused else "Wrote"
     terminal.success(f"{verb} {result.predictions_path} and {result.scores_path}")
+
+
+@contextlib.contextmanager
+def _kept_when_interrupted(out_dir: Path, what: str) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP
+        terminal.note(f"{out_dir}: the finished {what} are kept; the same command continues after them")
+        raise
 
 
 def _show_plan(lines: list[str]) -> None:
@@ -140,21 +146,17 @@ def _run_pages(values: dict[str, Any]) -> None:
 
     if values["images"] is None:
         raise click.UsageError("--pages needs --images, the folder of its page images")
-    values["out_dir"] = values["out_dir"] or default_page_out_dir(values["pages"], values["whole_page"])
+    values["out_dir"] = values["out_dir"] or default_page_out_dir(values["model"], values["adapter"], values["pages"],
+                                                                  values["whole_page"])
     options = PageRunOptions(**values)
-
-    def show_plan(lines: list[str]) -> None:
-        for line in lines:
-            terminal.note(line)
-
     progress = Progress("recognising", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=terminal.console, disable=not terminal.is_interactive())
-    with progress:
+    with progress, _kept_when_interrupted(options.out_dir, "answers"):
         bar = progress.add_task("pages", total=None)
-        folder, scores = run_pages(options, on_start=show_plan,
-                                   on_progress=lambda done, total: progress.update(bar, completed=done, total=total))
+        folder, scores, reused = run_pages(options, on_start=_show_plan, on_progress=lambda done, total: progress.update(
+            bar, completed=done, total=total))
     terminal.out(f"layout: {LAYOUTS[options.whole_page]}\n" + render_page_scores(scores))
-    terminal.success(f"Wrote {folder} and {options.out_dir / 'page_scores.json'}")
+    terminal.success(f"{'Reused' if reused else 'Wrote'} {folder} and {options.out_dir / 'page_scores.json'}")
 
 
 @eval_group.command("score", short_help="Score a predictions file.")

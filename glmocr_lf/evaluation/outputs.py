@@ -1,4 +1,5 @@
-"""An evaluation's output folder: predictions.jsonl, scores.json and eval_run.json are one result.
+"""An evaluation's output folder: predictions.jsonl, scores.json and eval_run.json are one result
+(regions.jsonl, md/, page_scores.json and page_run.json for `eval run --pages`).
 
 What an earlier run left decides what this one does: the same model (by the sha256 of its files),
 settings and dataset content reuse finished predictions and continue unfinished ones; anything
@@ -7,21 +8,25 @@ changed regenerates, saying what changed. The record is written last, so it says
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from glmocr_lf.evaluation.dataset import EvalSample
 from glmocr_lf.evaluation.predictions import Prediction, read_predictions
 from glmocr_lf.runtime.errors import GlmocrLfError
 from glmocr_lf.runtime.modelfiles import FileHashes
-from glmocr_lf.runtime.records import EvalRecord, eval_record_path, read_eval_record
+from glmocr_lf.runtime.records import KeyedRecord, eval_record_path, read_eval_record
 
 PREDICTIONS_FILE = "predictions.jsonl"
 SCORES_FILE = "scores.json"
+# the settings that are the inputs' content, said in words when they change
+CONTENT_CHANGES = {"dataset_sha256": "the dataset content changed", "pages_sha256": "the ground-truth file changed",
+                   "images_sha256": "the page images changed"}
 
 Action = Literal["fresh", "reuse", "resume", "regenerate"]
+D = TypeVar("D")  # a finished answer as the folder holds it
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,10 @@ class RunKey:
 
 
 @dataclass(frozen=True)
-class OutputPlan:
+class OutputPlan(Generic[D]):
     action: Action
     reasons: list[str]
-    done: dict[str, Prediction] = field(default_factory=dict)  # finished predictions kept, by id
+    done: dict[str, D] = field(default_factory=dict)  # finished answers kept, by id
 
     @property
     def line(self) -> str:
@@ -51,7 +56,7 @@ def _short(sha: str | None) -> str:
     return sha[:12] if sha else "unknown"
 
 
-def key_changes(earlier: EvalRecord, key: RunKey) -> list[str]:
+def key_changes(earlier: KeyedRecord, key: RunKey) -> list[str]:
     """What differs between an earlier run and this one, one phrase each; empty if nothing."""
     if not earlier.settings:
         return [f"{earlier.path} records no settings (an older glmocr-lf wrote it)"]
@@ -63,8 +68,7 @@ def key_changes(earlier: EvalRecord, key: RunKey) -> list[str]:
     for name in dict.fromkeys([*key.settings, *earlier.settings]):
         then, now = earlier.settings.get(name), key.settings.get(name)
         if then != now:
-            changes.append("the dataset content changed" if name == "dataset_sha256"
-                           else f"{name} {then} then, {now} now")
+            changes.append(CONTENT_CHANGES.get(name, f"{name} {then} then, {now} now"))
     return changes
 
 
@@ -80,32 +84,52 @@ def _finished_predictions(path: Path, samples: Sequence[EvalSample]) -> dict[str
 
 
 def plan_outputs(out_dir: Path, key: RunKey, samples: Sequence[EvalSample], *, force: bool,
-                 resume: bool) -> OutputPlan:
+                 resume: bool) -> OutputPlan[Prediction]:
     """What to do with what `out_dir` holds: start, reuse, continue or regenerate, and why."""
     predictions = out_dir / PREDICTIONS_FILE
-    earlier = read_eval_record(out_dir)
-    if earlier is None and not predictions.exists():
+    return plan_folder(Folder(read_eval_record(out_dir), eval_record_path(out_dir), predictions, "dataset", "samples"),
+                       key, [s.id for s in samples], lambda: _finished_predictions(predictions, samples),
+                       force=force, resume=resume)
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What an earlier run left in an output folder, and how to name it."""
+
+    earlier: KeyedRecord | None
+    record_path: Path
+    answers: Path  # appended to as answers are made
+    inputs: str  # what else the answers are made from, besides the model and settings
+    units: str  # what the answers are of: samples, regions
+
+
+def plan_folder(folder: Folder, key: RunKey, ids: Sequence[str], finished: Callable[[], dict[str, D]], *,
+                force: bool, resume: bool) -> OutputPlan[D]:
+    """Start, reuse, continue or regenerate, and why; `finished` reads the answers kept (called
+    only when the earlier run was made the same way)."""
+    earlier, answers = folder.earlier, folder.answers
+    if earlier is None and not answers.exists():
         return OutputPlan("fresh", [])
     if earlier is None and not force:
-        raise GlmocrLfError(f"{predictions}: already exists, and no {eval_record_path(out_dir).name} says "
+        raise GlmocrLfError(f"{answers}: already exists, and no {folder.record_path.name} says "
                             "what made it", hint="pass --force to start over, or --out another directory")
     if force or earlier is None:
         return OutputPlan("regenerate", ["--force"])
     changes = key_changes(earlier, key)
     if changes and resume:
-        raise GlmocrLfError(f"--resume: {eval_record_path(out_dir)} was made with other options: "
+        raise GlmocrLfError(f"--resume: {folder.record_path} was made with other options: "
                             + "; ".join(changes), hint="resume with the same options, or pass --force to start over")
     if changes:
         return OutputPlan("regenerate", changes)
-    done = _finished_predictions(predictions, samples)
-    if earlier.status == "finished" and set(done) == {s.id for s in samples}:
-        return OutputPlan("reuse", [f"{predictions} was made from the same model, settings and dataset "
+    done = finished()
+    if earlier.status == "finished" and set(done) == set(ids):
+        return OutputPlan("reuse", [f"{answers} was made from the same model, settings and {folder.inputs} "
                                     "(--force regenerates)"], done)
-    return OutputPlan("resume", [f"{len(done)} of {len(samples)} samples already in {predictions} "
+    return OutputPlan("resume", [f"{len(done)} of {len(ids)} {folder.units} already in {answers} "
                                  f"(the earlier run {_ended(earlier)})"], done)
 
 
-def _ended(earlier: EvalRecord) -> str:
+def _ended(earlier: KeyedRecord) -> str:
     if earlier.status == "running":  # its writer is gone: nobody holds the folder's lock
         return f"stopped without a word, pid {earlier.pid}: killed?"
     status = f"{earlier.status} by {earlier.signal}" if earlier.signal else str(earlier.status)

@@ -7,10 +7,11 @@ together in reading order as GLM-OCR's SDK writes a page (`pageformat`). The sco
 that of the recognition with a perfect layout, not of a layout model plus OCR. `--whole-page`:
 one call per page image with the text prompt, for contrast.
 
-Crash-safe and resumable like `eval run`: each answer is appended to regions.jsonl as it is made
-(`--resume` continues after the last one, refused when the options that change answers, or the
-content of the model, ground truth or page images, differ),
-and the Markdown folder md/ is written as one set (staged, then renamed into place) at the end.
+The folder is `eval run`'s (`outputs.plan_folder`): the answers are keyed by the model's and
+adapter's files, the settings that change answers and the content of the ground truth and page
+images; the same key reuses finished answers (no model load) and continues unfinished ones, anything
+changed regenerates, saying what. Each answer is appended to regions.jsonl as it is made; md/ is
+written as one set (staged, then renamed into place) at the end, and page_run.json last.
 """
 
 from __future__ import annotations
@@ -21,31 +22,47 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glmocr_lf.data import jsonl
 from glmocr_lf.data.layout import crop_box, read_pages
+from glmocr_lf.evaluation.outputs import Folder, OutputPlan, RunKey, plan_folder
 from glmocr_lf.evaluation.pageformat import GLM_LABELS, Block, page_markdown, task_of
-from glmocr_lf.evaluation.run import check_model, model_fingerprints
-from glmocr_lf.runtime.constants import IMAGE_PLACEHOLDER, LF_DEFAULT_IMAGE_MIN_PIXELS, TASK_PROMPTS
+from glmocr_lf.evaluation.run import check_model, default_out_dir, model_fingerprints
+from glmocr_lf.evaluation.settings import DECODING, Resolution, resolve_resolution
+from glmocr_lf.runtime.constants import (
+    IMAGE_PLACEHOLDER,
+    LF_DEFAULT_IMAGE_MIN_PIXELS,
+    TASK_PROMPTS,
+    TEMPLATE,
+)
 from glmocr_lf.runtime.errors import DataError, GlmocrLfError
-from glmocr_lf.runtime.fsutil import atomic_write_text, check_dir_target, ensure_dir, output_lock
+from glmocr_lf.runtime.fsutil import (
+    atomic_write_text,
+    check_writable,
+    ensure_dir,
+    output_lock,
+    remove_path,
+)
 from glmocr_lf.runtime.modelfiles import Hasher
 from glmocr_lf.runtime.process import Interrupted, stop_signals_interrupt
-from glmocr_lf.runtime.records import PageRunRecord, read_page_run_record, write_page_run_record
+from glmocr_lf.runtime.records import (
+    PageRunRecord,
+    now,
+    page_run_record_path,
+    read_page_run_record,
+    write_page_run_record,
+)
+
+if TYPE_CHECKING:
+    from glmocr_lf.evaluation.generation import LoadedModel
 
 ANSWERS_FILE = "regions.jsonl"
 MARKDOWN_DIR = "md"
 SCORES_FILE = "page_scores.json"
 LAYOUTS = {False: "ground-truth layout", True: "whole page, one call"}
-# options that change the answers: a resumed run must use the same ones
-RESUME_KEYS = ("model", "adapter", "pages", "images", "whole_page", "max_new_tokens", "repetition_penalty",
-               "image_max_pixels", "image_min_pixels", "margin",
-               "model_sha256", "adapter_sha256", "pages_sha256", "images_sha256")
-CONTENT_KEYS = {"model_sha256": "the model's files", "adapter_sha256": "the adapter's files",
-                "pages_sha256": "the ground-truth file", "images_sha256": "the page images"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,10 @@ class Region:
     box: tuple[float, float, float, float] | None  # None: the whole page
 
 
-def default_page_out_dir(pages: Path, whole_page: bool) -> Path:
-    return Path("evals") / (Path(pages).stem + ("-whole-page" if whole_page else "-pages"))
+def default_page_out_dir(model: str, adapter: Path | None, pages: Path, whole_page: bool) -> Path:
+    """evals/<model>[-<adapter>]-<ground truth>-pages (or -whole-page): two models never share a folder."""
+    folder = default_out_dir(model, adapter)
+    return folder.with_name(f"{folder.name}-{Path(pages).stem}" + ("-whole-page" if whole_page else "-pages"))
 
 
 def plan_regions(options: PageRunOptions) -> list[Region]:
@@ -116,12 +135,15 @@ def page_image(options: PageRunOptions, name: str) -> Path:
     return source
 
 
-def identity(options: PageRunOptions, hasher: Hasher) -> dict[str, str | None]:
-    """What the answers are made from, by content: the model's and adapter's files, the ground
-    truth and the page images it names (each file hashed once per command)."""
-    model_sha, adapter_sha, _ = model_fingerprints(options.model, options.adapter, {}, hasher)
+def page_settings(options: PageRunOptions, resolution: Resolution, hasher: Hasher) -> dict[str, Any]:
+    """Everything besides the model that changes the answers, the ground truth and the page images
+    it names by content (each file hashed once per command)."""
     images = [[name, hasher.sha256(page_image(options, name))] for name in page_names(options)]
-    return {"model_sha256": model_sha, "adapter_sha256": adapter_sha, "pages_sha256": hasher.sha256(options.pages),
+    return {"image_max_pixels": resolution.max_pixels, "image_min_pixels": resolution.min_pixels,
+            "max_new_tokens": options.max_new_tokens, "repetition_penalty": options.repetition_penalty,
+            "decoding": DECODING, "template": TEMPLATE, "layout": LAYOUTS[options.whole_page],
+            "margin": None if options.whole_page else options.margin, "max_pages": options.max_pages,
+            "pages_sha256": hasher.sha256(options.pages),
             "images_sha256": hashlib.sha256(json.dumps(images).encode()).hexdigest()}
 
 
@@ -147,39 +169,49 @@ def crop(options: PageRunOptions, region: Region, folder: Path) -> Path:
     return path
 
 
-def _record(options: PageRunOptions, max_pixels: int, status: str, **extra: Any) -> PageRunRecord:
-    # --force and --resume say how this command started, not what it made: the record ignores them
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
-    return PageRunRecord.model_validate({**values, "image_max_pixels": max_pixels, "layout": LAYOUTS[options.whole_page],
-                                         "status": status, **extra})
-
-
-def _finished(options: PageRunOptions, regions: list[Region], record: PageRunRecord) -> dict[str, str]:
+def _finished(options: PageRunOptions, regions: list[Region]) -> dict[str, str]:
     path = options.out_dir / ANSWERS_FILE
-    if not path.is_file() or path.stat().st_size == 0:
+    if not path.is_file():
         return {}
-    earlier = read_page_run_record(options.out_dir)
-    # an option the earlier record does not name (an older glmocr-lf wrote it) is not compared
-    changed = [_change(key, getattr(earlier, key), getattr(record, key)) for key in RESUME_KEYS
-               if earlier is not None and key in earlier.model_fields_set and getattr(earlier, key) != getattr(record, key)]
-    if earlier is not None and changed:
-        raise GlmocrLfError(f"--resume: {earlier.path} was made with other options: "
-                            + "; ".join(changed), hint="resume with the same options, or pass --force to start over")
-    known = {r.id for r in regions}
     done = {str(rec["id"]): str(rec["answer"]) for _, rec in jsonl.read(path, "region answers file")}
-    unknown = sorted(set(done) - known)
+    unknown = sorted(set(done) - {r.id for r in regions})
     if unknown:
-        raise GlmocrLfError(f"--resume: {path} holds regions that are not in {options.pages} (first: {unknown[0]!r})",
+        raise GlmocrLfError(f"{path} holds regions that are not in {options.pages} (first: {unknown[0]!r})",
                             hint="pass --force to start over")
     return done
 
 
-def _change(key: str, then: Any, now: Any) -> str:
-    if key in CONTENT_KEYS:
-        def short(sha: Any) -> str:
-            return str(sha)[:12] if sha else "none"
-        return f"{CONTENT_KEYS[key]} changed (sha256 {short(then)} then, {short(now)} now)"
-    return f"{key} {then!r}, now {now!r}"
+@dataclass
+class _PageRun:
+    """One page evaluation as planned: its regions, settings, identity and what the folder holds."""
+
+    options: PageRunOptions
+    regions: list[Region]
+    resolution: Resolution
+    key: RunKey
+    outputs: OutputPlan[str]
+    hasher: Hasher  # what this command hashed: each file is read once
+    notes: list[str] = field(default_factory=list)  # about the model (its training died)
+    record: PageRunRecord = field(default_factory=PageRunRecord)
+
+
+def plan_page_run(options: PageRunOptions, hasher: Hasher | None = None) -> _PageRun:
+    """Every check that can fail before a model loads, as `eval run` makes them; reads files, writes none."""
+    hasher = hasher or Hasher()
+    check_writable(options.out_dir, "--out directory")
+    regions = plan_regions(options)
+    notes = check_model(options.model, options.adapter, hasher)  # stale merge, loadable, still training
+    resolution = resolve_resolution(options.model, options.adapter, None, options.image_max_pixels,
+                                    options.image_min_pixels)
+    earlier = read_page_run_record(options.out_dir) if options.out_dir.is_dir() else None
+    model_sha, adapter_sha, hashes = model_fingerprints(options.model, options.adapter,
+                                                        earlier.file_hashes if earlier else {}, hasher)
+    key = RunKey(model_sha, adapter_sha, page_settings(options, resolution, hasher), hashes)
+    folder = Folder(earlier, page_run_record_path(options.out_dir), options.out_dir / ANSWERS_FILE,
+                    "ground truth and page images", "regions")
+    outputs = plan_folder(folder, key, [r.id for r in regions], lambda: _finished(options, regions),
+                          force=options.force, resume=options.resume)
+    return _PageRun(options, regions, resolution, key, outputs, hasher, notes)
 
 
 def write_markdown(options: PageRunOptions, regions: list[Region], answers: dict[str, str]) -> Path:
@@ -202,51 +234,85 @@ def write_markdown(options: PageRunOptions, regions: list[Region], answers: dict
 
 
 def run_pages(options: PageRunOptions, *, on_start: Callable[[list[str]], object] | None = None,
-              on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, Any]:
-    """Recognise every region (or page), write md/ and page_scores.json; (md folder, PageScores)."""
-    from glmocr_lf.evaluation.settings import resolve_resolution
+              on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, Any, bool]:
+    """Reuse what the folder holds, or load the model, recognise every region (or page) not done yet,
+    write md/ and page_scores.json; (md folder, PageScores, reused). SIGTERM and SIGHUP stop it as
+    Ctrl-C does: the record says interrupted."""
+    with stop_signals_interrupt():
+        run = plan_page_run(options)
+        if on_start:
+            on_start(_plan(run))
+        if run.outputs.action != "reuse":
+            loaded = _load(run)  # a failure here writes nothing
+            with output_lock(options.out_dir, what="page evaluation"):
+                # again: another run may have written the folder while the model loaded
+                run = plan_page_run(options, run.hasher)
+                if run.outputs.action != "reuse":
+                    _recognise_into(run, loaded, on_progress)
+                    return (*_scored(run, finish=True), False)
+        return (*_scored(run), True)
 
-    check_dir_target(options.out_dir, "--out directory")
-    answers_path = options.out_dir / ANSWERS_FILE
-    if answers_path.exists() and not (options.force or options.resume):
-        raise GlmocrLfError(f"{answers_path}: already exists",
-                            hint="pass --resume to continue it, --force to start over, or --out another directory")
-    regions = plan_regions(options)
-    hasher = Hasher()
-    notes = check_model(options.model, options.adapter, hasher)  # eval run's: stale merge, loadable, still training
-    resolution = resolve_resolution(options.model, options.adapter, None, options.image_max_pixels,
-                                    options.image_min_pixels)
-    max_pixels = resolution.max_pixels
-    record = _record(options, max_pixels, "running", regions=len(regions), **identity(options, hasher))
-    with stop_signals_interrupt(), output_lock(options.out_dir, what="page evaluation"):
-        if options.force and not options.resume:
-            atomic_write_text(answers_path, "")
-        with jsonl.Appender(answers_path) as appender:
-            done = _finished(options, regions, record) if options.resume else {}
-            if on_start:
-                on_start(_plan(options, regions, done, max_pixels, resolution.source) + notes)
-            write_page_run_record(options.out_dir, record)
-            started = time.monotonic()
-            try:  # from here the record says how the run ended
-                _recognise(options, [r for r in regions if r.id not in done], done, appender, max_pixels,
-                           lambda: on_progress(len(done), len(regions)) if on_progress else None)
-            except BaseException as err:
-                write_page_run_record(options.out_dir, _stopped(record, err, started))
-                raise
-        folder = write_markdown(options, regions, done)
-        from glmocr_lf.evaluation.omnidocbench.pagescore import score_pages
 
-        scores = score_pages(options.pages, folder)
-        report = {**scores.to_json(), "layout": LAYOUTS[options.whole_page]}
-        atomic_write_text(options.out_dir / SCORES_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        write_page_run_record(options.out_dir, record.model_copy(update={
-            "status": "finished", "seconds": round(time.monotonic() - started, 2)}))
+def _load(run: _PageRun) -> LoadedModel | None:
+    """The model, unless every region is already done (an earlier run stopped before its record)."""
+    if all(r.id in run.outputs.done for r in run.regions):
+        return None
+    from glmocr_lf.evaluation.generation import load_model
+
+    o = run.options
+    return load_model(o.model, o.adapter, o.device, verbose=o.verbose)
+
+
+def _start(run: _PageRun, loaded: LoadedModel | None) -> None:
+    """Clear what a regenerated run replaces, then record the run as running."""
+    o = run.options
+    out = ensure_dir(o.out_dir, "--out directory")
+    for name in (SCORES_FILE, MARKDOWN_DIR) + ((ANSWERS_FILE,) if run.outputs.action in ("fresh", "regenerate") else ()):
+        remove_path(out / name)
+    run.record = PageRunRecord(
+        model=o.model, adapter=str(o.adapter) if o.adapter else None, pages=str(o.pages), images=str(o.images),
+        out_dir=str(o.out_dir), layout=LAYOUTS[o.whole_page], max_pages=o.max_pages,
+        settings_source=run.resolution.source, batch_size=o.batch_size, device=loaded.device if loaded else None,
+        regions=len(run.regions), model_sha256=run.key.model_sha256, adapter_sha256=run.key.adapter_sha256,
+        settings=run.key.settings, file_hashes=run.key.file_hashes, status="running", started=now())
+    write_page_run_record(out, run.record)
+
+
+def _recognise_into(run: _PageRun, loaded: LoadedModel | None, on_progress: Callable[[int, int], None] | None) -> None:
+    done = dict(run.outputs.done)
+    _start(run, loaded)
+    started = time.monotonic()
+    try:  # from here the record says how the run ended
+        with jsonl.Appender(run.options.out_dir / ANSWERS_FILE) as appender:
+            _recognise(run.options, loaded, [r for r in run.regions if r.id not in done], done, appender,
+                       run.resolution.max_pixels,
+                       lambda: on_progress(len(done), len(run.regions)) if on_progress else None)
+    except BaseException as err:
+        run.record = _stopped(run.record, err, started)
+        write_page_run_record(run.options.out_dir, run.record)
+        raise
+    run.outputs = OutputPlan(run.outputs.action, run.outputs.reasons, done)
+    run.record = run.record.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
+
+
+def _scored(run: _PageRun, *, finish: bool = False) -> tuple[Path, Any]:
+    """Score md/; a finished recognition writes md/ as one set, its scores, then the record that says
+    it finished (last: a crash before it leaves a record that does not)."""
+    from glmocr_lf.evaluation.omnidocbench.pagescore import score_pages
+
+    o = run.options
+    folder = write_markdown(o, run.regions, run.outputs.done) if finish else o.out_dir / MARKDOWN_DIR
+    scores = score_pages(o.pages, folder)
+    if finish:
+        report = {**scores.to_json(), "layout": LAYOUTS[o.whole_page]}
+        atomic_write_text(o.out_dir / SCORES_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_page_run_record(o.out_dir, run.record.model_copy(update={"status": "finished", "finished": now()}))
     return folder, scores
 
 
 def _stopped(record: PageRunRecord, err: BaseException, started: float) -> PageRunRecord:
     """Ctrl-C, SIGTERM or SIGHUP (raised as it): interrupted; anything else: failed, with the error."""
-    fields: dict[str, Any] = {"seconds": round(time.monotonic() - started, 2)}
+    fields: dict[str, Any] = {"seconds": round(time.monotonic() - started, 2), "finished": now()}
     if isinstance(err, KeyboardInterrupt):
         fields.update(status="interrupted", signal=err.signal if isinstance(err, Interrupted) else None)
     else:
@@ -254,24 +320,22 @@ def _stopped(record: PageRunRecord, err: BaseException, started: float) -> PageR
     return record.model_copy(update=fields)
 
 
-def _plan(options: PageRunOptions, regions: list[Region], done: dict[str, str], max_pixels: int, source: str) -> list[str]:
-    lines = [f"model: {options.model}" + (f" + adapter {options.adapter}" if options.adapter else ""),
-             f"pages: {options.pages} ({len(page_names(options))} pages, {len(regions)} "
-             f"{'calls, one per page' if options.whole_page else 'regions'}; {LAYOUTS[options.whole_page]})",
-             f"images: at most {max_pixels} pixels (from {source})"]
-    if options.resume:
-        lines.append(f"resuming: {len(done)} of {len(regions)} already in {options.out_dir / ANSWERS_FILE}")
-    return lines
+def _plan(run: _PageRun) -> list[str]:
+    o = run.options
+    lines = [f"model: {o.model}" + (f" + adapter {o.adapter}" if o.adapter else ""),
+             f"pages: {o.pages} ({len(page_names(o))} pages, {len(run.regions)} "
+             f"{'calls, one per page' if o.whole_page else 'regions'}; {LAYOUTS[o.whole_page]})",
+             f"images: at most {run.resolution.max_pixels} pixels (from {run.resolution.source})"]
+    return lines + ([run.outputs.line] if run.outputs.line else []) + run.notes
 
 
-def _recognise(options: PageRunOptions, todo: list[Region], done: dict[str, str], appender: jsonl.Appender,
-               max_pixels: int, tick: Callable[[], object]) -> None:
-    if not todo:
+def _recognise(options: PageRunOptions, loaded: LoadedModel | None, todo: list[Region], done: dict[str, str],
+               appender: jsonl.Appender, max_pixels: int, tick: Callable[[], object]) -> None:
+    if not todo or loaded is None:
         return
     from glmocr_lf.evaluation.dataset import EvalSample
-    from glmocr_lf.evaluation.generation import generate, load_model
+    from glmocr_lf.evaluation.generation import generate
 
-    loaded = load_model(options.model, options.adapter, options.device, verbose=options.verbose)
     crops = ensure_dir(options.out_dir / ".crops")
     for start in range(0, len(todo), options.batch_size):
         batch = todo[start:start + options.batch_size]

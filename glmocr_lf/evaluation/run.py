@@ -109,7 +109,7 @@ class _Run:
     samples: list[EvalSample]
     resolution: Resolution
     key: RunKey
-    outputs: OutputPlan
+    outputs: OutputPlan[Prediction]
     hasher: Hasher  # what this command hashed: each file is read once
     record: EvalRecord = field(default_factory=EvalRecord)
     notes: list[str] = field(default_factory=list)  # about the model (its training died)

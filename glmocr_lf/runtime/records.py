@@ -96,24 +96,14 @@ class ExportRecord(LaunchedRecord):
     mtp_tensors_carried: int = 0
 
 
-class EvalRecord(Record):
-    """An `eval run`: what it scored, with which settings, and how far it got."""
+class KeyedRecord(Record):
+    """Answers keyed by what made them (evaluation.outputs.RunKey): a later run reuses them, continues
+    them or regenerates them by these fields, and says how the run got as far as it did."""
 
-    model: str = ""
-    adapter: str | None = None
-    dataset: str = ""
-    out_dir: str = ""
-    data_dir: str = ""
-    max_samples: int | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)  # evaluation.settings.ScoreSettings
-    settings_source: str | None = None  # where the pixel limits came from
     model_sha256: str | None = None  # of the model's files (modelfiles.folder_fingerprint)
     adapter_sha256: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)  # everything else that changes the answers
     file_hashes: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)  # by folder: not hashed again
-    batch_size: int | None = None
-    device: str | None = None
-    samples: int | None = None
-    pid: int | None = None
     started: str | None = None
     finished: str | None = None
     seconds: float | None = None
@@ -121,9 +111,25 @@ class EvalRecord(Record):
     signal: str | None = None  # the signal that interrupted it (SIGINT: Ctrl-C; SIGTERM: kill, timeout)
 
 
-class PageRunRecord(Record):
-    """An `eval run --pages`: the options that change its answers (a resumed run must use the same
-    ones), and how far it got."""
+class EvalRecord(KeyedRecord):
+    """An `eval run`: what it scored, with which settings (evaluation.settings.ScoreSettings), and how
+    far it got."""
+
+    model: str = ""
+    adapter: str | None = None
+    dataset: str = ""
+    out_dir: str = ""
+    data_dir: str = ""
+    max_samples: int | None = None
+    settings_source: str | None = None  # where the pixel limits came from
+    batch_size: int | None = None
+    device: str | None = None
+    samples: int | None = None
+
+
+class PageRunRecord(KeyedRecord):
+    """An `eval run --pages`: its settings (evaluation.pagerun.page_settings: the image limits, decoding,
+    layout, margin, max_pages, the ground truth's and page images' sha256), and how far it got."""
 
     model: str = ""
     adapter: str | None = None
@@ -131,24 +137,11 @@ class PageRunRecord(Record):
     images: str = ""
     out_dir: str = ""
     layout: str = ""  # ground-truth layout, or whole page
-    whole_page: bool = False
     max_pages: int | None = None
-    max_new_tokens: int | None = None
-    repetition_penalty: float | None = None
-    image_max_pixels: int | None = None  # the limit used (from a record when not given)
-    image_min_pixels: int | None = None
+    settings_source: str | None = None  # where the pixel limits came from
     batch_size: int | None = None
     device: str | None = None
-    margin: int | None = None  # pixels around each cropped region
-    # what the answers were made from: a resumed run that differs in any of these would mix two models
-    model_sha256: str | None = None  # of the model's files (modelfiles.folder_fingerprint)
-    adapter_sha256: str | None = None
-    pages_sha256: str | None = None  # of the ground-truth file
-    images_sha256: str | None = None  # of the page images it names
     regions: int | None = None
-    seconds: float | None = None
-    error: str | None = None  # why a failed run stopped
-    signal: str | None = None  # the signal that interrupted it
 
 
 R = TypeVar("R", bound=Record)
@@ -283,4 +276,8 @@ def write_page_run_record(out_dir: Path, record: PageRunRecord) -> Path:
 
 
 def read_page_run_record(out_dir: Path) -> PageRunRecord | None:
-    return _read(Path(out_dir) / PAGE_RUN_RECORD, PageRunRecord)
+    return _read(page_run_record_path(out_dir), PageRunRecord)
+
+
+def page_run_record_path(out_dir: Path) -> Path:
+    return Path(out_dir) / PAGE_RUN_RECORD
