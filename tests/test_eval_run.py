@@ -470,3 +470,36 @@ def test_sigterm_is_a_ctrl_c_the_record_says_interrupted_and_the_same_command_co
     assert (f"resuming: {done} of 10 samples already in cut/predictions.jsonl (the earlier run interrupted by "
             "SIGTERM)") in result.stderr.splitlines()
     assert len(predictions.read_text().splitlines()) == 10
+
+
+def test_a_sigterm_that_library_code_wraps_is_still_a_stop(
+        invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal lands while transformers builds a dataclass (its processor kwargs): Python turns an
+    exception raised in `__set_name__` into a RuntimeError. It is still SIGTERM: exit 143, the record
+    says interrupted, the finished prediction is kept (CI saw 'failed', exit 1)."""
+    import os
+    import signal
+
+    from glmocr_lf.evaluation import generation
+
+    exported_model(tmp_path)
+    answering_x(monkeypatch)
+
+    class SignalledWhileNamed:
+        def __set_name__(self, owner: type, name: str) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def generate(_loaded: object, samples: list[EvalSample], **_: object) -> Iterator[tuple[list[EvalSample], list[str]]]:
+        yield [samples[0]], ["x"]
+        type("MergedTypedDict", (), {"do_convert_rgb": SignalledWhileNamed()})
+
+    monkeypatch.setattr(generation, "generate", generate)
+    result = invoke("eval", "run", "--model", "merged", "--dataset", str(SAMPLE_JSON), "--max-samples", "2",
+                    "--out", "out")
+    assert result.exit_code == 143, result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        "out: the finished predictions are kept; the same command continues after them",
+        "Error: interrupted by SIGTERM"]
+    record = json.loads(Path("out/eval_run.json").read_text())
+    assert (record["status"], record["signal"], record["error"]) == ("interrupted", "SIGTERM", None)
+    assert len(Path("out/predictions.jsonl").read_text().splitlines()) == 1

@@ -47,7 +47,7 @@ from glmocr_lf.runtime.fsutil import (
     remove_path,
 )
 from glmocr_lf.runtime.modelfiles import Hasher
-from glmocr_lf.runtime.process import Interrupted, stop_signals_interrupt
+from glmocr_lf.runtime.process import Interrupted, stop_of, stop_signals_interrupt
 from glmocr_lf.runtime.records import (
     PageRunRecord,
     now,
@@ -313,8 +313,9 @@ def _scored(run: _PageRun, *, finish: bool = False) -> tuple[Path, Any]:
 def _stopped(record: PageRunRecord, err: BaseException, started: float) -> PageRunRecord:
     """Ctrl-C, SIGTERM or SIGHUP (raised as it): interrupted; anything else: failed, with the error."""
     fields: dict[str, Any] = {"seconds": round(time.monotonic() - started, 2), "finished": now()}
-    if isinstance(err, KeyboardInterrupt):
-        fields.update(status="interrupted", signal=err.signal if isinstance(err, Interrupted) else None)
+    stop = stop_of(err)
+    if stop is not None:
+        fields.update(status="interrupted", signal=stop.signal if isinstance(stop, Interrupted) else None)
     else:
         fields.update(status="failed", error=str(err) or repr(err))
     return record.model_copy(update=fields)

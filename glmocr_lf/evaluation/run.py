@@ -52,7 +52,7 @@ from glmocr_lf.runtime.modelfiles import (
     model_problems,
     stale_merge,
 )
-from glmocr_lf.runtime.process import Interrupted, stop_signals_interrupt
+from glmocr_lf.runtime.process import Interrupted, stop_of, stop_signals_interrupt
 from glmocr_lf.runtime.records import (
     EvalRecord,
     now,
@@ -274,11 +274,12 @@ def _generate_into(run: _Run, loaded: LoadedModel | None, hooks: RunHooks) -> li
                     done[sample.id] = _prediction(sample, answer)
                     appender.add(asdict(done[sample.id]))
                 hooks.on_progress(len(done), len(run.samples))
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM / SIGHUP raised as it (stop_signals_interrupt)
-        _end(run, "interrupted", started, signal=err.signal if isinstance(err, Interrupted) else None)
-        raise
     except BaseException as err:
-        _end(run, "failed", started, error=str(err) or repr(err))
+        stop = stop_of(err)  # Ctrl-C, or SIGTERM / SIGHUP raised as it (stop_signals_interrupt)
+        if stop is None:
+            _end(run, "failed", started, error=str(err) or repr(err))
+        else:
+            _end(run, "interrupted", started, signal=stop.signal if isinstance(stop, Interrupted) else None)
         raise
     run.record = run.record.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
     return [done[s.id] for s in run.samples]

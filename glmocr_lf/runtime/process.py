@@ -148,20 +148,41 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(self.signal)
 
 
+_received: list[int] = []  # the stop signals that reached the active stop_signals_interrupt
+
+
+def stop_of(err: BaseException) -> KeyboardInterrupt | None:
+    """The stop behind `err`: itself for Ctrl-C or `Interrupted`; an `Interrupted` for a stop signal
+    that code it interrupted wrapped in another exception (Python turns one raised inside a
+    `__set_name__`, e.g. while transformers builds a dataclass, into a RuntimeError); else None."""
+    if isinstance(err, KeyboardInterrupt):
+        return err
+    return Interrupted(_received[-1]) if _received else None
+
+
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """While the body runs (in our own process, not a child's), each forwarded signal raises
     `Interrupted`: `kill`, `timeout` or a scheduler's SIGTERM is a Ctrl-C, not a death that runs
-    no cleanup and leaves a record saying "running". A signal we ignore stays ignored."""
+    no cleanup and leaves a record saying "running". A signal we ignore stays ignored. Whatever
+    the body raises after a stop signal leaves as `Interrupted` (see `stop_of`)."""
     def interrupt(signum: int, _frame: FrameType | None) -> None:
+        _received.append(signum)
         raise Interrupted(signum)
 
     previous = _install(interrupt)
+    _received.clear()
     try:
         yield
+    except BaseException as err:
+        stop = stop_of(err)
+        if stop is not None and stop is not err:
+            raise stop from err
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _received.clear()
 
 
 def _install(handler: Callable[[int, FrameType | None], None]) -> dict[int, Any]:
