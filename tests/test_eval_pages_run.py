@@ -171,3 +171,55 @@ def test_a_page_run_is_keyed_by_the_model_s_files_and_records_how_it_stopped(
     assert len(answers.read_text().splitlines()) == 11  # the new model's answers only
     record = read_page_run_record(Path("run"))
     assert record is not None and record.status == "finished" and record.model_sha256 != first.model_sha256
+
+
+def test_a_page_run_regenerates_when_a_page_image_changed_and_records_a_failure(
+        invoke: Invoke, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model seam stubbed (each region answered "x"): a page image changed regenerates, naming
+    it; an error mid-run records failed with the error and keeps the finished answers; the same
+    command continues after them."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from glmocr_lf.evaluation import generation
+
+    calls: list[str] = []
+
+    def generate(loaded: object, samples: list[object], **_: object) -> object:
+        for sample in samples:
+            if len(calls) == 3 and "fail" in calls:
+                raise RuntimeError("CUDA out of memory")
+            calls.append(sample.id)  # type: ignore[attr-defined]
+            yield [sample], ["x"]
+
+    monkeypatch.setattr(generation, "load_model",
+                        lambda *_, **__: generation.LoadedModel(None, None, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(generation, "generate", generate)
+    write_pages(tmp_path / "odb", 3, images=True)
+    images = tmp_path / "odb" / "images"
+    common = ["--model", str(tiny_model), "--pages", str(tmp_path / "odb" / "gt.json"), "--images", str(images),
+              "--device", "cpu", "--out", "run"]
+    assert invoke("eval", "run", *common).exit_code == 0 and len(calls) == 11
+
+    page = sorted(images.iterdir())[0]
+    with Image.open(page) as opened:
+        image = opened.convert("RGB")
+    image.putpixel((0, 0), (1, 2, 3))
+    image.save(page)
+    calls[:] = ["fail"]
+    plan: list[str] = []
+    monkeypatch.setattr("glmocr_lf.cli.eval._show_plan", plan.extend)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # a crash, not a user error
+        invoke("eval", "run", *common)
+    assert plan[3] == "regenerating: the page images changed"
+    record = read_page_run_record(Path("run"))
+    assert record is not None and (record.status, record.error) == ("failed", "CUDA out of memory")
+    assert len(Path("run/regions.jsonl").read_text().splitlines()) == 2  # the finished answers kept
+
+    calls[:], plan[:] = [], []
+    resumed = invoke("eval", "run", *common)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert plan[3] == (f"resuming: 2 of 11 regions already in {Path('run/regions.jsonl')} "
+                                              "(the earlier run failed: CUDA out of memory)")
+    assert len(calls) == 9 and len(Path("run/regions.jsonl").read_text().splitlines()) == 11
